@@ -1,0 +1,412 @@
+#!/usr/bin/env bash
+# sigvault's packaging check: build the .deb and .rpm, inspect them, lint the .deb, then install,
+# exercise and remove the .deb in a clean Debian 12 root.
+#
+#   packaging/check-packages.sh
+#
+# Steps (each assertion prints "ok" or "FAIL"; the last line is "N passed, M failed"; the exit
+# status is non-zero on any failure):
+#   1. packaging/build-packages.sh (release build, cargo deb, cargo generate-rpm);
+#   2. the .deb with dpkg-deb -c/-I/-e: paths, modes, conffiles, Depends/Recommends, scripts;
+#   3. the .rpm with rpm -qlp/-qip/--configfiles/--scripts: the same;
+#   4. lintian on the .deb: any E: fails (W: and I: are printed, allowed);
+#   5. a clean `debootstrap --variant=minbase bookworm` root (plus systemd, softhsm2 and adduser,
+#      which a real VM has) from the mirror this machine's apt sources use. The root is cached as
+#      target/packaging-cache/<key>.tar.gz, so only the first run downloads anything;
+#   6. inside it (chroot): apt-get install the .deb; sigvault --version; users, groups and
+#      directories; nothing enabled or started; check-config on the shipped example configs as
+#      shipped (they must parse, and the only problems allowed are missing secrets and ceremony
+#      outputs), then a real SoftHSM2 ceremony with /etc/sigvault/ceremony.toml and credentials
+#      for the examples, after which check-config must say OK for every shipped config;
+#      systemd-analyze verify (no output) and systemd-analyze security --offline=yes (each service
+#      <= 1.5) on the installed units;
+#   7. apt-get remove, then purge: binary and units gone, conffiles kept on remove and gone on
+#      purge, users and groups gone on purge, keys and the ceremony record never touched.
+#
+# Needs root (debootstrap, chroot, mounts) on Debian 12; installs rpm, lintian and debootstrap
+# from Debian if missing. Everything it mounts or creates is under one temporary directory,
+# unmounted and removed on exit, whatever happens. Bounded: SIGVAULT_PACKAGING_TIMEOUT seconds
+# (default 1500) for the whole check. Measured on a 2-CPU VM: about 1 minute when everything is
+# cached; 2.5 minutes with a cold root cache (debootstrap); add the release build (3-4 minutes) and,
+# once per machine, installing cargo-deb and cargo-generate-rpm (up to 10 minutes).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+if [ -z "${SIGVAULT_PACKAGING_INNER:-}" ]; then
+  export SIGVAULT_PACKAGING_INNER=1
+  exec timeout --signal=TERM --kill-after=60 "${SIGVAULT_PACKAGING_TIMEOUT:-1500}" "$0" "$@"
+fi
+
+PASSED=0
+FAILED=0
+# Results go to fd 3, a copy of the original stdout, so that a signal handled while a function's
+# output is redirected to a log (e.g. `in_root apt-get ... >log`) still reports where it should.
+exec 3>&1
+ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$*" >&3; }
+bad() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*" >&3; }
+# check DESCRIPTION COMMAND...: pass when COMMAND succeeds; show its output when it does not.
+check() {
+  local desc=$1 out
+  shift
+  if out=$("$@" 2>&1); then ok "$desc"; else bad "$desc"; [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/     | /' | head -n 30; fi
+}
+say() { printf '==> %s\n' "$*"; }
+indent() { sed 's/^/     | /'; }
+summary() { printf '%d passed, %d failed\n' "$PASSED" "$FAILED" >&3; }
+
+WORK=
+ROOT=
+cleanup_mounts() {
+  [ -n "$ROOT" ] || return 0
+  local m
+  # Innermost first; lazy unmount as a last resort.
+  for m in $(awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  cleanup_mounts
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ -n "$ROOT" ] && awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {f=1} END {exit !f}' /proc/self/mounts; then
+      bad "cleanup: something is still mounted under $ROOT; left $WORK in place"
+    else
+      rm -rf --one-file-system "$WORK"
+    fi
+  fi
+  return $rc
+}
+on_signal() {
+  bad "interrupted or timed out (SIGVAULT_PACKAGING_TIMEOUT=${SIGVAULT_PACKAGING_TIMEOUT:-1500}s)"
+  cleanup
+  summary
+  exit 1
+}
+trap cleanup EXIT
+trap on_signal INT TERM
+
+finish() {
+  cleanup
+  summary
+  [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
+  exit $?
+}
+
+# --- 0. prerequisites ------------------------------------------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+  bad "must run as root (debootstrap, chroot and mounts)"
+  finish
+fi
+# shellcheck source=tests/deps.sh
+. "$repo/tests/deps.sh"
+if ! ensure_debian_packages rpm lintian debootstrap binutils; then
+  bad "install rpm, lintian, debootstrap and binutils"
+  finish
+fi
+VERSION=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sigvault-pkgcheck.XXXXXX")
+chmod 755 "$WORK"
+
+# --- 1. build ----------------------------------------------------------------------------------------
+say "building the packages (packaging/build-packages.sh)"
+if packaging/build-packages.sh >"$WORK/build.out" 2>"$WORK/build.err"; then
+  DEB=$(sed -n '1p' "$WORK/build.out")
+  RPM=$(sed -n '2p' "$WORK/build.out")
+  if [ -f "$DEB" ] && [ -f "$RPM" ]; then
+    ok "build: $DEB and $RPM"
+  else
+    bad "build: outputs not found"; cat "$WORK/build.out" "$WORK/build.err" | indent; finish
+  fi
+else
+  bad "build: packaging/build-packages.sh failed"; tail -n 40 "$WORK/build.err" | indent; finish
+fi
+
+# --- 2. the .deb -------------------------------------------------------------------------------------
+say "inspecting $DEB"
+dpkg-deb -c "$DEB" >"$WORK/deb.list"
+dpkg-deb -I "$DEB" >"$WORK/deb.info"
+dpkg-deb -e "$DEB" "$WORK/deb.control"
+deb_has() { # deb_has MODE PATH
+  awk -v m="$1" -v p="./$2" '$1 == m && ($2 == "root/root" || $2 == "0/0") && $NF == p {f=1} END {exit !f}' "$WORK/deb.list" \
+    || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
+}
+check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault.target; do
+  check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
+done
+check "deb: no units for services that do not exist yet (rekor)" \
+  bash -c "! grep -E 'sigvault-rekor\\.service' '$WORK/deb.list'"
+for c in ceremony tlog ctlog fulcio; do
+  check "deb: /etc/sigvault/$c.toml" deb_has -rw-r--r-- "etc/sigvault/$c.toml"
+  check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
+done
+check "deb: /usr/share/sigvault/softhsm/ceremony.sh 0755" deb_has -rwxr-xr-x usr/share/sigvault/softhsm/ceremony.sh
+for d in README.md copyright changelog.Debian.gz; do
+  check "deb: /usr/share/doc/sigvault/$d" deb_has -rw-r--r-- "usr/share/doc/sigvault/$d"
+done
+check "deb: every file is owned by root" bash -c "! awk '\$2 != \"root/root\" && \$2 != \"0/0\"' '$WORK/deb.list' | grep ."
+field() { sed -n "s/^ $1: //p" "$WORK/deb.info"; }
+check "deb: Version $VERSION-*" bash -c "[[ '$(field Version)' == $VERSION-* ]]"
+check "deb: Depends has libc6 (automatic) and adduser: $(field Depends)" \
+  bash -c "grep -q 'libc6' <<<'$(field Depends)' && grep -qw adduser <<<'$(field Depends)'"
+check "deb: softhsm2, mariadb-server, opensc are not required" \
+  bash -c "! grep -Eq 'softhsm2|mariadb|opensc' <<<'$(field Depends)'"
+check "deb: Recommends: $(field Recommends)" \
+  bash -c "r='$(field Recommends)'; for p in softhsm2 mariadb-server opensc; do grep -qw \"\$p\" <<<\"\$r\" || exit 1; done"
+for s in postinst prerm postrm; do
+  check "deb: maintainer script $s, executable, valid sh" bash -c "[ -x '$WORK/deb.control/$s' ] && sh -n '$WORK/deb.control/$s'"
+done
+check "deb: postinst creates users with adduser --system and /etc/sigvault/credentials 0700" \
+  bash -c "grep -q 'adduser --quiet --system' '$WORK/deb.control/postinst' && grep -q 'install -d -m 0700 -o root -g root /etc/sigvault/credentials' '$WORK/deb.control/postinst'"
+check "deb: no maintainer script enables or starts a service" \
+  bash -c "! cat '$WORK/deb.control/'{postinst,prerm,postrm} | grep -Ev '^[[:space:]]*#' | grep -E 'systemctl[^|;]*(enable|start|restart)|deb-systemd-invoke[^|;]*[[:space:]](start|restart)[[:space:]]|deb-systemd-helper[^|;]*enable'"
+check "deb: postrm removes users on purge" grep -q 'deluser --quiet --system' "$WORK/deb.control/postrm"
+
+# --- 3. the .rpm -------------------------------------------------------------------------------------
+say "inspecting $RPM"
+rpm -qip "$RPM" >"$WORK/rpm.info" 2>&1
+rpm -qlvp "$RPM" >"$WORK/rpm.list" 2>&1
+rpm_has() { # rpm_has MODE PATH
+  awk -v m="$1" -v p="$2" '$1 == m && $3 == "root" && $4 == "root" && $NF == p {f=1} END {exit !f}' "$WORK/rpm.list" \
+    || { echo "no $1 root root $2 in the .rpm:"; grep -F "$2" "$WORK/rpm.list"; return 1; }
+}
+check "rpm: Name sigvault, Version $VERSION" \
+  bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
+check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault.target; do
+  check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
+done
+rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1
+for c in ceremony tlog ctlog fulcio; do
+  check "rpm: /etc/sigvault/$c.toml is %config(noreplace)" \
+    bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
+done
+check "rpm: /usr/share/sigvault/softhsm/ceremony.sh 0755" rpm_has -rwxr-xr-x /usr/share/sigvault/softhsm/ceremony.sh
+check "rpm: /usr/share/doc/sigvault/README.md" rpm_has -rw-r--r-- /usr/share/doc/sigvault/README.md
+check "rpm: requires libc (automatic)" bash -c "rpm -qp --requires '$RPM' | grep -q '^libc.so.6'"
+check "rpm: softhsm, mariadb-server, opensc recommended, not required" \
+  bash -c "r=\$(rpm -qp --recommends '$RPM'); q=\$(rpm -qp --requires '$RPM'); for p in softhsm mariadb-server opensc; do grep -qx \"\$p\" <<<\"\$r\" || exit 1; ! grep -q \"\$p\" <<<\"\$q\" || exit 1; done"
+rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts" 2>&1
+check "rpm: %post creates users (useradd -r) and /etc/sigvault/credentials 0700" \
+  bash -c "grep -q 'useradd -r' '$WORK/rpm.scripts' && grep -q 'install -d -m 0700 -o root -g root /etc/sigvault/credentials' '$WORK/rpm.scripts'"
+check "rpm: %preun stops the services on erase" grep -q 'systemctl stop sigvault.target' "$WORK/rpm.scripts"
+check "rpm: no scriptlet enables or starts a service" \
+  bash -c "! grep -Ev '^[[:space:]]*#' '$WORK/rpm.scripts' | grep -E 'systemctl[^|;]*[[:space:]](enable|start|restart)[[:space:]]'"
+
+# --- 4. lintian ----------------------------------------------------------------------------------------
+say "lintian $DEB"
+lintian --tag-display-limit 0 "$DEB" >"$WORK/lintian.out" 2>&1
+lint_rc=$?
+if [ -s "$WORK/lintian.out" ]; then indent <"$WORK/lintian.out"; fi
+if grep -q '^E:' "$WORK/lintian.out"; then
+  bad "lintian: $(grep -c '^E:' "$WORK/lintian.out") error(s)"
+elif [ "$lint_rc" -ge 2 ]; then
+  bad "lintian did not run (exit $lint_rc)"
+else
+  ok "lintian: no errors ($(grep -c '^W:' "$WORK/lintian.out") warning(s), printed above)"
+fi
+
+# --- 5. a clean Debian 12 root ---------------------------------------------------------------------
+# The mirror this machine's apt uses for bookworm's main archive (deb822 or one-line sources).
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN{RS=""}
+         /(^|\n)Types:[^\n]*deb([ \t]|\n|$)/ && /(^|\n)Suites:[^\n]*bookworm([ \t]|\n|$)/ && !/(^|\n)Enabled: *no/ {
+           n = split($0, l, "\n");
+           for (i = 1; i <= n; i++) if (l[i] ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", l[i]); split(l[i], u, /[ \t]+/); print u[1]; exit }
+         }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ } if ($(i+1) == "bookworm") print $i }' "$f"
+  done
+}
+MIRROR=$(apt_mirror | grep -v -- '-security' | head -n 1)
+INCLUDE=systemd,softhsm2,adduser
+CACHE_DIR=$repo/target/packaging-cache
+KEY=$(printf 'bookworm minbase %s %s v1' "$MIRROR" "$INCLUDE" | sha256sum | cut -c1-12)
+TARBALL=$CACHE_DIR/debian12-minbase-$KEY.tar.gz
+ROOT=$WORK/root
+mkdir -p "$ROOT"
+if [ -z "$MIRROR" ]; then
+  bad "debootstrap: no bookworm mirror found in /etc/apt/sources.list(.d)"
+  finish
+fi
+if [ -f "$TARBALL" ]; then
+  say "unpacking the cached Debian 12 root $TARBALL"
+  check "root: unpacked from the cache" tar -xzf "$TARBALL" -C "$ROOT" --numeric-owner
+else
+  say "debootstrap --variant=minbase --include=$INCLUDE bookworm (mirror $MIRROR); cached afterwards"
+  if timeout 900 debootstrap --variant=minbase --include="$INCLUDE" bookworm "$ROOT" "$MIRROR" \
+       >"$WORK/debootstrap.log" 2>&1; then
+    # Trim what a cached root does not need, then cache it (written aside, renamed when complete).
+    rm -rf "$ROOT"/var/cache/apt/archives/*.deb
+    mkdir -p "$CACHE_DIR"
+    tar -czf "$TARBALL.part" -C "$ROOT" --numeric-owner . && mv "$TARBALL.part" "$TARBALL"
+    ok "root: debootstrap bookworm minbase from $MIRROR"
+  else
+    bad "root: debootstrap failed"; tail -n 30 "$WORK/debootstrap.log" | indent; finish
+  fi
+fi
+# Machine-local bits a VM has: DNS (unused unless apt needs the network), /proc, /sys, /dev, and a
+# policy that stops any maintainer script from starting a service inside the root.
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+mount -t proc proc "$ROOT/proc"
+mount -t sysfs -o ro sysfs "$ROOT/sys"
+mount --bind /dev "$ROOT/dev"
+mount -o remount,bind,ro "$ROOT/dev" 2>/dev/null || true
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+  DEBIAN_FRONTEND=noninteractive "$@"; }
+
+# --- 6. install and exercise -------------------------------------------------------------------------
+cp "$DEB" "$ROOT/tmp/sigvault.deb"
+say "apt-get install /tmp/sigvault.deb inside the root"
+if in_root timeout 300 apt-get install -y --no-install-recommends /tmp/sigvault.deb >"$WORK/install.log" 2>&1; then
+  ok "root: apt-get install -y /tmp/sigvault.deb"
+else
+  bad "root: apt-get install failed"; tail -n 30 "$WORK/install.log" | indent; finish
+fi
+check "root: sigvault --version prints sigvault $VERSION" bash -c "[ \"\$(chroot '$ROOT' /usr/bin/sigvault --version)\" = 'sigvault $VERSION' ]"
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio; do
+  check "root: system user $u (nologin, no home)" \
+    bash -c "e=\$(chroot '$ROOT' getent passwd $u) && [ \"\$(cut -d: -f3 <<<\"\$e\")\" -lt 1000 ] && [ \"\$(cut -d: -f7 <<<\"\$e\")\" = /usr/sbin/nologin ] && [ ! -e '$ROOT/nonexistent' ]"
+done
+for g in sigvault-tlog-clients softhsm; do
+  check "root: group $g" in_root getent group "$g"
+done
+check "root: /etc/sigvault/credentials root 0700" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/etc/sigvault/credentials')\" = 'root:root 700' ]"
+check "root: /var/lib/sigvault root 0755" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/var/lib/sigvault')\" = 'root:root 755' ]"
+check "root: no sigvault unit enabled by the package" bash -c "! find '$ROOT/etc/systemd/system' -name 'sigvault*' | grep ."
+check "root: /etc/sigvault/*.toml are registered conffiles" \
+  bash -c "for c in ceremony tlog ctlog fulcio; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
+
+# 6a. The shipped examples as shipped: no secrets and no ceremony yet. They must parse and
+# validate; the only problems allowed are the missing secrets (PIN files, credentials) and the
+# missing ceremony outputs. Printed as they are.
+say "sigvault check-config on the shipped examples, as shipped (no secrets, no ceremony yet)"
+for cfg in "$ROOT"/etc/sigvault/*.toml; do
+  name=/etc/sigvault/${cfg##*/}
+  out=$(in_root sigvault check-config "$name" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | indent
+  if [ $rc -eq 0 ]; then
+    ok "check-config $name (as shipped): OK"
+  elif ! grep -q 'NOT OK' <<<"$out"; then
+    bad "check-config $name (as shipped): did not parse or validate"
+  elif unexpected=$(grep '^error: ' <<<"$out" | grep -Ev \
+      "pin: |database_url: |CREDENTIALS_DIRECTORY is not set|cannot read secret file|/var/lib/sigvault/ceremony/[a-z.-]+ does not exist"); then
+    bad "check-config $name (as shipped): problems other than missing secrets/ceremony outputs:"
+    printf '%s\n' "$unexpected" | indent
+  else
+    ok "check-config $name (as shipped): parses; $(grep -c '^error: ' <<<"$out") problem(s), all missing secrets or ceremony outputs"
+  fi
+done
+
+# 6b. The same files after the production steps README.md describes: PIN files, a SoftHSM2
+# ceremony in the system token directory with the shipped ceremony.toml, credentials under
+# /etc/sigvault/credentials. Now every shipped config must be OK.
+say "production steps inside the root: PINs, SoftHSM2 tokens, sigvault ceremony, credentials"
+setup_script='set -eu
+umask 077
+mkdir -p /etc/sigvault/secrets
+newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
+for role in root issuing-ca ctlog rekor tlog; do
+  newpin >/etc/sigvault/secrets/$role.pin
+  softhsm2-util --init-token --free --label sigvault-$role --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$(newpin)" >/dev/null
+done
+umask 022
+sigvault ceremony --config /etc/sigvault/ceremony.toml
+umask 077
+cp /etc/sigvault/secrets/tlog.pin /etc/sigvault/credentials/tlog-pin
+cp /etc/sigvault/secrets/rekor.pin /etc/sigvault/credentials/rekor-pin
+cp /etc/sigvault/secrets/ctlog.pin /etc/sigvault/credentials/ctlog-pin
+cp /etc/sigvault/secrets/issuing-ca.pin /etc/sigvault/credentials/fulcio-pin
+echo "mysql://sigvault_tlog:not-a-real-password@127.0.0.1:3306/sigvault_tlog" >/etc/sigvault/credentials/tlog-db-url
+chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
+if in_root sh -c "$setup_script" >"$WORK/ceremony.log" 2>&1; then
+  ok "root: SoftHSM2 tokens and sigvault ceremony with /etc/sigvault/ceremony.toml"
+else
+  bad "root: ceremony set-up failed"; tail -n 30 "$WORK/ceremony.log" | indent
+fi
+check "root: ceremony outputs in /var/lib/sigvault/ceremony" \
+  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
+say "sigvault check-config on the shipped examples with secrets, keys and credentials in place"
+for cfg in "$ROOT"/etc/sigvault/*.toml; do
+  name=/etc/sigvault/${cfg##*/}
+  out=$(in_root CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault check-config "$name" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | indent
+  if [ $rc -eq 0 ]; then ok "check-config $name (configured): OK"; else bad "check-config $name (configured)"; fi
+done
+
+# The token files are reachable through the softhsm group only (the chgrp/chmod step above, from
+# README.md): a service user with the group sees all five tokens, without it none.
+tokens_as() { in_root setpriv --reuid="$1" --regid="$1" --groups="$2" --inh-caps=-all \
+  env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf softhsm2-util --show-slots 2>/dev/null | grep -c 'Label: *sigvault-'; }
+check "root: sigvault-ctlog with group softhsm sees the 5 tokens" \
+  test "$(tokens_as sigvault-ctlog softhsm,sigvault-tlog-clients)" = 5
+check "root: sigvault-ctlog without group softhsm sees no token" \
+  test "$(tokens_as sigvault-ctlog sigvault-tlog-clients)" = 0
+check "root: sigvault-ctlog can read the ceremony outputs its config names" \
+  in_root setpriv --reuid=sigvault-ctlog --regid=sigvault-ctlog --clear-groups --inh-caps=-all \
+  cat /var/lib/sigvault/ceremony/root.pem /var/lib/sigvault/ceremony/ctlog.pub.pem
+# Conffiles: a local change survives reinstalling the package.
+echo '# local change' >>"$ROOT/etc/sigvault/tlog.toml"
+in_root dpkg -i /tmp/sigvault.deb >"$WORK/reinstall.log" 2>&1
+check "root: reinstall keeps a locally modified /etc/sigvault/tlog.toml" \
+  bash -c "tail -n 1 '$ROOT/etc/sigvault/tlog.toml' | grep -qx '# local change'"
+
+# 6c. The installed units.
+for unit in "$ROOT"/lib/systemd/system/sigvault*; do
+  u=${unit##*/}
+  out=$(in_root systemd-analyze verify "/lib/systemd/system/$u" 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ] && [ -z "$out" ]; then
+    ok "systemd-analyze verify $u: clean"
+  else
+    bad "systemd-analyze verify $u (exit $rc)"; printf '%s\n' "$out" | indent
+  fi
+done
+for unit in "$ROOT"/lib/systemd/system/sigvault-*.service; do
+  u=${unit##*/}
+  out=$(in_root systemd-analyze security --offline=yes "/lib/systemd/system/$u" 2>&1)
+  score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")
+  if [ -n "$score" ] && awk -v s="$score" 'BEGIN {exit !(s <= 1.5)}'; then
+    ok "systemd-analyze security --offline=yes $u: $score (<= 1.5)"
+  else
+    bad "systemd-analyze security --offline=yes $u: ${score:-no score} (must be <= 1.5)"
+    grep '✗' <<<"$out" | indent
+  fi
+done
+
+# --- 7. remove, then purge ---------------------------------------------------------------------------
+say "apt-get remove, then apt-get purge, inside the root"
+keys_before=$(find "$ROOT/var/lib/softhsm/tokens" -type f | sort | xargs sha256sum 2>/dev/null | sha256sum)
+if in_root apt-get remove -y sigvault >"$WORK/remove.log" 2>&1; then ok "root: apt-get remove"; else bad "root: apt-get remove"; tail -n 20 "$WORK/remove.log" | indent; fi
+check "after remove: /usr/bin/sigvault gone" test ! -e "$ROOT/usr/bin/sigvault"
+check "after remove: units gone" bash -c "! ls '$ROOT'/lib/systemd/system/sigvault* 2>/dev/null | grep ."
+check "after remove: conffiles kept" test -f "$ROOT/etc/sigvault/tlog.toml"
+check "after remove: users kept (files may still be theirs)" in_root getent passwd sigvault-tlog
+if in_root apt-get purge -y sigvault >"$WORK/purge.log" 2>&1; then ok "root: apt-get purge"; else bad "root: apt-get purge"; tail -n 20 "$WORK/purge.log" | indent; fi
+check "after purge: package unknown to dpkg" bash -c "! chroot '$ROOT' dpkg-query -W -f='\${Status}' sigvault 2>/dev/null | grep -q installed"
+check "after purge: example configs gone" bash -c "! ls '$ROOT'/etc/sigvault/*.toml 2>/dev/null | grep ."
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio; do
+  check "after purge: user $u gone" bash -c "! chroot '$ROOT' getent passwd $u"
+done
+for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-tlog-clients; do
+  check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
+done
+keys_after=$(find "$ROOT/var/lib/softhsm/tokens" -type f | sort | xargs sha256sum 2>/dev/null | sha256sum)
+check "after purge: HSM tokens untouched" test "$keys_before" = "$keys_after"
+check "after purge: ceremony record kept in /var/lib/sigvault/ceremony" test -s "$ROOT/var/lib/sigvault/ceremony/transcript.json"
+check "after purge: credentials (PINs) kept in /etc/sigvault/credentials" test -s "$ROOT/etc/sigvault/credentials/ctlog-pin"
+check "after purge: dpkg database consistent (dpkg --audit)" bash -c "[ -z \"\$(chroot '$ROOT' dpkg --audit 2>&1)\" ]"
+
+finish

@@ -1,0 +1,175 @@
+//! Command-line wiring: parse arguments, load config, call into the modules. Nothing else.
+
+pub mod ctlog;
+pub mod fulcio;
+pub mod tlog;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+/// sigvault: an HSM-backed Sigstore appliance.
+#[derive(Debug, Parser)]
+#[command(name = "sigvault", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config file and print a verdict; exits non-zero if it is not usable.
+    CheckConfig {
+        /// The config file (any sigvault service or the ceremony).
+        file: PathBuf,
+    },
+    /// Run the key ceremony: generate every key inside its token, make the CA certificates,
+    /// export public keys and a transcript. Never overwrites a key or an output file.
+    Ceremony {
+        /// The ceremony config (see config/ceremony.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create or upgrade a service's database tables (embedded migrations).
+    Migrate {
+        /// The service config whose database to migrate (tlog).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The Merkle log service.
+    Tlog {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+    /// The RFC 6962 certificate-transparency log.
+    Ctlog {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+    /// The Fulcio-compatible certificate authority.
+    Fulcio {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Run the service in the foreground (systemd Type=notify).
+    Serve {
+        /// The service config (see config/tlog.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sigvault")
+        .build()
+}
+
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("{e:#}")),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Run the CLI; the returned code is the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Ceremony { config } => ceremony(&config),
+        Command::Migrate { config } => migrate(&config),
+        Command::Tlog {
+            command: ServeCommand::Serve { config },
+        } => run_async(tlog::serve(&config)),
+        Command::Ctlog {
+            command: ServeCommand::Serve { config },
+        } => run_async(ctlog::serve(&config)),
+        Command::Fulcio {
+            command: ServeCommand::Serve { config },
+        } => run_async(fulcio::serve(&config)),
+    }
+}
+
+fn migrate(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(config::AnyConfig::Tlog(_)) => run_async(tlog::migrate(file)),
+        Ok(other) => fail(format!(
+            "{}: a {} config has no database to migrate",
+            file.display(),
+            other.kind()
+        )),
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(file) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let problems = cfg.check();
+    if problems.is_empty() {
+        println!("{}: OK ({} config)", file.display(), cfg.kind());
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {}: {p}", file.display());
+        }
+        eprintln!(
+            "{}: NOT OK ({} problem{})",
+            file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn ceremony(file: &std::path::Path) -> ExitCode {
+    let cfg = match config::load_ceremony(file) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match crate::ceremony::run(&cfg) {
+        Ok(outcome) => {
+            println!(
+                "ceremony complete; public outputs in {}:",
+                outcome.output_dir.display()
+            );
+            for f in &outcome.files {
+                println!("  {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("ceremony failed, nothing was created: {e}")),
+    }
+}

@@ -1,0 +1,144 @@
+//! `sigvault tlog serve` and `sigvault migrate` for the tlog database.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{self, TlogConfig};
+use crate::hsm::{Module, Token};
+use crate::signer::{SignatureAlgorithm, Signer};
+use crate::store::Store;
+use crate::tlog::{LogService, SequencerOptions, ServiceOptions, TreeSpec};
+
+/// Open every tree's checkpoint key, logging in once per token.
+pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<Vec<TreeSpec>> {
+    let module = Module::load(&cfg.hsm.module)?;
+    let mut tokens: HashMap<String, Arc<Token>> = HashMap::new();
+    let mut specs = Vec::new();
+    for t in &cfg.tlog.trees {
+        let token = match tokens.get(&t.key.token) {
+            Some(tok) => Arc::clone(tok),
+            None => {
+                let pin = t
+                    .pin
+                    .read()
+                    .with_context(|| format!("tree '{}' pin", t.name))?;
+                let tok = module.login(&t.key, &pin)?;
+                tokens.insert(t.key.token.clone(), Arc::clone(&tok));
+                tok
+            }
+        };
+        let signer = token.signer(&t.key)?;
+        if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
+            anyhow::bail!(
+                "tree '{}': checkpoint keys must be ECDSA P-256 (clients verify with SHA-256)",
+                t.name
+            );
+        }
+        // Self-test: the key signs, and the signature verifies with the exported public key.
+        let probe = b"sigvault tlog start-up self-test";
+        let sig = signer.sign(probe)?;
+        verify_p256(signer.public_key_der(), probe, &sig)
+            .with_context(|| format!("tree '{}': the HSM key failed its self-test", t.name))?;
+        specs.push(TreeSpec {
+            name: t.name.clone(),
+            origin: t.origin.clone(),
+            note_name: t.note_name.clone(),
+            signer: Arc::new(signer),
+        });
+    }
+    Ok(specs)
+}
+
+fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> anyhow::Result<()> {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)?;
+    key.verify(msg, &p256::ecdsa::Signature::from_der(sig)?)?;
+    Ok(())
+}
+
+/// Connect to the tlog database.
+pub async fn connect(cfg: &TlogConfig) -> anyhow::Result<Store> {
+    let url = cfg
+        .tlog
+        .database_url
+        .read()
+        .context("[tlog] database_url")?;
+    Ok(Store::connect(&url, cfg.tlog.database_max_connections).await?)
+}
+
+/// `sigvault migrate` for a tlog config.
+pub async fn migrate(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_tlog(file)?;
+    let store = connect(&cfg).await?;
+    store.migrate().await?;
+    println!("tlog database is up to date");
+    Ok(())
+}
+
+/// `sigvault tlog serve`.
+pub async fn serve(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_tlog(file)?;
+    let t = &cfg.tlog;
+    let specs = tree_specs(&cfg)?;
+    let store = connect(&cfg).await?;
+    if t.migrate_on_start {
+        store.migrate().await?;
+    }
+    let opts = ServiceOptions {
+        sequencer: SequencerOptions {
+            max_batch: t.batch_max_entries,
+            max_wait: Duration::from_millis(t.batch_max_wait_ms),
+            lease_ttl: Duration::from_millis(t.lease_ttl_ms),
+            queue_limit: t.queue_limit,
+        },
+        max_entry_size: t.max_entry_size,
+        instance: crate::tlog::default_instance_id(),
+    };
+    let svc = LogService::start(store, specs, opts).await?;
+    let state = crate::tlog::server::AppState {
+        svc: Arc::clone(&svc),
+        metrics: Arc::default(),
+    };
+    // Base64 in JSON is 4/3 of the entry and its extra data, plus room for the other fields.
+    let max_body = (t.max_entry_size + crate::tlog::MAX_EXTRA_SIZE) * 4 / 3 + 4096;
+    let internal = crate::http::with_limits(
+        crate::tlog::server::internal_router(state.clone()),
+        max_body,
+        Duration::from_secs(30),
+        8192,
+    );
+    let public = crate::http::with_limits(
+        crate::tlog::server::public_router(state),
+        4096,
+        Duration::from_secs(30),
+        4096,
+    );
+    let internal_l = crate::http::bind(&t.internal_listen, t.internal_tls.as_ref()).await?;
+    let public_l = crate::http::bind(&t.public_listen, t.public_tls.as_ref()).await?;
+    tracing::info!(
+        internal = %internal_l.local_addr(),
+        public = %public_l.local_addr(),
+        trees = ?svc.tree_names(),
+        "tlog serving"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let a = tokio::spawn(internal_l.serve(internal, wait(stop_rx.clone())));
+    let b = tokio::spawn(public_l.serve(public, wait(stop_rx.clone())));
+    crate::http::sd_notify("READY=1\nSTATUS=serving");
+    crate::http::shutdown_signal().await;
+    tracing::info!("shutting down");
+    crate::http::sd_notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    svc.shutdown().await;
+    let _ = a.await;
+    let _ = b.await;
+    Ok(())
+}

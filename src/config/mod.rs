@@ -1,0 +1,803 @@
+//! Configuration files: TOML, one per service, unknown keys are errors, secrets by path.
+//!
+//! A file says which service it configures by its top-level table: a ceremony config has a
+//! `[ceremony]` table, and later a tlog config a `[tlog]` table, and so on. `[hsm]` is shared.
+//! `sigvault check-config FILE` loads a file through [`load`] and runs [`AnyConfig::check`].
+
+pub mod secret;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::hsm::{DEFAULT_MODULE, Pkcs11Uri};
+use crate::signer::SignatureAlgorithm;
+pub use secret::{SecretError, SecretSource};
+
+/// A config problem, phrased as what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// `[hsm]`: which PKCS#11 module to load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Path of the PKCS#11 library. Default: Debian's SoftHSM2 module.
+    #[serde(default = "default_module")]
+    pub module: PathBuf,
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        Self {
+            module: default_module(),
+        }
+    }
+}
+
+fn default_module() -> PathBuf {
+    DEFAULT_MODULE.into()
+}
+
+/// A key in a token and the PIN that unlocks the token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// RFC 7512 URI naming token and key, e.g. `pkcs11:token=sigvault-ctlog;object=ctlog`.
+    pub key: Pkcs11Uri,
+    /// Where the token's user PIN is read from.
+    pub pin: SecretSource,
+}
+
+/// Curve names as written in config.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum Curve {
+    #[serde(rename = "P-256")]
+    P256,
+    #[serde(rename = "P-384")]
+    P384,
+}
+
+impl Curve {
+    pub fn algorithm(self) -> SignatureAlgorithm {
+        match self {
+            Self::P256 => SignatureAlgorithm::EcdsaP256Sha256,
+            Self::P384 => SignatureAlgorithm::EcdsaP384Sha384,
+        }
+    }
+}
+
+/// A CA key and the certificate the ceremony makes for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// Key curve.
+    pub curve: Curve,
+    /// Certificate subject, RFC 4514 (e.g. `CN=sigvault root CA,O=sigvault`).
+    pub subject: String,
+    /// Validity in days from the ceremony.
+    pub validity_days: u32,
+}
+
+impl CaConfig {
+    pub fn key_config(&self) -> KeyConfig {
+        KeyConfig {
+            key: self.key.clone(),
+            pin: self.pin.clone(),
+        }
+    }
+}
+
+/// `[ceremony]`: every key the appliance needs, and where the public outputs go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonySection {
+    /// Directory for root.pem, issuing-ca.pem, *.pub.pem and transcript.json. Must not already
+    /// hold any of them.
+    pub output_dir: PathBuf,
+    pub root: CaConfig,
+    pub issuing_ca: CaConfig,
+    /// CT log key (P-256): signs SCTs and STHs.
+    pub ctlog: KeyConfig,
+    /// Rekor key (P-256): signs SETs.
+    pub rekor: KeyConfig,
+    /// Merkle log key (P-256): signs checkpoints.
+    pub tlog: KeyConfig,
+}
+
+/// A whole ceremony config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub ceremony: CeremonySection,
+}
+
+impl CeremonyConfig {
+    /// The (role, key) pairs in ceremony order.
+    pub fn roles(&self) -> Vec<(&'static str, KeyConfig)> {
+        let c = &self.ceremony;
+        vec![
+            ("root", c.root.key_config()),
+            ("issuing-ca", c.issuing_ca.key_config()),
+            ("ctlog", c.ctlog.clone()),
+            ("rekor", c.rekor.clone()),
+            ("tlog", c.tlog.clone()),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let c = &self.ceremony;
+        if c.root.curve != Curve::P384 {
+            tracing::warn!("root CA curve is not P-384 (DESIGN.md decision 3 recommends P-384)");
+        }
+        for (name, ca) in [("root", &c.root), ("issuing_ca", &c.issuing_ca)] {
+            crate::pki::parse_name(&ca.subject)
+                .map_err(|e| format!("[ceremony.{name}] subject: {e}"))?;
+            if ca.validity_days == 0 {
+                return Err(format!("[ceremony.{name}] validity_days must be > 0"));
+            }
+        }
+        if c.issuing_ca.validity_days > c.root.validity_days {
+            return Err(
+                "[ceremony.issuing_ca] validity_days exceeds the root's: the issuing CA cannot outlive its root"
+                    .into(),
+            );
+        }
+        if c.root.subject == c.issuing_ca.subject {
+            return Err("root and issuing CA subjects must differ".into());
+        }
+        let roles = self.roles();
+        for (i, (a, ka)) in roles.iter().enumerate() {
+            if ka.key.object.is_none() {
+                return Err(format!(
+                    "[ceremony.{a}] key URI needs object=<label>: the ceremony creates keys by label"
+                ));
+            }
+            for (b, kb) in &roles[i + 1..] {
+                if ka.key.token == kb.key.token && ka.key.object == kb.key.object {
+                    return Err(format!(
+                        "[ceremony.{a}] and [ceremony.{b}] name the same key"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[[tlog.trees]]`: one Merkle tree and the key that signs its checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogTreeConfig {
+    /// Short name used in URLs: 1-64 of a-z, 0-9 and '-'.
+    pub name: String,
+    /// Checkpoint origin line. Rekor v1 clients expect `<hostname> - <tree id>`.
+    pub origin: String,
+    /// Name on the checkpoint signature line (for Rekor: the host[:port] of its public URL).
+    pub note_name: String,
+    /// Checkpoint key (ECDSA P-256) and its token's PIN.
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+}
+
+/// `[tlog]`: the Merkle log service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogSection {
+    /// MariaDB URL `mysql://user:password@host:port/database`, read from a file or credential
+    /// because it carries a password.
+    pub database_url: SecretSource,
+    /// Connection pool size.
+    #[serde(default = "default_db_connections")]
+    pub database_max_connections: u32,
+    /// Apply database migrations at start (otherwise run `sigvault migrate`).
+    #[serde(default)]
+    pub migrate_on_start: bool,
+    /// Internal API listener for ctlog and rekor: `unix:/path` (default) or `host:port`.
+    #[serde(default = "default_tlog_internal")]
+    pub internal_listen: crate::http::ListenAddr,
+    /// TLS for the internal listener; with `client_ca` it requires client certificates (mutual
+    /// TLS). Required when `internal_listen` is TCP off loopback.
+    #[serde(default)]
+    pub internal_tls: Option<crate::http::TlsFiles>,
+    /// Public read API (C2SP tlog-tiles, /healthz, /readyz, /metrics).
+    #[serde(default = "default_tlog_public")]
+    pub public_listen: crate::http::ListenAddr,
+    /// TLS for the public listener; required off loopback.
+    #[serde(default)]
+    pub public_tls: Option<crate::http::TlsFiles>,
+    /// Largest entry accepted, bytes (at most 65535, the tlog-tiles entry bundle limit).
+    #[serde(default = "default_max_entry")]
+    pub max_entry_size: usize,
+    /// Most entries integrated in one batch.
+    #[serde(default = "default_batch_max")]
+    pub batch_max_entries: usize,
+    /// Longest an append waits for its batch to fill, milliseconds.
+    #[serde(default = "default_batch_wait")]
+    pub batch_max_wait_ms: u64,
+    /// Sequencer lease length, milliseconds; a standby takes over this long after a crash.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_ms: u64,
+    /// Appends allowed to wait per tree before new ones get 503.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// The trees this service serves.
+    pub trees: Vec<TlogTreeConfig>,
+}
+
+fn default_db_connections() -> u32 {
+    16
+}
+fn default_tlog_internal() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Unix("/run/sigvault-tlog/tlog.sock".into())
+}
+fn default_tlog_public() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Tcp(([127, 0, 0, 1], 8090).into())
+}
+fn default_max_entry() -> usize {
+    65_535
+}
+fn default_batch_max() -> usize {
+    4096
+}
+fn default_batch_wait() -> u64 {
+    20
+}
+fn default_lease_ttl() -> u64 {
+    10_000
+}
+fn default_queue_limit() -> usize {
+    65_536
+}
+
+/// A whole tlog config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub tlog: TlogSection,
+}
+
+impl TlogConfig {
+    fn validate(&self) -> Result<(), String> {
+        let t = &self.tlog;
+        if t.trees.is_empty() {
+            return Err("[tlog] needs at least one [[tlog.trees]]".into());
+        }
+        for (i, tree) in t.trees.iter().enumerate() {
+            if !crate::tlog::valid_tree_name(&tree.name) {
+                return Err(format!(
+                    "[[tlog.trees]] name {:?} must be 1-64 characters of a-z, 0-9 and '-'",
+                    tree.name
+                ));
+            }
+            if t.trees[..i].iter().any(|o| o.name == tree.name) {
+                return Err(format!("tree name {:?} is configured twice", tree.name));
+            }
+            if tree.origin.is_empty() || tree.origin.contains('\n') {
+                return Err(format!(
+                    "tree {:?}: origin must be one non-empty line",
+                    tree.name
+                ));
+            }
+            if tree.note_name.is_empty() || tree.note_name.contains([' ', '+', '\n']) {
+                return Err(format!(
+                    "tree {:?}: note_name must be non-empty without spaces or '+'",
+                    tree.name
+                ));
+            }
+        }
+        if t.max_entry_size == 0 || t.max_entry_size > 65_535 {
+            return Err(
+                "[tlog] max_entry_size must be 1..=65535 (tlog-tiles entry bundles)".into(),
+            );
+        }
+        if t.batch_max_entries == 0 || t.batch_max_wait_ms == 0 || t.queue_limit == 0 {
+            return Err(
+                "[tlog] batch_max_entries, batch_max_wait_ms and queue_limit must be > 0".into(),
+            );
+        }
+        if t.lease_ttl_ms < 1000 {
+            return Err("[tlog] lease_ttl_ms must be at least 1000".into());
+        }
+        crate::http::check_listen(&t.internal_listen, t.internal_tls.as_ref())
+            .map_err(|e| format!("[tlog] internal_listen: {e}"))?;
+        crate::http::check_listen(&t.public_listen, t.public_tls.as_ref())
+            .map_err(|e| format!("[tlog] public_listen: {e}"))?;
+        Ok(())
+    }
+}
+
+/// `[ctlog]`: the RFC 6962 certificate-transparency log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlogSection {
+    /// Public listener (`host:port`; plain HTTP only on loopback, else set `tls`).
+    #[serde(default = "default_ctlog_listen")]
+    pub listen: crate::http::ListenAddr,
+    #[serde(default)]
+    pub tls: Option<crate::http::TlsFiles>,
+    /// URL prefix: the API is at `/<prefix>/ct/v1/`. Empty for `/ct/v1/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// The CT log key (ECDSA P-256) that signs SCTs and STHs, and its token's PIN.
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// The published public key (PEM) the HSM key must match, e.g. the ceremony's ctlog.pub.pem.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// PEM files of the accepted roots (the sigvault root first; others allowed).
+    pub roots: Vec<PathBuf>,
+    /// tlog internal API endpoints: `unix:/path`, `http://127.0.0.1:port` or `https://host:port`.
+    /// Several = an active tlog and its standbys.
+    pub tlog: Vec<crate::http::client::Endpoint>,
+    /// Client TLS for https tlog endpoints (CA, client certificate and key).
+    #[serde(default)]
+    pub tlog_tls: Option<crate::http::client::ClientTls>,
+    /// The tlog tree holding this log.
+    #[serde(default = "default_ctlog_tree")]
+    pub tree: String,
+    /// Create the tree in the tlog at start if it does not exist yet.
+    #[serde(default = "default_true")]
+    pub create_tree: bool,
+    /// Refuse certificates that have expired.
+    #[serde(default = "default_true")]
+    pub reject_expired: bool,
+    /// Accept only certificates whose notAfter is at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_after_start: Option<time::OffsetDateTime>,
+    /// Accept only certificates whose notAfter is before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_after_limit: Option<time::OffsetDateTime>,
+    /// Most certificates in a submitted chain.
+    #[serde(default = "default_max_chain")]
+    pub max_chain_length: usize,
+    /// Largest request body, bytes.
+    #[serde(default = "default_ct_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_ctlog_listen() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Tcp(([127, 0, 0, 1], 6962).into())
+}
+fn default_ctlog_tree() -> String {
+    "ctlog".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_chain() -> usize {
+    10
+}
+fn default_ct_body() -> usize {
+    512_000
+}
+
+/// A whole ctlog config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlogConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub ctlog: CtlogSection,
+}
+
+impl CtlogConfig {
+    fn validate(&self) -> Result<(), String> {
+        let c = &self.ctlog;
+        if c.prefix.contains('/') || c.prefix.contains(char::is_whitespace) {
+            return Err("[ctlog] prefix must be one path segment without '/'".into());
+        }
+        if c.roots.is_empty() {
+            return Err("[ctlog] roots must list at least one PEM file".into());
+        }
+        if c.tlog.is_empty() {
+            return Err("[ctlog] tlog must list at least one endpoint".into());
+        }
+        if !crate::tlog::valid_tree_name(&c.tree) {
+            return Err("[ctlog] tree must be 1-64 characters of a-z, 0-9 and '-'".into());
+        }
+        if c.max_chain_length == 0 || c.max_body_bytes < 1024 {
+            return Err("[ctlog] max_chain_length must be > 0 and max_body_bytes >= 1024".into());
+        }
+        if let (Some(a), Some(b)) = (c.not_after_start, c.not_after_limit) {
+            if a >= b {
+                return Err("[ctlog] not_after_start must be before not_after_limit".into());
+            }
+        }
+        crate::http::check_listen(&c.listen, c.tls.as_ref())
+            .map_err(|e| format!("[ctlog] listen: {e}"))?;
+        Ok(())
+    }
+}
+
+/// `[fulcio]`: the certificate authority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FulcioSection {
+    /// Listener (plain HTTP only on loopback; else set `tls`). Fulcio is served at the origin root.
+    #[serde(default = "default_fulcio_listen")]
+    pub listen: crate::http::ListenAddr,
+    #[serde(default)]
+    pub tls: Option<crate::http::TlsFiles>,
+    /// The issuing CA key and its token's PIN.
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// PEM files of the chain: the issuing CA certificate first, then its issuers up to the root
+    /// (each file may hold several certificates).
+    pub ca_chain: Vec<PathBuf>,
+    /// Fulcio's identity config (OIDCIssuers / MetaIssuers, JSON or YAML), read as is.
+    pub identity_config: PathBuf,
+    /// The CT log's base URL (`http(s)://host:port/<prefix>`); precertificates go to
+    /// `<url>/ct/v1/add-pre-chain`.
+    pub ct_log_url: String,
+    /// The CT log's public key (PEM): every SCT is verified with it before it is embedded.
+    pub ct_log_public_key: PathBuf,
+    /// Client TLS for an https CT log.
+    #[serde(default)]
+    pub ct_log_tls: Option<crate::http::client::ClientTls>,
+    /// Largest request body, bytes.
+    #[serde(default = "default_fulcio_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_fulcio_listen() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Tcp(([127, 0, 0, 1], 5555).into())
+}
+fn default_fulcio_body() -> usize {
+    4 << 20
+}
+
+/// A whole fulcio config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FulcioConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub fulcio: FulcioSection,
+}
+
+impl FulcioConfig {
+    fn validate(&self) -> Result<(), String> {
+        let f = &self.fulcio;
+        if !(f.ct_log_url.starts_with("http://") || f.ct_log_url.starts_with("https://")) {
+            return Err("[fulcio] ct_log_url must be an http:// or https:// URL".into());
+        }
+        if f.max_body_bytes < 1024 {
+            return Err("[fulcio] max_body_bytes must be at least 1024".into());
+        }
+        if f.ca_chain.is_empty() {
+            return Err("[fulcio] ca_chain must list the issuing CA certificate file first".into());
+        }
+        crate::http::check_listen(&f.listen, f.tls.as_ref())
+            .map_err(|e| format!("[fulcio] listen: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Any config file sigvault knows, detected by its top-level service table.
+#[derive(Debug)]
+pub enum AnyConfig {
+    Ceremony(Box<CeremonyConfig>),
+    Tlog(Box<TlogConfig>),
+    Ctlog(Box<CtlogConfig>),
+    Fulcio(Box<FulcioConfig>),
+}
+
+/// The service tables sigvault recognises (only those whose service exists).
+pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio"];
+
+/// Read and parse a config file of any kind.
+pub fn load(path: &Path) -> Result<AnyConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Read a file that must be a fulcio config.
+pub fn load_fulcio(path: &Path) -> Result<FulcioConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Fulcio(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a fulcio config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a ctlog config.
+pub fn load_ctlog(path: &Path) -> Result<CtlogConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Ctlog(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a ctlog config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a tlog config.
+pub fn load_tlog(path: &Path) -> Result<TlogConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Tlog(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a tlog config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a ceremony config.
+pub fn load_ceremony(path: &Path) -> Result<CeremonyConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Ceremony(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a ceremony config", other.kind()),
+        }),
+    }
+}
+
+/// Parse config text (`path` is only for messages).
+pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
+    let perr = |message: String| ConfigError::Parse {
+        path: path.into(),
+        message,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| perr(e.to_string().trim_end().to_owned()))?;
+    let kinds: Vec<&str> = KNOWN_KINDS
+        .iter()
+        .copied()
+        .filter(|k| table.contains_key(*k))
+        .collect();
+    let kind = match kinds.as_slice() {
+        [k] => *k,
+        [] => {
+            return Err(perr(format!(
+                "no service table found: a sigvault config has exactly one of [{}]",
+                KNOWN_KINDS.join("], [")
+            )));
+        }
+        many => {
+            return Err(perr(format!(
+                "more than one service table ({}): use one file per service",
+                many.join(", ")
+            )));
+        }
+    };
+    let cfg = match kind {
+        "ceremony" => {
+            let c: CeremonyConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Ceremony(Box::new(c))
+        }
+        "tlog" => {
+            let c: TlogConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Tlog(Box::new(c))
+        }
+        "ctlog" => {
+            let c: CtlogConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Ctlog(Box::new(c))
+        }
+        "fulcio" => {
+            let c: FulcioConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Fulcio(Box::new(c))
+        }
+        _ => unreachable!("kind comes from KNOWN_KINDS"),
+    };
+    Ok(cfg)
+}
+
+impl AnyConfig {
+    /// Which service this config is for.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ceremony(_) => "ceremony",
+            Self::Tlog(_) => "tlog",
+            Self::Ctlog(_) => "ctlog",
+            Self::Fulcio(_) => "fulcio",
+        }
+    }
+
+    /// Checks that need the machine: the module file exists, every PIN source is readable and
+    /// private. Returns every problem found, not just the first.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self {
+            Self::Ceremony(c) => {
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                for (role, k) in c.roles() {
+                    if let Err(e) = k.pin.check() {
+                        problems.push(format!("[ceremony.{role}] pin: {e}"));
+                    }
+                }
+            }
+            Self::Tlog(c) => {
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                if let Err(e) = c.tlog.database_url.check() {
+                    problems.push(format!("[tlog] database_url: {e}"));
+                }
+                for t in &c.tlog.trees {
+                    if let Err(e) = t.pin.check() {
+                        problems.push(format!("tree {:?} pin: {e}", t.name));
+                    }
+                }
+                for (what, tls) in [
+                    ("internal_tls", &c.tlog.internal_tls),
+                    ("public_tls", &c.tlog.public_tls),
+                ] {
+                    if let Some(tls) = tls {
+                        for f in tls.files() {
+                            if !f.exists() {
+                                problems
+                                    .push(format!("[tlog] {what}: {} does not exist", f.display()));
+                            }
+                        }
+                    }
+                }
+            }
+            Self::Ctlog(c) => {
+                let t = &c.ctlog;
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                if let Err(e) = t.pin.check() {
+                    problems.push(format!("[ctlog] pin: {e}"));
+                }
+                for f in t.roots.iter().chain(t.public_key_file.iter()) {
+                    if !f.exists() {
+                        problems.push(format!("[ctlog] {} does not exist", f.display()));
+                    }
+                }
+                if let Some(tls) = &t.tls {
+                    for f in tls.files() {
+                        if !f.exists() {
+                            problems.push(format!("[ctlog] tls: {} does not exist", f.display()));
+                        }
+                    }
+                }
+            }
+            Self::Fulcio(c) => {
+                let f = &c.fulcio;
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                if let Err(e) = f.pin.check() {
+                    problems.push(format!("[fulcio] pin: {e}"));
+                }
+                for p in f
+                    .ca_chain
+                    .iter()
+                    .chain([&f.identity_config, &f.ct_log_public_key])
+                {
+                    if !p.exists() {
+                        problems.push(format!("[fulcio] {} does not exist", p.display()));
+                    }
+                }
+                if let Some(tls) = &f.tls {
+                    for p in tls.files() {
+                        if !p.exists() {
+                            problems.push(format!("[fulcio] tls: {} does not exist", p.display()));
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+[ceremony]
+output_dir = "/tmp/x"
+[ceremony.root]
+key = "pkcs11:token=r;object=root"
+pin = { file = "/p/root" }
+curve = "P-384"
+subject = "CN=root,O=sigvault"
+validity_days = 3650
+[ceremony.issuing_ca]
+key = "pkcs11:token=i;object=ca"
+pin = { file = "/p/i" }
+curve = "P-256"
+subject = "CN=issuing,O=sigvault"
+validity_days = 1000
+[ceremony.ctlog]
+key = "pkcs11:token=c;object=ctlog"
+pin = { credential = "ctlog-pin" }
+[ceremony.rekor]
+key = "pkcs11:token=k;object=rekor"
+pin = { file = "/p/k" }
+[ceremony.tlog]
+key = "pkcs11:token=t;object=tlog"
+pin = { file = "/p/t" }
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        let c = parse(Path::new("x.toml"), GOOD).expect("parse");
+        assert_eq!(c.kind(), "ceremony");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let p = Path::new("x.toml");
+        let bad = GOOD.replace("validity_days = 1000", "validity_days = 1000\ncolour = 1");
+        let e = parse(p, &bad).expect_err("unknown key").to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let bad = GOOD.replace("\"P-256\"", "\"P-521\"");
+        assert!(parse(p, &bad).is_err());
+        let bad = GOOD.replace("validity_days = 1000", "validity_days = 4000");
+        let e = parse(p, &bad).expect_err("outlive").to_string();
+        assert!(e.contains("outlive"), "{e}");
+        let bad = GOOD.replace("token=t;object=tlog", "token=c;object=ctlog");
+        assert!(parse(p, &bad).is_err());
+        let e = parse(p, "[hsm]\n").expect_err("no kind").to_string();
+        assert!(e.contains("no service table"), "{e}");
+        let e = parse(p, "this is = = not toml").expect_err("syntax");
+        assert!(matches!(e, ConfigError::Parse { .. }));
+        let bad = GOOD.replace("pin = { file = \"/p/k\" }", "pin = \"1234\"");
+        let e = parse(p, &bad).expect_err("inline pin").to_string();
+        assert!(e.contains("never written inline"), "{e}");
+    }
+}

@@ -1,0 +1,339 @@
+//! Fulcio's HTTP API at the origin root (sigstore-python drops any path in the Fulcio URL).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+
+use super::{Ca, FulcioError, KeyProof};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub issued: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ca: Arc<Ca>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Errors in Fulcio's JSON shape: `{"code": <gRPC code>, "message": "...", "details": []}`.
+pub struct ApiError(pub FulcioError);
+
+impl From<FulcioError> for ApiError {
+    fn from(e: FulcioError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "certificate request failed");
+        }
+        (
+            status,
+            Json(serde_json::json!({
+                "code": self.0.grpc_code(),
+                "message": self.0.to_string(),
+                "details": [],
+            })),
+        )
+            .into_response()
+    }
+}
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError(FulcioError::InvalidArgument(m.into()))
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v2/signingCert", post(signing_cert_v2))
+        .route("/api/v2/trustBundle", get(trust_bundle))
+        .route("/api/v2/configuration", get(configuration))
+        .route("/api/v1/signingCert", post(signing_cert_v1))
+        .route("/api/v1/rootCert", get(root_cert))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics))
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Credentials {
+    #[serde(alias = "oidc_identity_token")]
+    oidc_identity_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PublicKeyV2 {
+    #[serde(default)]
+    #[allow(dead_code)]
+    algorithm: Option<String>,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicKeyRequest {
+    #[serde(alias = "public_key")]
+    public_key: PublicKeyV2,
+    #[serde(alias = "proof_of_possession")]
+    proof_of_possession: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SigningCertV2 {
+    #[serde(default)]
+    credentials: Option<Credentials>,
+    #[serde(default, alias = "public_key_request")]
+    public_key_request: Option<PublicKeyRequest>,
+    #[serde(default, alias = "certificate_signing_request")]
+    certificate_signing_request: Option<String>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_owned())
+}
+
+fn count<T>(st: &AppState, r: &Result<T, ApiError>) {
+    let m = &st.metrics;
+    match r {
+        Ok(_) => m.issued.fetch_add(1, Ordering::Relaxed),
+        Err(ApiError(FulcioError::InvalidArgument(_))) => {
+            m.rejected.fetch_add(1, Ordering::Relaxed)
+        }
+        Err(_) => m.failed.fetch_add(1, Ordering::Relaxed),
+    };
+}
+
+async fn signing_cert_v2(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = v2(&st, &headers, &body).await;
+    count(&st, &r);
+    match r {
+        Ok(chain) => (
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "signedCertificateEmbeddedSct": { "chain": { "certificates": chain } }
+            })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn v2(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, ApiError> {
+    let req: SigningCertV2 =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))?;
+    let token = req
+        .credentials
+        .and_then(|c| c.oidc_identity_token)
+        .filter(|t| !t.is_empty())
+        .or_else(|| bearer(headers))
+        .ok_or_else(|| invalid("no identity token: send credentials.oidcIdentityToken or an Authorization: Bearer header"))?;
+    let leaf = match (req.public_key_request, req.certificate_signing_request) {
+        (Some(pk), None) => {
+            let sig = B64
+                .decode(pk.proof_of_possession.trim())
+                .map_err(|_| invalid("proofOfPossession is not base64"))?;
+            st.ca
+                .issue(
+                    &token,
+                    KeyProof::Signature {
+                        public_key: pk.public_key.content.as_bytes(),
+                        signature: &sig,
+                    },
+                )
+                .await?
+        }
+        (None, Some(csr)) => {
+            let csr = B64
+                .decode(csr.trim())
+                .map_err(|_| invalid("certificateSigningRequest is not base64"))?;
+            st.ca.issue(&token, KeyProof::Csr(&csr)).await?
+        }
+        _ => {
+            return Err(invalid(
+                "send exactly one of publicKeyRequest or certificateSigningRequest",
+            ));
+        }
+    };
+    let mut chain = vec![leaf];
+    chain.extend(st.ca.chain_pem().iter().cloned());
+    Ok(chain)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicKeyV1 {
+    #[serde(default)]
+    #[allow(dead_code)]
+    algorithm: Option<String>,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SigningCertV1 {
+    #[serde(default, alias = "public_key")]
+    public_key: Option<PublicKeyV1>,
+    #[serde(default, alias = "signed_email_address")]
+    signed_email_address: Option<String>,
+    #[serde(default, alias = "certificate_signing_request")]
+    certificate_signing_request: Option<String>,
+}
+
+async fn signing_cert_v1(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = v1(&st, &headers, &body).await;
+    count(&st, &r);
+    match r {
+        Ok(chain) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
+            chain.join(""),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn v1(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        invalid("the v1 API takes the identity token in an Authorization: Bearer header")
+    })?;
+    let req: SigningCertV1 =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))?;
+    let leaf = match (req.public_key, req.certificate_signing_request) {
+        (Some(pk), None) => {
+            // v1: content is base64 of PEM or DER.
+            let key = B64
+                .decode(pk.content.trim())
+                .map_err(|_| invalid("publicKey.content is not base64"))?;
+            let sig = B64
+                .decode(
+                    req.signed_email_address
+                        .as_deref()
+                        .unwrap_or_default()
+                        .trim(),
+                )
+                .map_err(|_| invalid("signedEmailAddress is not base64"))?;
+            st.ca
+                .issue(
+                    &token,
+                    KeyProof::Signature {
+                        public_key: &key,
+                        signature: &sig,
+                    },
+                )
+                .await?
+        }
+        (None, Some(csr)) => {
+            let csr = B64
+                .decode(csr.trim())
+                .map_err(|_| invalid("certificateSigningRequest is not base64"))?;
+            st.ca.issue(&token, KeyProof::Csr(&csr)).await?
+        }
+        _ => {
+            return Err(invalid(
+                "send exactly one of publicKey or certificateSigningRequest",
+            ));
+        }
+    };
+    let mut chain = vec![leaf];
+    chain.extend(st.ca.chain_pem().iter().cloned());
+    Ok(chain)
+}
+
+async fn trust_bundle(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "chains": [ { "certificates": st.ca.chain_pem() } ] }))
+}
+
+async fn root_cert(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
+        st.ca.chain_pem().join(""),
+    )
+        .into_response()
+}
+
+/// The issuers this CA accepts, in Fulcio's `/api/v2/configuration` shape (empty fields
+/// emitted, as upstream does).
+async fn configuration(State(st): State<AppState>) -> Json<serde_json::Value> {
+    let cfg = st.ca.verifier().config();
+    let mut issuers = Vec::new();
+    let entry = |url_key: &str, url: &str, i: &crate::oidc::config::OidcIssuer| {
+        serde_json::json!({
+            url_key: url,
+            "audience": i.client_id,
+            "challengeClaim": if i.challenge_claim.is_empty() { i.issuer_type.default_challenge_claim().to_owned() } else { i.challenge_claim.clone() },
+            "spiffeTrustDomain": i.spiffe_trust_domain,
+            "issuerType": i.issuer_type.as_str(),
+            "subjectDomain": i.subject_domain,
+            "skipEmailVerification": i.skip_email_verification,
+        })
+    };
+    for (url, i) in &cfg.oidc_issuers {
+        issuers.push(entry("issuerUrl", url, i));
+    }
+    for (pattern, i) in &cfg.meta_issuers {
+        issuers.push(entry("wildcardIssuerUrl", pattern, i));
+    }
+    Json(serde_json::json!({ "issuers": issuers }))
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let m = &st.metrics;
+    let mut s = String::new();
+    for (name, help, v) in [
+        (
+            "sigvault_fulcio_certificates_issued_total",
+            "Certificates issued.",
+            &m.issued,
+        ),
+        (
+            "sigvault_fulcio_requests_rejected_total",
+            "Requests refused (400).",
+            &m.rejected,
+        ),
+        (
+            "sigvault_fulcio_requests_failed_total",
+            "Requests that failed (5xx).",
+            &m.failed,
+        ),
+    ] {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+}

@@ -1,0 +1,619 @@
+//! PKCS#11 through `cryptoki`: the only place sigvault touches an HSM.
+//!
+//! Lifecycle, following what SoftHSM and real HSMs need (DESIGN.md, LIMITS.md §1.1):
+//! * the module is loaded once and `C_Initialize`d with `CKF_OS_LOCKING_OK` (without it SoftHSM
+//!   turns its mutexes off);
+//! * tokens are found by **label**: SoftHSM renumbers slots after `--init-token`;
+//! * the user logs in once, on a session that stays open for the token's lifetime (closing the
+//!   last session drops the login), and every other session inherits that login;
+//! * sessions are not `Sync`, so signing borrows one from a small pool: one per concurrent
+//!   signer thread, opened on demand and kept;
+//! * SoftHSM has no `CKM_ECDSA_SHA256`: the digest is computed in software and signed with
+//!   `CKM_ECDSA`, whose raw r‖s output is converted to DER.
+
+pub mod uri;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use secrecy::SecretString;
+
+use crate::signer::{SignError, SignatureAlgorithm, Signer, raw_ecdsa_to_der};
+pub use uri::Pkcs11Uri;
+
+/// Debian's SoftHSM2 module, the default when config names none.
+pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// Everything that can go wrong talking to a PKCS#11 module, phrased so an operator knows what
+/// to fix. PINs never appear in these messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HsmError {
+    #[error("PKCS#11 module {path} does not exist; set [hsm] module to your HSM's PKCS#11 library")]
+    ModuleMissing { path: PathBuf },
+    #[error(
+        "cannot load {path} as a PKCS#11 module ({reason}); set [hsm] module to a PKCS#11 library such as {DEFAULT_MODULE}"
+    )]
+    ModuleLoad { path: PathBuf, reason: String },
+    #[error(
+        "PKCS#11 module {path} failed to initialise ({reason}); for SoftHSM check that SOFTHSM2_CONF names a readable config whose tokendir exists"
+    )]
+    Initialize { path: PathBuf, reason: String },
+    #[error(
+        "no initialised token labelled '{label}' in module {module} (tokens present: {present}); check the token= part of the key URI or run the ceremony"
+    )]
+    TokenNotFound {
+        label: String,
+        module: PathBuf,
+        present: String,
+    },
+    #[error("more than one token is labelled '{label}'; add serial= to the key URI")]
+    TokenAmbiguous { label: String },
+    #[error("wrong PIN for token '{token}'; check the pin file or credential configured for it")]
+    WrongPin { token: String },
+    #[error(
+        "the user PIN of token '{token}' is locked; the token's security officer must reset it"
+    )]
+    PinLocked { token: String },
+    #[error("no private key {what} in token '{token}'")]
+    KeyNotFound { token: String, what: String },
+    #[error("more than one private key matches {what} in token '{token}'; add id= to the key URI")]
+    KeyAmbiguous { token: String, what: String },
+    #[error(
+        "token '{token}' already holds a key labelled '{label}'; sigvault never overwrites keys"
+    )]
+    KeyExists { token: String, label: String },
+    #[error("token '{token}' does not support mechanism {mechanism}")]
+    MechanismNotSupported { token: String, mechanism: String },
+    #[error("key {what} in token '{token}' is not an EC key on P-256 or P-384")]
+    UnsupportedKey { token: String, what: String },
+    #[error(
+        "no public key object for {what} in token '{token}'; sigvault needs it to export the SPKI"
+    )]
+    PublicKeyMissing { token: String, what: String },
+    #[error("PKCS#11 {op} failed on token '{token}': {reason}")]
+    Pkcs11 {
+        token: String,
+        op: &'static str,
+        reason: String,
+    },
+}
+
+fn ck<'a>(token: &'a str, op: &'static str) -> impl FnOnce(CkError) -> HsmError + 'a {
+    move |e| HsmError::Pkcs11 {
+        token: token.to_owned(),
+        op,
+        reason: e.to_string(),
+    }
+}
+
+/// A loaded and initialised PKCS#11 module. Cheap to clone.
+#[derive(Clone)]
+pub struct Module {
+    ctx: Pkcs11,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("path", &self.path).finish()
+    }
+}
+
+impl Module {
+    /// Load `path` and call `C_Initialize` with OS locking. A module is loaded once per process:
+    /// later calls with the same path share the first instance (a PKCS#11 library has one
+    /// global state per process, whatever number of handles the process holds).
+    pub fn load(path: &Path) -> Result<Self, HsmError> {
+        static LOADED: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
+        if !path.exists() {
+            return Err(HsmError::ModuleMissing { path: path.into() });
+        }
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+        let mut loaded = LOADED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = loaded.get(&key) {
+            return Ok(m.clone());
+        }
+        let m = Self::load_uncached(path)?;
+        loaded.insert(key, m.clone());
+        Ok(m)
+    }
+
+    fn load_uncached(path: &Path) -> Result<Self, HsmError> {
+        let ctx = Pkcs11::new(path).map_err(|e| HsmError::ModuleLoad {
+            path: path.into(),
+            reason: match e {
+                CkError::LibraryLoading(l) => l.to_string(),
+                other => other.to_string(),
+            },
+        })?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => {
+                return Err(HsmError::Initialize {
+                    path: path.into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(Self {
+            ctx,
+            path: path.into(),
+        })
+    }
+
+    /// The module's file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Labels of every initialised token, for error messages and diagnostics.
+    pub fn token_labels(&self) -> Vec<String> {
+        let Ok(slots) = self.ctx.get_slots_with_initialized_token() else {
+            return Vec::new();
+        };
+        slots
+            .into_iter()
+            .filter_map(|s| self.ctx.get_token_info(s).ok())
+            .map(|i| i.label().trim_end().to_owned())
+            .collect()
+    }
+
+    fn find_slot(&self, uri: &Pkcs11Uri) -> Result<Slot, HsmError> {
+        // Another process may be writing to some token of the same store (SoftHSM's file store
+        // is shared): a slot whose info cannot be read right now is skipped, and the scan is
+        // retried a few times before giving up, so one busy token does not hide ours.
+        let mut last_err = None;
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+            }
+            let slots = match self.ctx.get_slots_with_token() {
+                Ok(s) => s,
+                Err(e) => {
+                    last_err = Some(e.to_string());
+                    continue;
+                }
+            };
+            let mut found = Vec::new();
+            let mut present = Vec::new();
+            let mut unreadable = false;
+            for slot in slots {
+                let info = match self.ctx.get_token_info(slot) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        unreadable = true;
+                        last_err = Some(e.to_string());
+                        continue;
+                    }
+                };
+                if !info.token_initialized() {
+                    continue;
+                }
+                let label = info.label().trim_end();
+                present.push(label.to_owned());
+                let matches = label == uri.token
+                    && uri
+                        .serial
+                        .as_deref()
+                        .is_none_or(|s| info.serial_number().trim_end() == s)
+                    && uri
+                        .manufacturer
+                        .as_deref()
+                        .is_none_or(|s| info.manufacturer_id().trim_end() == s)
+                    && uri
+                        .model
+                        .as_deref()
+                        .is_none_or(|s| info.model().trim_end() == s);
+                if matches {
+                    found.push(slot);
+                }
+            }
+            match found.as_slice() {
+                [slot] => return Ok(*slot),
+                [] if unreadable => continue,
+                [] => {
+                    return Err(HsmError::TokenNotFound {
+                        label: uri.token.clone(),
+                        module: self.path.clone(),
+                        present: if present.is_empty() {
+                            "none".into()
+                        } else {
+                            present.join(", ")
+                        },
+                    });
+                }
+                _ => {
+                    return Err(HsmError::TokenAmbiguous {
+                        label: uri.token.clone(),
+                    });
+                }
+            }
+        }
+        Err(HsmError::Pkcs11 {
+            token: uri.token.clone(),
+            op: "C_GetTokenInfo",
+            reason: last_err.unwrap_or_else(|| "token list unreadable".into()),
+        })
+    }
+
+    /// Open the token named by `uri` and log in as the user with `pin`.
+    pub fn login(&self, uri: &Pkcs11Uri, pin: &SecretString) -> Result<Arc<Token>, HsmError> {
+        let slot = self.find_slot(uri)?;
+        let label = uri.token.clone();
+        let session = self
+            .ctx
+            .open_rw_session(slot)
+            .map_err(ck(&label, "C_OpenSession"))?;
+        match session.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid, _)) => {
+                return Err(HsmError::WrongPin { token: label });
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                return Err(HsmError::PinLocked { token: label });
+            }
+            Err(e) => return Err(ck(&label, "C_Login")(e)),
+        }
+        Ok(Arc::new(Token {
+            module: self.clone(),
+            slot,
+            label,
+            login: Mutex::new(session),
+            pool: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// A logged-in token. Holds the session that carries the login, and a pool of signing sessions.
+pub struct Token {
+    module: Module,
+    slot: Slot,
+    label: String,
+    /// The session that holds the login. Kept open for the token's lifetime; also used for the
+    /// rare management operations (find, generate), serialised by the mutex.
+    login: Mutex<Session>,
+    /// Idle sessions for signing: taken for one operation, put back after.
+    pool: Mutex<Vec<Session>>,
+}
+
+/// Upper bound on idle pooled sessions; more concurrent signers than this still work, their
+/// extra sessions are closed after use.
+const MAX_IDLE_SESSIONS: usize = 64;
+
+/// How a key is described in messages: by the URI's object label and/or id.
+fn describe(uri: &Pkcs11Uri) -> String {
+    let mut parts = Vec::new();
+    if let Some(o) = &uri.object {
+        parts.push(format!("labelled '{o}'"));
+    }
+    if let Some(id) = &uri.id {
+        parts.push(format!("with id {}", hex::encode(id)));
+    }
+    parts.join(" ")
+}
+
+impl Token {
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn with_mgmt<T>(&self, f: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let guard = self.login.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    fn take_session(&self) -> Result<Session, HsmError> {
+        if let Some(s) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(s);
+        }
+        self.module
+            .ctx
+            .open_ro_session(self.slot)
+            .map_err(ck(&self.label, "C_OpenSession"))
+    }
+
+    fn put_session(&self, s: Session) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_SESSIONS {
+            pool.push(s);
+        }
+    }
+
+    fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
+        let mut t = vec![Attribute::Class(class), Attribute::KeyType(KeyType::EC)];
+        if let Some(o) = &uri.object {
+            t.push(Attribute::Label(o.as_bytes().to_vec()));
+        }
+        if let Some(id) = &uri.id {
+            t.push(Attribute::Id(id.clone()));
+        }
+        t
+    }
+
+    /// Whether any object (key of any class) with this label already exists on the token.
+    pub fn object_exists(&self, label: &str) -> Result<bool, HsmError> {
+        self.with_mgmt(|s| {
+            let found = s
+                .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                .map_err(ck(&self.label, "C_FindObjects"))?;
+            Ok(!found.is_empty())
+        })
+    }
+
+    fn require_mechanism(&self, m: MechanismType, name: &str) -> Result<(), HsmError> {
+        // Ask for this one mechanism: C_GetMechanismInfo answers CKR_MECHANISM_INVALID when the
+        // token lacks it (listing all mechanisms would trip over vendor-defined ones).
+        match self.module.ctx.get_mechanism_info(self.slot, m) {
+            Ok(_) => Ok(()),
+            Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {
+                Err(HsmError::MechanismNotSupported {
+                    token: self.label.clone(),
+                    mechanism: name.into(),
+                })
+            }
+            Err(e) => Err(ck(&self.label, "C_GetMechanismInfo")(e)),
+        }
+    }
+
+    /// Generate an EC key pair inside the token: the private half is a token object,
+    /// sensitive, never extractable, usable only to sign. Refuses if the label is taken.
+    pub fn generate_ec_key(
+        &self,
+        label: &str,
+        id: &[u8],
+        alg: SignatureAlgorithm,
+    ) -> Result<GeneratedKey, HsmError> {
+        self.require_mechanism(MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN")?;
+        self.require_mechanism(MechanismType::ECDSA, "CKM_ECDSA")?;
+        if self.object_exists(label)? {
+            return Err(HsmError::KeyExists {
+                token: self.label.clone(),
+                label: label.into(),
+            });
+        }
+        let params = alg.curve_oid().to_der().map_err(|e| HsmError::Pkcs11 {
+            token: self.label.clone(),
+            op: "encode EC params",
+            reason: e.to_string(),
+        })?;
+        let label_b = label.as_bytes().to_vec();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(params),
+            Attribute::Label(label_b.clone()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Derive(false),
+            Attribute::Label(label_b),
+            Attribute::Id(id.to_vec()),
+        ];
+        let (pub_h, priv_h) = self.with_mgmt(|s| {
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map_err(ck(&self.label, "C_GenerateKeyPair"))
+        })?;
+        Ok(GeneratedKey {
+            public: pub_h,
+            private: priv_h,
+        })
+    }
+
+    /// Destroy a key pair generated in this run (used only to undo a ceremony that failed
+    /// half-way, so nothing half-created stays behind).
+    pub fn destroy_generated(&self, key: GeneratedKey) -> Result<(), HsmError> {
+        self.with_mgmt(|s| {
+            s.destroy_object(key.private)
+                .map_err(ck(&self.label, "C_DestroyObject"))?;
+            s.destroy_object(key.public)
+                .map_err(ck(&self.label, "C_DestroyObject"))
+        })
+    }
+
+    /// Fill `buf` from the token's random number generator.
+    pub fn random(&self, buf: &mut [u8]) -> Result<(), HsmError> {
+        self.with_mgmt(|s| {
+            s.generate_random_slice(buf)
+                .map_err(ck(&self.label, "C_GenerateRandom"))
+        })
+    }
+
+    /// Find the private key named by `uri` and build a signer for it.
+    pub fn signer(self: &Arc<Self>, uri: &Pkcs11Uri) -> Result<HsmSigner, HsmError> {
+        let what = describe(uri);
+        let (private, public) = self.with_mgmt(|s| {
+            let privs = s
+                .find_objects(&Self::key_template(uri, ObjectClass::PRIVATE_KEY))
+                .map_err(ck(&self.label, "C_FindObjects"))?;
+            let private = match privs.as_slice() {
+                [h] => *h,
+                [] => {
+                    return Err(HsmError::KeyNotFound {
+                        token: self.label.clone(),
+                        what: what.clone(),
+                    });
+                }
+                _ => {
+                    return Err(HsmError::KeyAmbiguous {
+                        token: self.label.clone(),
+                        what: what.clone(),
+                    });
+                }
+            };
+            // Look the public half up by the private key's own id and label, so a URI that names
+            // only one of them still pairs the right objects.
+            let attrs = s
+                .get_attributes(private, &[AttributeType::Id, AttributeType::Label])
+                .map_err(ck(&self.label, "C_GetAttributeValue"))?;
+            let mut tmpl = vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC),
+            ];
+            tmpl.extend(attrs);
+            let pubs = s
+                .find_objects(&tmpl)
+                .map_err(ck(&self.label, "C_FindObjects"))?;
+            match pubs.as_slice() {
+                [h] => Ok((private, *h)),
+                _ => Err(HsmError::PublicKeyMissing {
+                    token: self.label.clone(),
+                    what: what.clone(),
+                }),
+            }
+        })?;
+        let (alg, spki) = self.export_spki(public, &what)?;
+        self.require_mechanism(MechanismType::ECDSA, "CKM_ECDSA")?;
+        Ok(HsmSigner {
+            token: Arc::clone(self),
+            key: private,
+            alg,
+            spki,
+            uri: uri.to_string(),
+        })
+    }
+
+    /// Read `CKA_EC_PARAMS` and `CKA_EC_POINT` of a public key object and build the DER SPKI.
+    fn export_spki(
+        &self,
+        public: ObjectHandle,
+        what: &str,
+    ) -> Result<(SignatureAlgorithm, Vec<u8>), HsmError> {
+        let attrs = self.with_mgmt(|s| {
+            s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
+                .map_err(ck(&self.label, "C_GetAttributeValue"))
+        })?;
+        let mut params = None;
+        let mut point = None;
+        for a in attrs {
+            match a {
+                Attribute::EcParams(p) => params = Some(p),
+                Attribute::EcPoint(p) => point = Some(p),
+                _ => {}
+            }
+        }
+        let unsupported = || HsmError::UnsupportedKey {
+            token: self.label.clone(),
+            what: what.into(),
+        };
+        let params = params.ok_or_else(unsupported)?;
+        let point = point.ok_or_else(unsupported)?;
+        let oid = ObjectIdentifier::from_der(&params).map_err(|_| unsupported())?;
+        let alg = SignatureAlgorithm::from_curve_oid(&oid).ok_or_else(unsupported)?;
+        let point_len = 1 + 2 * alg.scalar_len();
+        // PKCS#11 says CKA_EC_POINT is a DER OCTET STRING; some modules return the raw point.
+        let raw = if point.len() == point_len && point[0] == 0x04 {
+            point
+        } else {
+            OctetString::from_der(&point)
+                .map_err(|_| unsupported())?
+                .into_bytes()
+        };
+        if raw.len() != point_len || raw[0] != 0x04 {
+            return Err(unsupported());
+        }
+        let spki = spki::SubjectPublicKeyInfoOwned {
+            algorithm: spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,
+                parameters: Some(der::Any::from(&oid)),
+            },
+            subject_public_key: BitString::from_bytes(&raw).map_err(|_| unsupported())?,
+        };
+        let der = spki.to_der().map_err(|_| unsupported())?;
+        Ok((alg, der))
+    }
+}
+
+/// Handles of a key pair just generated (see [`Token::generate_ec_key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratedKey {
+    public: ObjectHandle,
+    private: ObjectHandle,
+}
+
+/// A [`Signer`] backed by a private key inside a PKCS#11 token.
+pub struct HsmSigner {
+    token: Arc<Token>,
+    key: ObjectHandle,
+    alg: SignatureAlgorithm,
+    spki: Vec<u8>,
+    uri: String,
+}
+
+impl std::fmt::Debug for HsmSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HsmSigner")
+            .field("key", &self.uri)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl HsmSigner {
+    /// The key's URI, for logs and transcripts.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The token this key lives in.
+    pub fn token(&self) -> &Arc<Token> {
+        &self.token
+    }
+
+    /// Sign a digest already computed with the algorithm's hash; returns raw r‖s.
+    fn sign_digest_raw(&self, digest: &[u8]) -> Result<Vec<u8>, SignError> {
+        let session = self.token.take_session().map_err(|e| SignError::Device {
+            token: self.token.label.clone(),
+            key: self.uri.clone(),
+            reason: e.to_string(),
+        })?;
+        // Mechanism holds raw pointers and is not Sync: build it per call.
+        match session.sign(&Mechanism::Ecdsa, self.key, digest) {
+            Ok(sig) => {
+                self.token.put_session(session);
+                Ok(sig)
+            }
+            // A failed session is dropped (closed), not returned to the pool.
+            Err(e) => Err(SignError::Device {
+                token: self.token.label.clone(),
+                key: self.uri.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl Signer for HsmSigner {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.alg
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let digest = self.alg.digest(message);
+        let raw = self.sign_digest_raw(&digest)?;
+        raw_ecdsa_to_der(&raw, self.alg.scalar_len())
+    }
+}

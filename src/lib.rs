@@ -1,0 +1,20 @@
+//! sigvault: an HSM-centric Sigstore appliance. See DESIGN.md in the planning notes and README.md.
+//!
+//! Module cut (pure leaves first): [`signer`] is the one seam for signing; [`hsm`] is its only
+//! production implementation (PKCS#11); [`pki`] builds certificates; [`config`] reads the strict
+//! TOML files; [`ceremony`] is the offline key ceremony; [`cmd`] wires the command line.
+
+pub mod ceremony;
+pub mod cmd;
+pub mod config;
+pub mod ctlog;
+pub mod fulcio;
+pub mod hsm;
+pub mod http;
+pub mod merkle;
+pub mod note;
+pub mod oidc;
+pub mod pki;
+pub mod signer;
+pub mod store;
+pub mod tlog;

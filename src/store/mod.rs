@@ -1,0 +1,471 @@
+//! MariaDB storage for the Merkle log service, through sqlx. The only module that names sqlx.
+//!
+//! Writes happen in exactly two places, each one transaction: [`Store::create_tree`] and
+//! [`Store::commit_batch`]. A batch commit re-checks, under row locks, that the caller still holds
+//! the tree's lease and that the tree is still at the size the caller extended; entries, tiles and
+//! the new checkpoint then become visible together or not at all. That is what keeps a crash, a
+//! lost connection or a second sequencer from ever forking the tree.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{Acquire, Row};
+
+use crate::merkle::Hash;
+
+/// Storage failures, with what the operator or caller should know.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL is not valid: {0}")]
+    Url(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("tree '{0}' already exists")]
+    TreeExists(String),
+    #[error("this instance no longer holds the sequencer lease of tree {0}")]
+    LeaseLost(u64),
+    #[error("tree {tree} is at size {actual}, not {expected}: another writer integrated entries")]
+    SizeMismatch {
+        tree: u64,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            _ => Self::Db(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the database went away, a lock timed out).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// A tree as stored.
+#[derive(Debug, Clone)]
+pub struct TreeRow {
+    pub id: u64,
+    pub name: String,
+    pub origin: String,
+    pub key_spki: Vec<u8>,
+    pub size: u64,
+    pub root: Hash,
+    pub checkpoint: String,
+}
+
+/// An entry to insert.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    pub identity_hash: Hash,
+    pub data: Vec<u8>,
+    /// Stored with the entry, not hashed (e.g. a CT entry's chain).
+    pub extra: Option<Vec<u8>>,
+}
+
+/// An entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub data: Vec<u8>,
+    pub extra: Option<Vec<u8>>,
+}
+
+/// A hash tile's latest content (concatenated 32-byte hashes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileWrite {
+    pub level: u8,
+    pub index: u64,
+    pub hashes: Vec<u8>,
+}
+
+/// The state a batch commit moves the tree to.
+#[derive(Debug, Clone)]
+pub struct NewHead<'a> {
+    pub size: u64,
+    pub root: Hash,
+    pub checkpoint: &'a str,
+}
+
+fn hash_of(v: Vec<u8>, what: &str) -> Result<Hash, StoreError> {
+    Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// Handle on the tlog database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: MySqlPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations");
+
+impl Store {
+    /// Connect to `url` (`mysql://user:password@host:port/database`).
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, StoreError> {
+        let opts: MySqlConnectOptions = url
+            .expose_secret()
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Url(redact(&e.to_string())))?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// Apply the embedded migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migration failed: {e}")))
+    }
+
+    /// Close the pool (tests; graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Liveness of the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Look a tree up by name.
+    pub async fn tree(&self, name: &str) -> Result<Option<TreeRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, origin, key_spki, size, root, checkpoint FROM trees WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| -> Result<TreeRow, StoreError> {
+            Ok(TreeRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                origin: r.try_get("origin")?,
+                key_spki: r.try_get("key_spki")?,
+                size: r.try_get("size")?,
+                root: hash_of(r.try_get("root")?, "tree root")?,
+                checkpoint: r.try_get("checkpoint")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Create a tree with its first entry (the sentinel), tile and checkpoint, once.
+    pub async fn create_tree(
+        &self,
+        name: &str,
+        origin: &str,
+        key_spki: &[u8],
+        sentinel: &NewEntry,
+        tile: &TileWrite,
+        head: &NewHead<'_>,
+    ) -> Result<TreeRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO trees (name, origin, key_spki, created_at, size, root, checkpoint, updated_at) \
+             VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?, ?, ?, UTC_TIMESTAMP(6))",
+        )
+        .bind(name)
+        .bind(origin)
+        .bind(key_spki)
+        .bind(head.size)
+        .bind(&head.root[..])
+        .bind(head.checkpoint)
+        .execute(&mut *tx)
+        .await;
+        let id = match res {
+            Ok(r) => r.last_insert_id(),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                return Err(StoreError::TreeExists(name.into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        insert_entries(&mut tx, id, std::slice::from_ref(sentinel)).await?;
+        upsert_tiles(&mut tx, id, std::slice::from_ref(tile)).await?;
+        sqlx::query(
+            "INSERT INTO leases (tree_id, holder, expires_at) VALUES (?, '', UTC_TIMESTAMP(6))",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.tree(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("tree '{name}' vanished after creation")))
+    }
+
+    /// Take or renew the sequencer lease of `tree` for `ttl`, if it is free, expired or ours.
+    pub async fn acquire_lease(
+        &self,
+        tree: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE leases SET holder = ?, expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+             WHERE tree_id = ? AND (holder = ? OR expires_at < UTC_TIMESTAMP(6))",
+        )
+        .bind(holder)
+        .bind(ttl.as_micros() as u64)
+        .bind(tree)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Give the lease up (graceful shutdown) so a standby can take over at once.
+    pub async fn release_lease(&self, tree: u64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE leases SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND WHERE tree_id = ? AND holder = ?",
+        )
+        .bind(tree)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Existing entries' indices for these identity hashes.
+    pub async fn existing_identities(
+        &self,
+        tree: u64,
+        ids: &[Hash],
+    ) -> Result<HashMap<Hash, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+                "SELECT identity_hash, idx FROM entries WHERE tree_id = ",
+            );
+            qb.push_bind(tree);
+            qb.push(" AND identity_hash IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(&id[..]);
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                out.insert(
+                    hash_of(r.try_get("identity_hash")?, "identity hash")?,
+                    r.try_get("idx")?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commit a batch: entries, tiles and the new head, atomically, if `holder` still holds the
+    /// lease and the tree is still at `old_size`.
+    pub async fn commit_batch(
+        &self,
+        tree: u64,
+        holder: &str,
+        old_size: u64,
+        entries: &[NewEntry],
+        tiles: &[TileWrite],
+        head: &NewHead<'_>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let lease = sqlx::query(
+            "SELECT holder, expires_at > UTC_TIMESTAMP(6) AS valid FROM leases WHERE tree_id = ? FOR UPDATE",
+        )
+        .bind(tree)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let held = match lease {
+            Some(r) => {
+                let h: String = r.try_get("holder")?;
+                let valid: i64 = r.try_get("valid")?;
+                h == holder && valid == 1
+            }
+            None => false,
+        };
+        if !held {
+            return Err(StoreError::LeaseLost(tree));
+        }
+        let size: u64 = sqlx::query("SELECT size FROM trees WHERE id = ? FOR UPDATE")
+            .bind(tree)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("size")?;
+        if size != old_size {
+            return Err(StoreError::SizeMismatch {
+                tree,
+                expected: old_size,
+                actual: size,
+            });
+        }
+        insert_entries(&mut tx, tree, entries).await?;
+        upsert_tiles(&mut tx, tree, tiles).await?;
+        sqlx::query(
+            "UPDATE trees SET size = ?, root = ?, checkpoint = ?, updated_at = UTC_TIMESTAMP(6) \
+             WHERE id = ? AND size = ?",
+        )
+        .bind(head.size)
+        .bind(&head.root[..])
+        .bind(head.checkpoint)
+        .bind(tree)
+        .bind(old_size)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hash tiles by (level, index), as stored (latest width).
+    pub async fn tiles(
+        &self,
+        tree: u64,
+        keys: &[(u8, u64)],
+    ) -> Result<HashMap<(u8, u64), Vec<u8>>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(200) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+                "SELECT level, idx, hashes FROM tiles WHERE tree_id = ",
+            );
+            qb.push_bind(tree);
+            qb.push(" AND (level, idx) IN (");
+            let mut sep = qb.separated(", ");
+            for (l, i) in chunk {
+                sep.push("(");
+                sep.push_bind_unseparated(*l);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(*i);
+                sep.push_unseparated(")");
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                let level: u8 = r.try_get("level")?;
+                let idx: u64 = r.try_get("idx")?;
+                out.insert((level, idx), r.try_get("hashes")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries with indices in `[start, end)`, in order.
+    pub async fn entries(
+        &self,
+        tree: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, data, extra FROM entries WHERE tree_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(tree)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredEntry {
+                    index: r.try_get("idx")?,
+                    data: r.try_get("data")?,
+                    extra: r.try_get("extra")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The lowest index of an entry with this leaf hash, if any.
+    pub async fn index_of_leaf(&self, tree: u64, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        let r = sqlx::query(
+            "SELECT idx FROM entries WHERE tree_id = ? AND leaf_hash = ? ORDER BY idx LIMIT 1",
+        )
+        .bind(tree)
+        .bind(&leaf[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| r.try_get("idx")).transpose()?)
+    }
+}
+
+async fn insert_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    tree: u64,
+    entries: &[NewEntry],
+) -> Result<(), StoreError> {
+    // Keep each statement well under max_allowed_packet (16 MiB by default).
+    let mut start = 0;
+    while start < entries.len() {
+        let mut bytes = 0;
+        let mut end = start;
+        while end < entries.len()
+            && (end == start || bytes + entries[end].data.len() < 4 << 20)
+            && end - start < 1000
+        {
+            bytes += entries[end].data.len();
+            end += 1;
+        }
+        let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO entries (tree_id, idx, leaf_hash, identity_hash, data, extra) ",
+        );
+        qb.push_values(&entries[start..end], |mut b, e| {
+            b.push_bind(tree)
+                .push_bind(e.index)
+                .push_bind(&e.leaf_hash[..])
+                .push_bind(&e.identity_hash[..])
+                .push_bind(&e.data[..])
+                .push_bind(e.extra.as_deref());
+        });
+        qb.build().execute(&mut **tx).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+async fn upsert_tiles(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    tree: u64,
+    tiles: &[TileWrite],
+) -> Result<(), StoreError> {
+    for chunk in tiles.chunks(200) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO tiles (tree_id, level, idx, hashes) ",
+        );
+        qb.push_values(chunk, |mut b, t| {
+            b.push_bind(tree)
+                .push_bind(t.level)
+                .push_bind(t.index)
+                .push_bind(&t.hashes[..]);
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE hashes = VALUES(hashes)");
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Remove a password from a message that may quote a URL.
+fn redact(msg: &str) -> String {
+    match (msg.find("://"), msg.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &msg[..s], &msg[at..]),
+        _ => msg.to_owned(),
+    }
+}

@@ -1,0 +1,293 @@
+//! The tlog internal API: wire types (JSON) and the typed client that ctlog and rekor use.
+//!
+//! Paths (all under the internal listener, a Unix socket by default):
+//! * `POST /v1/trees/{tree}` — create the tree once (201; 409 if it exists).
+//! * `GET  /v1/trees/{tree}/checkpoint` — [`HeadResponse`].
+//! * `POST /v1/trees/{tree}/entries` — [`AppendRequest`] → [`AppendResponse`] once durable.
+//! * `GET  /v1/trees/{tree}/entries?start=&end=` — [`EntriesResponse`] (at most 1000).
+//! * `GET  /v1/trees/{tree}/proof/inclusion?index=&size=` or `?leaf_hash=<hex>&size=` —
+//!   [`InclusionResponse`].
+//! * `GET  /v1/trees/{tree}/proof/consistency?first=&second=` — [`ConsistencyResponse`].
+//!
+//! Errors are `{"code": <http status>, "message": "..."}`. Byte strings are standard base64,
+//! hashes lowercase hex.
+
+use serde::{Deserialize, Serialize};
+
+/// Most entries returned by one entries request.
+pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    /// The entry, base64.
+    pub data: String,
+    /// Optional identity hash (hex, 32 bytes) that deduplicates; default: the leaf hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Also return the inclusion proof at the covering checkpoint.
+    #[serde(default)]
+    pub proof: bool,
+    /// Extra data (base64) stored with the entry but not hashed (a CT chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppendResponse {
+    pub index: u64,
+    pub leaf_hash: String,
+    pub duplicate: bool,
+    pub tree_size: u64,
+    pub root_hash: String,
+    /// The signed checkpoint (note text) for `tree_size`.
+    pub checkpoint: String,
+    /// Inclusion proof of `index` in `tree_size` (hex hashes), if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion_proof: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeadResponse {
+    pub tree_size: u64,
+    pub root_hash: String,
+    pub checkpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub index: u64,
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntriesResponse {
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InclusionResponse {
+    pub index: u64,
+    pub tree_size: u64,
+    pub hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsistencyResponse {
+    pub first: u64,
+    pub second: u64,
+    pub hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: u16,
+    pub message: String,
+}
+
+/// Errors calling the tlog.
+#[derive(Debug, thiserror::Error)]
+pub enum TlogClientError {
+    #[error("tlog unreachable: {0}")]
+    Transport(#[from] crate::http::client::ClientError),
+    #[error("tlog answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("tlog sent an unreadable answer: {0}")]
+    Decode(String),
+}
+
+impl TlogClientError {
+    /// Retrying (later, or on another instance) may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Api { status, .. } => *status == 503,
+            Self::Decode(_) => false,
+        }
+    }
+}
+
+/// Typed client of the tlog internal API, for ctlog and rekor. Given several endpoints (an
+/// active sequencer and its standbys) it tries them in order when one is unreachable or answers
+/// 503, so a takeover is invisible to callers beyond a short delay.
+#[derive(Clone)]
+pub struct TlogClient {
+    endpoints: Vec<crate::http::client::Client>,
+}
+
+impl TlogClient {
+    pub fn new(endpoints: Vec<crate::http::client::Client>) -> Self {
+        Self { endpoints }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: axum::http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, TlogClientError> {
+        let mut last = TlogClientError::Decode("no tlog endpoint configured".into());
+        for c in &self.endpoints {
+            let res = c
+                .request(
+                    method.clone(),
+                    path,
+                    body.clone().map(|b| (b, "application/json")),
+                )
+                .await;
+            let resp = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.into();
+                    continue;
+                }
+            };
+            if resp.status.is_success() {
+                return serde_json::from_slice(&resp.body)
+                    .map_err(|e| TlogClientError::Decode(e.to_string()));
+            }
+            let message = serde_json::from_slice::<ErrorBody>(&resp.body)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
+            last = TlogClientError::Api {
+                status: resp.status.as_u16(),
+                message,
+            };
+            if resp.status.as_u16() != 503 {
+                return Err(last);
+            }
+        }
+        Err(last)
+    }
+
+    /// Create `tree` (once; a 409 error if it exists).
+    pub async fn create_tree(&self, tree: &str) -> Result<HeadResponse, TlogClientError> {
+        self.call(axum::http::Method::POST, &format!("/v1/trees/{tree}"), None)
+            .await
+    }
+
+    /// The latest signed head.
+    pub async fn head(&self, tree: &str) -> Result<HeadResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!("/v1/trees/{tree}/checkpoint"),
+            None,
+        )
+        .await
+    }
+
+    /// Append `data`; returns once durable (with the inclusion proof if `proof`).
+    pub async fn append(
+        &self,
+        tree: &str,
+        data: &[u8],
+        identity: Option<&[u8; 32]>,
+        proof: bool,
+    ) -> Result<AppendResponse, TlogClientError> {
+        self.append_with_extra(tree, data, identity, None, proof)
+            .await
+    }
+
+    /// Append `data` with `extra` stored beside it (not hashed).
+    pub async fn append_with_extra(
+        &self,
+        tree: &str,
+        data: &[u8],
+        identity: Option<&[u8; 32]>,
+        extra: Option<&[u8]>,
+        proof: bool,
+    ) -> Result<AppendResponse, TlogClientError> {
+        use base64::Engine;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let req = AppendRequest {
+            data: b64.encode(data),
+            identity: identity.map(hex::encode),
+            proof,
+            extra: extra.map(|x| b64.encode(x)),
+        };
+        let body = serde_json::to_vec(&req).map_err(|e| TlogClientError::Decode(e.to_string()))?;
+        self.call(
+            axum::http::Method::POST,
+            &format!("/v1/trees/{tree}/entries"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Entries `[start, end)` (the server returns at most [`MAX_ENTRIES_PER_REQUEST`]).
+    pub async fn entries(
+        &self,
+        tree: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<EntriesResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!("/v1/trees/{tree}/entries?start={start}&end={end}"),
+            None,
+        )
+        .await
+    }
+
+    /// Inclusion proof by index.
+    pub async fn inclusion(
+        &self,
+        tree: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!("/v1/trees/{tree}/proof/inclusion?index={index}&size={size}"),
+            None,
+        )
+        .await
+    }
+
+    /// Inclusion proof by leaf hash.
+    pub async fn inclusion_by_hash(
+        &self,
+        tree: &str,
+        leaf_hash: &[u8; 32],
+        size: u64,
+    ) -> Result<InclusionResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!(
+                "/v1/trees/{tree}/proof/inclusion?leaf_hash={}&size={size}",
+                hex::encode(leaf_hash)
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// Consistency proof between two sizes.
+    pub async fn consistency(
+        &self,
+        tree: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!("/v1/trees/{tree}/proof/consistency?first={first}&second={second}"),
+            None,
+        )
+        .await
+    }
+}
+
+/// Decode a list of hex hashes from a response.
+pub fn decode_hashes(h: &[String]) -> Result<Vec<crate::merkle::Hash>, TlogClientError> {
+    h.iter()
+        .map(|s| {
+            hex::decode(s)
+                .ok()
+                .and_then(|v| crate::merkle::Hash::try_from(v.as_slice()).ok())
+                .ok_or_else(|| TlogClientError::Decode(format!("bad hash {s:?}")))
+        })
+        .collect()
+}

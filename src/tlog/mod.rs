@@ -1,0 +1,609 @@
+//! The Merkle log service: trees of entries in MariaDB, sequenced in batches by one active
+//! instance per tree (a database lease), stored as C2SP tlog-tiles, with checkpoints signed
+//! through the [`Signer`] seam (PKCS#11 in production). ctlog and rekor reach it only through
+//! [`api`], over its internal HTTP API.
+
+pub mod api;
+pub mod reader;
+pub mod sequencer;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::merkle::{self, Hash};
+use crate::signer::Signer;
+use crate::store::{NewEntry, NewHead, Store, StoreError, TileWrite};
+pub use sequencer::{Appended, SequencerOptions};
+
+/// Largest extra data stored with an entry (a CT chain), bytes.
+pub const MAX_EXTRA_SIZE: usize = 1 << 20;
+
+/// A signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed note text.
+    pub checkpoint: String,
+}
+
+/// Errors of the log service, each mapping to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum TlogError {
+    #[error("unknown tree '{0}'")]
+    UnknownTree(String),
+    #[error("tree '{0}' is not created yet; create it once with POST /v1/trees/{0}")]
+    NotCreated(String),
+    #[error("tree '{0}' already exists")]
+    TreeExists(String),
+    #[error("this instance is not the active sequencer of tree '{0}'; retry on the active one")]
+    NotActive(String),
+    #[error("too many appends waiting for tree '{0}'; retry later")]
+    Overloaded(String),
+    #[error("entry of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing the checkpoint failed: {0}")]
+    Signing(String),
+    #[error("integrity check failed: {0}")]
+    Corrupt(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl TlogError {
+    /// Whether a retry (perhaps elsewhere) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown => true,
+            Self::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// A copy for each waiter of a failed batch (the error types inside are not Clone).
+    pub(crate) fn clone_for_reply(&self) -> Self {
+        match self {
+            Self::Store(StoreError::Unavailable(m)) => {
+                Self::Store(StoreError::Unavailable(m.clone()))
+            }
+            Self::Store(StoreError::LeaseLost(_) | StoreError::SizeMismatch { .. }) => {
+                Self::NotActive(String::from("(lease lost during the batch)"))
+            }
+            other => Self::Internal(format!("batch not committed: {other}")),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownTree(_) | Self::NotCreated(_) => 404,
+            Self::TreeExists(_) => 409,
+            Self::TooLarge { .. } => 413,
+            Self::BadRequest(_) => 400,
+            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown => 503,
+            Self::Store(e) if e.is_transient() => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl From<reader::ReadError> for TlogError {
+    fn from(e: reader::ReadError) -> Self {
+        match e {
+            reader::ReadError::Store(s) => Self::Store(s),
+            reader::ReadError::Invalid(m) => Self::BadRequest(m),
+            reader::ReadError::MissingTile(m) => Self::Corrupt(m),
+        }
+    }
+}
+
+/// One configured tree.
+pub struct TreeSpec {
+    /// Short name used in URLs (`[a-z0-9-]`).
+    pub name: String,
+    /// Checkpoint origin line (Rekor: `<hostname> - <tree id>`).
+    pub origin: String,
+    /// Name on the checkpoint's signature line (Rekor: the hostname of its base URL).
+    pub note_name: String,
+    /// The tree's checkpoint key.
+    pub signer: Arc<dyn Signer>,
+}
+
+/// Service-wide options.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    pub sequencer: SequencerOptions,
+    /// Largest entry accepted, in bytes (tlog-tiles entry bundles cap it at 65535).
+    pub max_entry_size: usize,
+    /// Identifies this instance in leases (host, pid and a random suffix by default).
+    pub instance: String,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            sequencer: SequencerOptions::default(),
+            max_entry_size: 65_535,
+            instance: default_instance_id(),
+        }
+    }
+}
+
+/// `hostname:pid:random`, unique per process.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let mut r = [0u8; 4];
+    let _ = getrandom::getrandom(&mut r);
+    format!("{host}:{}:{}", std::process::id(), hex::encode(r))
+}
+
+/// A tree as the service holds it.
+pub struct Tree {
+    spec: TreeSpec,
+    /// Database id once the tree exists.
+    id: watch::Sender<Option<u64>>,
+    tx: mpsc::Sender<sequencer::AppendReq>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<sequencer::AppendReq>>>,
+    active: watch::Sender<bool>,
+    head: watch::Sender<Option<Arc<Head>>>,
+    cache: Arc<reader::TileCache>,
+    metrics: Arc<sequencer::SeqMetrics>,
+}
+
+impl Tree {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+    /// Is this instance the tree's active sequencer right now?
+    pub fn is_active(&self) -> bool {
+        *self.active.borrow()
+    }
+    /// The tree's database id, if created.
+    pub fn db_id(&self) -> Option<u64> {
+        *self.id.borrow()
+    }
+    /// The public key that verifies this tree's checkpoints (DER SPKI).
+    pub fn public_key(&self) -> &[u8] {
+        self.spec.signer.public_key_der()
+    }
+    pub fn note_name(&self) -> &str {
+        &self.spec.note_name
+    }
+    pub fn origin(&self) -> &str {
+        &self.spec.origin
+    }
+    /// Appends waiting in this tree's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+    /// Sequencer metrics.
+    pub fn metrics(&self) -> &sequencer::SeqMetrics {
+        &self.metrics
+    }
+    /// The latest head this instance knows without asking the database.
+    pub fn cached_head(&self) -> Option<Arc<Head>> {
+        self.head.borrow().clone()
+    }
+}
+
+/// The log service: its trees, its store, its sequencers.
+pub struct LogService {
+    store: Store,
+    trees: HashMap<String, Arc<Tree>>,
+    opts: ServiceOptions,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Tree names: short, URL-safe, stable.
+pub fn valid_tree_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl LogService {
+    /// Set up the service for `trees`; checks existing trees against their configured keys and
+    /// origins (refusing to start on a mismatch) and starts one sequencer per tree.
+    pub async fn start(
+        store: Store,
+        trees: Vec<TreeSpec>,
+        opts: ServiceOptions,
+    ) -> Result<Arc<Self>, TlogError> {
+        let mut map = HashMap::new();
+        for spec in trees {
+            if !valid_tree_name(&spec.name) {
+                return Err(TlogError::BadRequest(format!(
+                    "tree name '{}' must be 1-64 characters of a-z, 0-9 and '-'",
+                    spec.name
+                )));
+            }
+            let row = store.tree(&spec.name).await?;
+            if let Some(row) = &row {
+                check_row(&spec, row)?;
+            }
+            let (tx, rx) = mpsc::channel(opts.sequencer.queue_limit);
+            let tree = Tree {
+                id: watch::Sender::new(row.as_ref().map(|r| r.id)),
+                head: watch::Sender::new(row.map(|r| {
+                    Arc::new(Head {
+                        size: r.size,
+                        root: r.root,
+                        checkpoint: r.checkpoint,
+                    })
+                })),
+                spec,
+                tx,
+                rx: std::sync::Mutex::new(Some(rx)),
+                active: watch::Sender::new(false),
+                cache: Arc::new(reader::TileCache::default()),
+                metrics: Arc::default(),
+            };
+            if map.insert(tree.spec.name.clone(), Arc::new(tree)).is_some() {
+                return Err(TlogError::BadRequest(
+                    "a tree name is configured twice".into(),
+                ));
+            }
+        }
+        let svc = Arc::new(Self {
+            store,
+            trees: map,
+            opts,
+            shutdown: watch::Sender::new(false),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        for tree in svc.trees.values() {
+            if tree.db_id().is_some() {
+                svc.spawn_sequencer(tree);
+            }
+        }
+        Ok(svc)
+    }
+
+    fn spawn_sequencer(&self, tree: &Arc<Tree>) {
+        let Some(tree_id) = tree.db_id() else { return };
+        let Some(rx) = tree.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let ident = Arc::new(sequencer::TreeIdentity {
+            tree_id,
+            name: tree.spec.name.clone(),
+            origin: tree.spec.origin.clone(),
+            note_name: tree.spec.note_name.clone(),
+            signer: Arc::clone(&tree.spec.signer),
+        });
+        let runner = sequencer::Runner {
+            store: self.store.clone(),
+            cache: Arc::clone(&tree.cache),
+            id: ident,
+            holder: self.opts.instance.clone(),
+            opts: self.opts.sequencer.clone(),
+            active: tree.active.clone(),
+            head_tx: tree.head.clone(),
+            metrics: Arc::clone(&tree.metrics),
+        };
+        let handle = tokio::spawn(sequencer::run(runner, rx, self.shutdown.subscribe()));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Stop sequencing: refuse new appends, finish nothing more, release leases.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send_replace(true);
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Stop every sequencer at once, without releasing leases: what a crash looks like to the
+    /// other instances (used on fatal errors, and by the takeover tests).
+    pub fn abort(&self) {
+        for t in std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner())) {
+            t.abort();
+        }
+        for t in self.trees.values() {
+            let _ = t.active.send_replace(false);
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn options(&self) -> &ServiceOptions {
+        &self.opts
+    }
+
+    /// Names of the configured trees.
+    pub fn tree_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.trees.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// A configured tree.
+    pub fn tree(&self, name: &str) -> Result<&Arc<Tree>, TlogError> {
+        self.trees
+            .get(name)
+            .ok_or_else(|| TlogError::UnknownTree(name.into()))
+    }
+
+    fn created(&self, name: &str) -> Result<(&Arc<Tree>, u64), TlogError> {
+        let t = self.tree(name)?;
+        let id = t
+            .db_id()
+            .ok_or_else(|| TlogError::NotCreated(name.into()))?;
+        Ok((t, id))
+    }
+
+    /// Create the tree once: its sentinel entry at index 0, first tile and checkpoint.
+    pub async fn create_tree(&self, name: &str) -> Result<Arc<Head>, TlogError> {
+        let tree = self.tree(name)?;
+        if let Some(row) = self.store.tree(name).await? {
+            check_row(&tree.spec, &row)?;
+            let _ = tree.id.send_replace(Some(row.id));
+            self.spawn_sequencer(tree);
+            return Err(TlogError::TreeExists(name.into()));
+        }
+        let data = format!("sigvault tree sentinel: {}", tree.spec.origin).into_bytes();
+        let leaf = merkle::leaf_hash(&data);
+        let ident = sequencer::TreeIdentity {
+            tree_id: 0,
+            name: tree.spec.name.clone(),
+            origin: tree.spec.origin.clone(),
+            note_name: tree.spec.note_name.clone(),
+            signer: Arc::clone(&tree.spec.signer),
+        };
+        let head = sequencer::sign_head(&ident, 1, leaf)?;
+        let res = self
+            .store
+            .create_tree(
+                name,
+                &tree.spec.origin,
+                tree.spec.signer.public_key_der(),
+                &NewEntry {
+                    index: 0,
+                    leaf_hash: leaf,
+                    identity_hash: leaf,
+                    data,
+                    extra: None,
+                },
+                &TileWrite {
+                    level: 0,
+                    index: 0,
+                    hashes: leaf.to_vec(),
+                },
+                &NewHead {
+                    size: 1,
+                    root: leaf,
+                    checkpoint: &head.checkpoint,
+                },
+            )
+            .await;
+        let row = match res {
+            Ok(row) => row,
+            Err(StoreError::TreeExists(n)) => {
+                // Another instance created it first: adopt theirs.
+                if let Some(row) = self.store.tree(name).await? {
+                    let _ = tree.id.send_replace(Some(row.id));
+                    self.spawn_sequencer(tree);
+                }
+                return Err(TlogError::TreeExists(n));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(tree = name, id = row.id, "created tree");
+        let head = Arc::new(head);
+        let _ = tree.head.send_replace(Some(Arc::clone(&head)));
+        let _ = tree.id.send_replace(Some(row.id));
+        self.spawn_sequencer(tree);
+        Ok(head)
+    }
+
+    /// Append an entry; resolves once it is durable and integrated.
+    pub async fn append(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        identity: Option<Hash>,
+    ) -> Result<Appended, TlogError> {
+        self.append_with_extra(name, data, identity, None).await
+    }
+
+    /// Append an entry with extra data stored beside it (not hashed into the tree).
+    pub async fn append_with_extra(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        identity: Option<Hash>,
+        extra: Option<Vec<u8>>,
+    ) -> Result<Appended, TlogError> {
+        let (tree, _) = self.created(name)?;
+        if data.len() > self.opts.max_entry_size {
+            return Err(TlogError::TooLarge {
+                size: data.len(),
+                max: self.opts.max_entry_size,
+            });
+        }
+        if data.is_empty() {
+            return Err(TlogError::BadRequest("an entry must not be empty".into()));
+        }
+        if let Some(x) = &extra {
+            if x.len() > MAX_EXTRA_SIZE {
+                return Err(TlogError::TooLarge {
+                    size: x.len(),
+                    max: MAX_EXTRA_SIZE,
+                });
+            }
+        }
+        if !tree.is_active() {
+            return Err(TlogError::NotActive(name.into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        tree.tx
+            .try_send(sequencer::AppendReq {
+                data,
+                identity,
+                extra,
+                reply,
+                queued: std::time::Instant::now(),
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => TlogError::Overloaded(name.into()),
+                mpsc::error::TrySendError::Closed(_) => TlogError::ShuttingDown,
+            })?;
+        rx.await.map_err(|_| TlogError::ShuttingDown)?
+    }
+
+    /// The latest head: from the sequencer if active, else from the database.
+    pub async fn head(&self, name: &str) -> Result<Arc<Head>, TlogError> {
+        let (tree, _) = self.created(name)?;
+        if tree.is_active() {
+            if let Some(h) = tree.head.borrow().clone() {
+                return Ok(h);
+            }
+        }
+        let row = self
+            .store
+            .tree(name)
+            .await?
+            .ok_or_else(|| TlogError::NotCreated(name.into()))?;
+        Ok(Arc::new(Head {
+            size: row.size,
+            root: row.root,
+            checkpoint: row.checkpoint,
+        }))
+    }
+
+    fn check_size(head: &Head, size: u64) -> Result<(), TlogError> {
+        if size > head.size {
+            return Err(TlogError::BadRequest(format!(
+                "tree size {size} is beyond the current size {}",
+                head.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Inclusion proof of `index` at tree `size`.
+    pub async fn inclusion_proof(
+        &self,
+        name: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, TlogError> {
+        let (tree, id) = self.created(name)?;
+        Self::check_size(&*self.head(name).await?, size)?;
+        if index >= size {
+            return Err(TlogError::BadRequest(format!(
+                "index {index} is not below tree size {size}"
+            )));
+        }
+        Ok(reader::inclusion_proof(&self.store, &tree.cache, id, index, size).await?)
+    }
+
+    /// Index of the first entry with `leaf_hash` (it must be below `size`).
+    pub async fn index_of_leaf(&self, name: &str, leaf: &Hash) -> Result<Option<u64>, TlogError> {
+        let (_, id) = self.created(name)?;
+        Ok(self.store.index_of_leaf(id, leaf).await?)
+    }
+
+    /// Consistency proof between `first` and `second`.
+    pub async fn consistency_proof(
+        &self,
+        name: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, TlogError> {
+        let (tree, id) = self.created(name)?;
+        Self::check_size(&*self.head(name).await?, second)?;
+        if first > second {
+            return Err(TlogError::BadRequest(format!(
+                "first size {first} is larger than second size {second}"
+            )));
+        }
+        Ok(reader::consistency_proof(&self.store, &tree.cache, id, first, second).await?)
+    }
+
+    /// Entries `[start, end)` (at most `limit`), only from the integrated tree.
+    pub async fn entries(
+        &self,
+        name: &str,
+        start: u64,
+        end: u64,
+        limit: u64,
+    ) -> Result<Vec<crate::store::StoredEntry>, TlogError> {
+        let (_, id) = self.created(name)?;
+        let head = self.head(name).await?;
+        if start >= end {
+            return Err(TlogError::BadRequest(format!(
+                "start {start} must be below end {end}"
+            )));
+        }
+        if start >= head.size {
+            return Err(TlogError::BadRequest(format!(
+                "start {start} is beyond the tree size {}",
+                head.size
+            )));
+        }
+        let end = end.min(head.size).min(start.saturating_add(limit));
+        Ok(self.store.entries(id, start, end).await?)
+    }
+
+    /// Hash tile content for the public tiles API, at the width the path names.
+    pub async fn tile(
+        &self,
+        name: &str,
+        level: u8,
+        index: u64,
+        width: u16,
+    ) -> Result<Option<Vec<u8>>, TlogError> {
+        let (_, id) = self.created(name)?;
+        let head = self.head(name).await?;
+        let Some(expect) = crate::merkle::tiles::tile_for_size(level, index, head.size) else {
+            return Ok(None);
+        };
+        // Any width up to today's is servable: a narrower tile is a prefix of the stored one,
+        // which is what a client holding an older checkpoint asks for.
+        if width == 0 || width > expect.width() {
+            return Ok(None);
+        }
+        let rows = self.store.tiles(id, &[(level, index)]).await?;
+        Ok(rows.get(&(level, index)).and_then(|d| {
+            let n = usize::from(width) * 32;
+            (d.len() >= n).then(|| d[..n].to_vec())
+        }))
+    }
+}
+
+fn check_row(spec: &TreeSpec, row: &crate::store::TreeRow) -> Result<(), TlogError> {
+    if row.key_spki != spec.signer.public_key_der() {
+        return Err(TlogError::Corrupt(format!(
+            "tree '{}' was created with a different checkpoint key than the configured one; refusing to sign for it",
+            spec.name
+        )));
+    }
+    if row.origin != spec.origin {
+        return Err(TlogError::Corrupt(format!(
+            "tree '{}' has origin '{}' in the database but '{}' in the config",
+            spec.name, row.origin, spec.origin
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! The sequencer of one tree: batches appends, integrates them and commits each batch atomically.
+//!
+//! Only the instance holding the tree's lease sequences. Its in-memory state is the right edge of
+//! the tree: the compact range (roots of the perfect subtrees along the right edge, enough to
+//! extend the tree and compute its root) and the last, growing tile of each tile level. The state
+//! is (re)loaded from the database whenever this instance takes the lease or a commit fails, and
+//! checked against the stored root before any new entry is integrated.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::merkle::tiles::{TILE_HEIGHT, TILE_WIDTH, layout};
+use crate::merkle::{self, CompactRange, Hash};
+use crate::note::{self, Checkpoint};
+use crate::signer::Signer;
+use crate::store::{NewEntry, NewHead, Store, TileWrite};
+
+use super::reader::{self, TileCache};
+use super::{Head, TlogError};
+
+/// Tuning of one tree's sequencer.
+#[derive(Debug, Clone)]
+pub struct SequencerOptions {
+    /// Most entries integrated in one batch.
+    pub max_batch: usize,
+    /// Longest a first append waits for others to join its batch.
+    pub max_wait: Duration,
+    /// Lease length; renewed every third of it.
+    pub lease_ttl: Duration,
+    /// Appends queued beyond this are refused with 503 (backpressure).
+    pub queue_limit: usize,
+}
+
+impl Default for SequencerOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            max_wait: Duration::from_millis(20),
+            lease_ttl: Duration::from_secs(10),
+            queue_limit: 65_536,
+        }
+    }
+}
+
+/// One queued append.
+pub(super) struct AppendReq {
+    pub data: Vec<u8>,
+    pub identity: Option<Hash>,
+    pub extra: Option<Vec<u8>>,
+    pub reply: oneshot::Sender<Result<Appended, TlogError>>,
+    /// When the append was queued, for the integration-latency metric.
+    pub queued: Instant,
+}
+
+/// How long a batch waits for the next append before it closes (bounded by `max_wait`).
+const LINGER: Duration = Duration::from_millis(2);
+
+/// Upper bounds (seconds) of the integration-latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Sequencer metrics of one tree, exported on `/metrics`.
+#[derive(Default)]
+pub struct SeqMetrics {
+    pub batches: AtomicU64,
+    pub batch_entries: AtomicU64,
+    pub last_batch_size: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`], then +Inf.
+    pub latency_buckets: [AtomicU64; 11],
+    pub latency_sum_micros: AtomicU64,
+    pub latency_count: AtomicU64,
+}
+
+impl SeqMetrics {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency_buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What an append gets back once its entry is durable and integrated.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    /// True when an entry with the same identity existed: `index` is the existing entry's.
+    pub duplicate: bool,
+    /// The head that covers the entry.
+    pub head: Arc<Head>,
+}
+
+/// The right edge of the tree.
+#[derive(Clone)]
+struct Edge {
+    compact: CompactRange,
+    /// Per tile level: (tile index, its hashes so far).
+    tiles: Vec<(u64, Vec<Hash>)>,
+}
+
+impl Edge {
+    fn size(&self) -> u64 {
+        self.compact.size()
+    }
+
+    /// Append one leaf hash, recording which tiles changed and which completed.
+    fn append(
+        &mut self,
+        leaf: Hash,
+        dirty: &mut BTreeSet<(u8, u64)>,
+        completed: &mut Vec<TileWrite>,
+    ) -> Result<(), TlogError> {
+        let tiles = &mut self.tiles;
+        let mut err = None;
+        self.compact
+            .append_with(leaf, |id, hash| {
+                if id.level % TILE_HEIGHT != 0 || err.is_some() {
+                    return;
+                }
+                let level = usize::from(id.level / TILE_HEIGHT);
+                let index = id.index / u64::from(TILE_WIDTH);
+                while tiles.len() <= level {
+                    tiles.push((0, Vec::new()));
+                }
+                let slot = &mut tiles[level];
+                if slot.0 != index {
+                    // The previous tile of this level is full; a new one starts.
+                    slot.0 = index;
+                    slot.1.clear();
+                }
+                if (id.index % u64::from(TILE_WIDTH)) as usize != slot.1.len() {
+                    err = Some(TlogError::Corrupt(format!(
+                        "tile {level}/{index} out of step at node {id}"
+                    )));
+                    return;
+                }
+                slot.1.push(*hash);
+                dirty.insert((level as u8, index));
+                if slot.1.len() == usize::from(TILE_WIDTH) {
+                    completed.push(TileWrite {
+                        level: level as u8,
+                        index,
+                        hashes: slot.1.concat(),
+                    });
+                    dirty.remove(&(level as u8, index));
+                }
+            })
+            .map_err(|e| TlogError::Corrupt(e.to_string()))?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn tile_writes(
+        &self,
+        dirty: &BTreeSet<(u8, u64)>,
+        completed: Vec<TileWrite>,
+    ) -> Vec<TileWrite> {
+        let mut out = completed;
+        for (level, index) in dirty {
+            if let Some((i, h)) = self.tiles.get(usize::from(*level)) {
+                if i == index && !h.is_empty() {
+                    out.push(TileWrite {
+                        level: *level,
+                        index: *index,
+                        hashes: h.concat(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Rebuild the edge of a tree of `size` from its stored tiles, and check it against `root`.
+    async fn load(
+        store: &Store,
+        cache: &TileCache,
+        tree: u64,
+        size: u64,
+        root: &Hash,
+    ) -> Result<Self, TlogError> {
+        let ids = CompactRange::node_ids(size);
+        let mut want = reader::tiles_for_nodes(&ids, size);
+        let mut tiles = Vec::new();
+        for lvl in layout(size) {
+            match lvl.partial {
+                Some(w) => {
+                    if let Ok(t) = crate::merkle::tiles::TileId::hashes(lvl.level, lvl.full, w) {
+                        if !want.contains(&t) {
+                            want.push(t);
+                        }
+                    }
+                    tiles.push((lvl.full, Vec::new()));
+                }
+                None => tiles.push((lvl.full, Vec::new())),
+            }
+        }
+        let fetched = reader::fetch_tiles(store, cache, tree, size, &want)
+            .await
+            .map_err(|e| TlogError::Corrupt(format!("cannot load the tree's right edge: {e}")))?;
+        let compact = CompactRange::from_source(&fetched, size).map_err(|e| {
+            TlogError::Corrupt(format!("cannot rebuild the tree's right edge: {e}"))
+        })?;
+        if compact.root() != *root {
+            return Err(TlogError::Corrupt(format!(
+                "tree {tree}: the stored tiles give root {} at size {size}, but the stored head says {}",
+                hex::encode(compact.root()),
+                hex::encode(root)
+            )));
+        }
+        // Fill the partial tiles' hashes.
+        for lvl in layout(size) {
+            if let Some(w) = lvl.partial {
+                use crate::merkle::NodeSource;
+                let base = lvl.full * u64::from(TILE_WIDTH);
+                let node_level = lvl.level * TILE_HEIGHT;
+                let mut hs = Vec::with_capacity(usize::from(w));
+                for i in 0..u64::from(w) {
+                    hs.push(
+                        fetched
+                            .node(node_level, base + i)
+                            .map_err(|e| TlogError::Corrupt(e.to_string()))?,
+                    );
+                }
+                tiles[usize::from(lvl.level)].1 = hs;
+            }
+        }
+        Ok(Self { compact, tiles })
+    }
+}
+
+/// Static facts about the tree that the sequencer signs for.
+pub(super) struct TreeIdentity {
+    pub tree_id: u64,
+    pub name: String,
+    pub origin: String,
+    pub note_name: String,
+    pub signer: Arc<dyn Signer>,
+}
+
+/// Sign the checkpoint for `size`/`root`.
+pub(super) fn sign_head(id: &TreeIdentity, size: u64, root: Hash) -> Result<Head, TlogError> {
+    let cp = Checkpoint {
+        origin: id.origin.clone(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    let body = cp.body().map_err(|e| TlogError::Internal(e.to_string()))?;
+    let checkpoint = note::sign_note(&body, &id.note_name, id.signer.as_ref())
+        .map_err(|e| TlogError::Signing(e.to_string()))?;
+    Ok(Head {
+        size,
+        root,
+        checkpoint,
+    })
+}
+
+/// Everything one tree's sequencer task works with.
+pub(super) struct Runner {
+    pub store: Store,
+    pub cache: Arc<TileCache>,
+    pub id: Arc<TreeIdentity>,
+    /// This instance's lease holder name.
+    pub holder: String,
+    pub opts: SequencerOptions,
+    /// Published: whether this instance is the tree's active sequencer.
+    pub active: watch::Sender<bool>,
+    /// Published: the latest head this sequencer committed.
+    pub head_tx: watch::Sender<Option<Arc<Head>>>,
+    pub metrics: Arc<SeqMetrics>,
+}
+
+/// Run the sequencer of one tree until `shutdown` flips to true.
+pub(super) async fn run(
+    r: Runner,
+    mut rx: mpsc::Receiver<AppendReq>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Runner {
+        store,
+        cache,
+        id,
+        holder,
+        opts,
+        active,
+        head_tx,
+        metrics,
+    } = r;
+    let renew_every = opts.lease_ttl / 3;
+    let mut edge: Option<Edge> = None;
+    let mut lease_until = Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        // --- Hold the lease, or wait for it. ---------------------------------------------------
+        if edge.is_none() || Instant::now() + renew_every * 2 >= lease_until {
+            match store
+                .acquire_lease(id.tree_id, &holder, opts.lease_ttl)
+                .await
+            {
+                Ok(true) => {
+                    lease_until = Instant::now() + opts.lease_ttl;
+                    if edge.is_none() {
+                        match load_state(&store, &cache, &id).await {
+                            Ok((e, head)) => {
+                                tracing::info!(tree = %id.name, size = e.size(), "took the sequencer lease");
+                                let _ = head_tx.send_replace(Some(Arc::new(head)));
+                                edge = Some(e);
+                                let _ = active.send_replace(true);
+                            }
+                            Err(e) => {
+                                tracing::error!(tree = %id.name, error = %e, "cannot load tree state");
+                                let _ = store.release_lease(id.tree_id, &holder).await;
+                            }
+                        }
+                    }
+                }
+                Ok(false) => {
+                    if edge.take().is_some() {
+                        tracing::warn!(tree = %id.name, "lost the sequencer lease");
+                    }
+                    let _ = active.send_replace(false);
+                }
+                Err(e) => {
+                    if edge.take().is_some() {
+                        tracing::error!(tree = %id.name, error = %e, "cannot renew the sequencer lease; standing down");
+                    }
+                    let _ = active.send_replace(false);
+                }
+            }
+        }
+        let Some(cur) = edge.as_mut() else {
+            // Standby: refuse what is queued, then wait a little and try for the lease again.
+            while let Ok(req) = rx.try_recv() {
+                let _ = req.reply.send(Err(TlogError::NotActive(id.name.clone())));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(renew_every.min(Duration::from_secs(1))) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        };
+
+        // --- Collect a batch. ------------------------------------------------------------------
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = tokio::time::sleep(renew_every) => continue,
+            _ = shutdown.changed() => continue,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        // The batch stays open while appends keep arriving (each within LINGER of the last),
+        // up to max_wait in all: under load batches fill, and a lone append is not held back
+        // for the whole max_wait.
+        let deadline = tokio::time::Instant::now() + opts.max_wait;
+        while batch.len() < opts.max_batch {
+            let until = deadline.min(tokio::time::Instant::now() + LINGER);
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Take whatever else is already queued, up to the cap, without waiting.
+        while batch.len() < opts.max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+
+        // --- Integrate and commit. -------------------------------------------------------------
+        match integrate(&store, &id, &holder, cur, &batch).await {
+            Ok(results) => {
+                if let Some(a) = results.first() {
+                    let _ = head_tx.send_replace(Some(Arc::clone(&a.head)));
+                }
+                metrics.batches.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .batch_entries
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                metrics
+                    .last_batch_size
+                    .store(batch.len() as u64, Ordering::Relaxed);
+                for (req, res) in batch.into_iter().zip(results) {
+                    metrics.observe(req.queued.elapsed());
+                    let _ = req.reply.send(Ok(res));
+                }
+            }
+            Err(e) => {
+                tracing::error!(tree = %id.name, error = %e, entries = batch.len(), "batch not committed");
+                metrics.failed_batches.fetch_add(1, Ordering::Relaxed);
+                // The database may or may not have applied it (a lost connection during COMMIT),
+                // and the in-memory edge is ahead of it: drop the edge and reload it from the
+                // database (under the lease) before integrating anything else.
+                edge = None;
+                let _ = active.send_replace(false);
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone_for_reply()));
+                }
+            }
+        }
+    }
+    // Shutting down: refuse what is queued, hand the lease over.
+    let _ = active.send_replace(false);
+    rx.close();
+    while let Ok(req) = rx.try_recv() {
+        let _ = req.reply.send(Err(TlogError::ShuttingDown));
+    }
+    if edge.is_some() {
+        let _ = store.release_lease(id.tree_id, &holder).await;
+    }
+}
+
+async fn load_state(
+    store: &Store,
+    cache: &TileCache,
+    id: &TreeIdentity,
+) -> Result<(Edge, Head), TlogError> {
+    let row = store
+        .tree(&id.name)
+        .await?
+        .ok_or_else(|| TlogError::UnknownTree(id.name.clone()))?;
+    let edge = Edge::load(store, cache, row.id, row.size, &row.root).await?;
+    Ok((
+        edge,
+        Head {
+            size: row.size,
+            root: row.root,
+            checkpoint: row.checkpoint,
+        },
+    ))
+}
+
+/// Integrate one batch: dedup, extend the edge, sign, commit. Returns one result per request,
+/// in order.
+async fn integrate(
+    store: &Store,
+    id: &TreeIdentity,
+    holder: &str,
+    edge: &mut Edge,
+    batch: &[AppendReq],
+) -> Result<Vec<Appended>, TlogError> {
+    let old_size = edge.size();
+    let leaf_hashes: Vec<Hash> = batch.iter().map(|r| merkle::leaf_hash(&r.data)).collect();
+    let identities: Vec<Hash> = batch
+        .iter()
+        .zip(&leaf_hashes)
+        .map(|(r, l)| r.identity.unwrap_or(*l))
+        .collect();
+    let existing = store.existing_identities(id.tree_id, &identities).await?;
+
+    // Which request gets which index: existing entries keep theirs, the first of several equal
+    // identities in this batch gets a new one and the rest share it.
+    let mut in_batch: HashMap<Hash, u64> = HashMap::new();
+    let mut assigned = Vec::with_capacity(batch.len());
+    let mut new_entries = Vec::new();
+    let mut dirty = BTreeSet::new();
+    let mut completed = Vec::new();
+    for (i, req) in batch.iter().enumerate() {
+        let ident = identities[i];
+        if let Some(&idx) = existing.get(&ident) {
+            assigned.push((idx, true));
+        } else if let Some(&idx) = in_batch.get(&ident) {
+            assigned.push((idx, true));
+        } else {
+            let idx = edge.size();
+            edge.append(leaf_hashes[i], &mut dirty, &mut completed)?;
+            in_batch.insert(ident, idx);
+            new_entries.push(NewEntry {
+                index: idx,
+                leaf_hash: leaf_hashes[i],
+                identity_hash: ident,
+                data: req.data.clone(),
+                extra: req.extra.clone(),
+            });
+            assigned.push((idx, false));
+        }
+    }
+    let head = if new_entries.is_empty() {
+        // Only duplicates: nothing to commit; answer with the current head.
+        let row = store
+            .tree(&id.name)
+            .await?
+            .ok_or_else(|| TlogError::UnknownTree(id.name.clone()))?;
+        Head {
+            size: row.size,
+            root: row.root,
+            checkpoint: row.checkpoint,
+        }
+    } else {
+        let head = sign_head(id, edge.size(), edge.compact.root())?;
+        let tiles = edge.tile_writes(&dirty, completed);
+        store
+            .commit_batch(
+                id.tree_id,
+                holder,
+                old_size,
+                &new_entries,
+                &tiles,
+                &NewHead {
+                    size: head.size,
+                    root: head.root,
+                    checkpoint: &head.checkpoint,
+                },
+            )
+            .await?;
+        head
+    };
+    let head = Arc::new(head);
+    Ok(assigned
+        .into_iter()
+        .zip(leaf_hashes)
+        .map(|((index, duplicate), leaf_hash)| Appended {
+            index,
+            // For a duplicate, the stored entry's leaf hash may differ (same identity, other
+            // bytes); callers that care read the entry back.
+            leaf_hash,
+            duplicate,
+            head: Arc::clone(&head),
+        })
+        .collect())
+}

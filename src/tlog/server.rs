@@ -1,0 +1,507 @@
+//! HTTP front of the log service: the internal API (for personalities) and the public read API
+//! (C2SP tlog-tiles, health, metrics).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+
+use super::api::*;
+use super::{LogService, TlogError};
+use crate::merkle::Hash;
+use crate::merkle::tiles::{TileId, TileKind};
+
+/// Counters exported on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub appends_ok: AtomicU64,
+    pub appends_duplicate: AtomicU64,
+    pub appends_failed: AtomicU64,
+    pub proofs_served: AtomicU64,
+    pub tiles_served: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub svc: Arc<LogService>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// An error answered as `{"code","message"}` with the matching status.
+pub struct ApiError(pub TlogError);
+
+impl From<TlogError> for ApiError {
+    fn from(e: TlogError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                code: status.as_u16(),
+                message: self.0.to_string(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(TlogError::BadRequest(msg.into()))
+}
+
+fn parse_hash(s: &str, what: &str) -> Result<Hash, ApiError> {
+    let v = hex::decode(s).map_err(|_| bad(format!("{what} is not hex")))?;
+    Hash::try_from(v.as_slice()).map_err(|_| bad(format!("{what} must be 32 bytes")))
+}
+
+fn hexes(h: &[Hash]) -> Vec<String> {
+    h.iter().map(hex::encode).collect()
+}
+
+/// The internal API router.
+pub fn internal_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/trees/{tree}", post(create_tree))
+        .route("/v1/trees/{tree}/checkpoint", get(head))
+        .route("/v1/trees/{tree}/entries", post(append).get(entries))
+        .route("/v1/trees/{tree}/proof/inclusion", get(inclusion))
+        .route("/v1/trees/{tree}/proof/consistency", get(consistency))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// The public read router: tlog-tiles under `/{tree}/`, health and metrics.
+pub fn public_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/{tree}/checkpoint", get(public_checkpoint))
+        .route("/{tree}/tile/{*path}", get(public_tile))
+        .with_state(state)
+}
+
+async fn create_tree(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+) -> Result<Response, ApiError> {
+    let head = st.svc.create_tree(&tree).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(HeadResponse {
+            tree_size: head.size,
+            root_hash: hex::encode(head.root),
+            checkpoint: head.checkpoint.clone(),
+        }),
+    )
+        .into_response())
+}
+
+async fn head(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+) -> Result<Json<HeadResponse>, ApiError> {
+    let h = st.svc.head(&tree).await?;
+    Ok(Json(HeadResponse {
+        tree_size: h.size,
+        root_hash: hex::encode(h.root),
+        checkpoint: h.checkpoint.clone(),
+    }))
+}
+
+async fn append(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<AppendResponse>, ApiError> {
+    let req: AppendRequest = serde_json::from_slice(&body).map_err(|e| {
+        st.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+        bad(format!("malformed append request: {e}"))
+    })?;
+    let data = B64
+        .decode(req.data.as_bytes())
+        .map_err(|_| bad("data is not standard base64"))?;
+    let identity = req
+        .identity
+        .as_deref()
+        .map(|s| parse_hash(s, "identity"))
+        .transpose()?;
+    let extra = req
+        .extra
+        .as_deref()
+        .map(|x| {
+            B64.decode(x.as_bytes())
+                .map_err(|_| bad("extra is not standard base64"))
+        })
+        .transpose()?;
+    let res = match st.svc.append_with_extra(&tree, data, identity, extra).await {
+        Ok(r) => r,
+        Err(e) => {
+            st.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
+    if res.duplicate {
+        st.metrics.appends_duplicate.fetch_add(1, Ordering::Relaxed);
+    } else {
+        st.metrics.appends_ok.fetch_add(1, Ordering::Relaxed);
+    }
+    let proof = if req.proof {
+        Some(hexes(
+            &st.svc
+                .inclusion_proof(&tree, res.index, res.head.size)
+                .await?,
+        ))
+    } else {
+        None
+    };
+    Ok(Json(AppendResponse {
+        index: res.index,
+        leaf_hash: hex::encode(res.leaf_hash),
+        duplicate: res.duplicate,
+        tree_size: res.head.size,
+        root_hash: hex::encode(res.head.root),
+        checkpoint: res.head.checkpoint.clone(),
+        inclusion_proof: proof,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    start: u64,
+    end: u64,
+}
+
+async fn entries(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<EntriesResponse>, ApiError> {
+    let rows = st
+        .svc
+        .entries(&tree, q.start, q.end, MAX_ENTRIES_PER_REQUEST)
+        .await?;
+    Ok(Json(EntriesResponse {
+        entries: rows
+            .into_iter()
+            .map(|e| Entry {
+                index: e.index,
+                data: B64.encode(e.data),
+                extra: e.extra.map(|x| B64.encode(x)),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: Option<u64>,
+    leaf_hash: Option<String>,
+    size: u64,
+}
+
+async fn inclusion(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<InclusionResponse>, ApiError> {
+    let index = match (q.index, q.leaf_hash) {
+        (Some(i), None) => i,
+        (None, Some(h)) => {
+            let h = parse_hash(&h, "leaf_hash")?;
+            match st.svc.index_of_leaf(&tree, &h).await? {
+                Some(i) if i < q.size => i,
+                _ => {
+                    return Err(ApiError(TlogError::BadRequest(format!(
+                        "no entry with that leaf hash in the first {} entries",
+                        q.size
+                    ))));
+                }
+            }
+        }
+        _ => return Err(bad("give exactly one of index or leaf_hash")),
+    };
+    let hashes = st.svc.inclusion_proof(&tree, index, q.size).await?;
+    st.metrics.proofs_served.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(InclusionResponse {
+        index,
+        tree_size: q.size,
+        hashes: hexes(&hashes),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    first: u64,
+    second: u64,
+}
+
+async fn consistency(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<ConsistencyResponse>, ApiError> {
+    let hashes = st.svc.consistency_proof(&tree, q.first, q.second).await?;
+    st.metrics.proofs_served.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(ConsistencyResponse {
+        first: q.first,
+        second: q.second,
+        hashes: hexes(&hashes),
+    }))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the database answers; reports which trees this instance sequences.
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.svc.store().ping().await {
+        Ok(()) => {
+            let mut s = String::from("ready\n");
+            for n in st.svc.tree_names() {
+                if let Ok(t) = st.svc.tree(&n) {
+                    let role = match (t.db_id(), t.is_active()) {
+                        (None, _) => "not created",
+                        (Some(_), true) => "active",
+                        (Some(_), false) => "standby",
+                    };
+                    s.push_str(&format!("tree {n}: {role}\n"));
+                }
+            }
+            (StatusCode::OK, s).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let m = &st.metrics;
+    let mut s = String::new();
+    let counter = |s: &mut String, name: &str, help: &str, v: u64| {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    };
+    counter(
+        &mut s,
+        "sigvault_tlog_appends_total",
+        "Entries appended.",
+        m.appends_ok.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_appends_duplicate_total",
+        "Appends answered with an existing entry.",
+        m.appends_duplicate.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_appends_failed_total",
+        "Appends that failed.",
+        m.appends_failed.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_proofs_total",
+        "Proofs served.",
+        m.proofs_served.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_tiles_total",
+        "Tiles served.",
+        m.tiles_served.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_bad_requests_total",
+        "Malformed requests.",
+        m.bad_requests.load(Ordering::Relaxed),
+    );
+    let trees: Vec<_> = st
+        .svc
+        .tree_names()
+        .into_iter()
+        .filter_map(|n| st.svc.tree(&n).ok().map(|t| (n, Arc::clone(t))))
+        .collect();
+    let mut gauge =
+        |name: &str, help: &str, kind: &str, f: &dyn Fn(&super::Tree) -> Option<u64>| {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (n, t) in &trees {
+                if let Some(v) = f(t) {
+                    s.push_str(&format!("{name}{{tree=\"{n}\"}} {v}\n"));
+                }
+            }
+        };
+    gauge(
+        "sigvault_tlog_tree_active",
+        "1 if this instance sequences the tree.",
+        "gauge",
+        &|t| Some(u64::from(t.is_active())),
+    );
+    gauge(
+        "sigvault_tlog_tree_size",
+        "Integrated tree size.",
+        "gauge",
+        &|t| t.cached_head().map(|h| h.size),
+    );
+    gauge(
+        "sigvault_tlog_queue_depth",
+        "Appends waiting to be sequenced.",
+        "gauge",
+        &|t| Some(t.queue_depth() as u64),
+    );
+    gauge(
+        "sigvault_tlog_batches_total",
+        "Batches committed.",
+        "counter",
+        &|t| Some(t.metrics().batches.load(Ordering::Relaxed)),
+    );
+    gauge(
+        "sigvault_tlog_batch_failures_total",
+        "Batches not committed.",
+        "counter",
+        &|t| Some(t.metrics().failed_batches.load(Ordering::Relaxed)),
+    );
+    gauge(
+        "sigvault_tlog_last_batch_size",
+        "Entries in the last batch.",
+        "gauge",
+        &|t| Some(t.metrics().last_batch_size.load(Ordering::Relaxed)),
+    );
+    gauge(
+        "sigvault_tlog_batch_entries_total",
+        "Entries in committed batches.",
+        "counter",
+        &|t| Some(t.metrics().batch_entries.load(Ordering::Relaxed)),
+    );
+    s.push_str("# HELP sigvault_tlog_integration_seconds Append-to-integrated latency.\n# TYPE sigvault_tlog_integration_seconds histogram\n");
+    for (n, t) in &trees {
+        let m = t.metrics();
+        let mut cum = 0;
+        for (i, b) in super::sequencer::LATENCY_BUCKETS.iter().enumerate() {
+            cum += m.latency_buckets[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "sigvault_tlog_integration_seconds_bucket{{tree=\"{n}\",le=\"{b}\"}} {cum}\n"
+            ));
+        }
+        cum += m.latency_buckets[10].load(Ordering::Relaxed);
+        s.push_str(&format!(
+            "sigvault_tlog_integration_seconds_bucket{{tree=\"{n}\",le=\"+Inf\"}} {cum}\n"
+        ));
+        s.push_str(&format!(
+            "sigvault_tlog_integration_seconds_sum{{tree=\"{n}\"}} {}\n",
+            m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        s.push_str(&format!(
+            "sigvault_tlog_integration_seconds_count{{tree=\"{n}\"}} {}\n",
+            m.latency_count.load(Ordering::Relaxed)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+}
+
+async fn public_checkpoint(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = st.svc.head(&tree).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        h.checkpoint.clone(),
+    )
+        .into_response())
+}
+
+async fn public_tile(
+    State(st): State<AppState>,
+    Path((tree, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id =
+        TileId::parse(&format!("tile/{path}")).map_err(|e| bad(format!("bad tile path: {e}")))?;
+    let body = match id.kind() {
+        TileKind::Hashes { level } => st.svc.tile(&tree, level, id.index(), id.width()).await?,
+        TileKind::Entries => entry_bundle(&st, &tree, id.index(), id.width()).await?,
+    };
+    let Some(body) = body else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(ErrorBody {
+                code: 404,
+                message: "no such tile in this tree".into(),
+            }),
+        )
+            .into_response());
+    };
+    st.metrics.tiles_served.fetch_add(1, Ordering::Relaxed);
+    let cache = if id.is_full() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=60"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// An entry bundle: each entry as a big-endian u16 length and its bytes.
+async fn entry_bundle(
+    st: &AppState,
+    tree: &str,
+    index: u64,
+    width: u16,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let head = st.svc.head(tree).await?;
+    let start = index.saturating_mul(256);
+    let end = start.saturating_add(u64::from(width));
+    if end > head.size {
+        return Ok(None);
+    }
+    let rows = st.svc.entries(tree, start, end, 256).await?;
+    if rows.len() != usize::from(width) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for e in rows {
+        let d = e.data;
+        let len = u16::try_from(d.len())
+            .map_err(|_| ApiError(TlogError::Internal("entry too large for a bundle".into())))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&d);
+    }
+    Ok(Some(out))
+}

@@ -1,0 +1,342 @@
+//! Child processes of the real binary for service tests: the tlog.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sigvault::http::client::{Client, Endpoint};
+use sigvault::note;
+use sigvault::tlog::api::TlogClient;
+
+use super::{TestDb, TestToken};
+
+/// A tlog child process and what it needs.
+pub struct Tlog {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub public: String,
+    pub spki_pem: PathBuf,
+    pub db_user: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Generate the checkpoint key with OpenSC's pkcs11-tool (not our code) and export its public key.
+pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
+    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
+        "--module",
+        super::module().to_str().expect("path"),
+        "--token-label",
+        &token.label,
+        "--login",
+        "--pin",
+        &token.pin,
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "tlog",
+        "--id",
+        "01",
+    ]));
+    assert!(ok, "pkcs11-tool keygen: {o}{e}");
+    let der = dir.join("tlog.pub.der");
+    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
+        "--module",
+        super::module().to_str().expect("path"),
+        "--token-label",
+        &token.label,
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--label",
+        "tlog",
+        "-o",
+        der.to_str().expect("path"),
+    ]));
+    assert!(ok, "pkcs11-tool read pubkey: {o}{e}");
+    let pem = dir.join("tlog.pub.pem");
+    let (ok, o, e) = super::run(Command::new("openssl").args([
+        "pkey",
+        "-pubin",
+        "-inform",
+        "DER",
+        "-in",
+        der.to_str().expect("p"),
+        "-out",
+        pem.to_str().expect("p"),
+    ]));
+    assert!(ok, "{o}{e}");
+    pem
+}
+
+impl Tlog {
+    /// Configure (own DB user, own key) and start.
+    pub fn new(test: &str, token: &TestToken, db: &TestDb) -> Self {
+        let dir = super::scratch(test);
+        let spki_pem = keygen(token, &dir);
+        // A least-privilege database user of its own, so the test can kill its connections.
+        let db_user = format!("u{}", &db.database[..db.database.len().min(28)]).replace('-', "_");
+        let db_user = db_user[..db_user.len().min(32)].to_owned();
+        let pass = "tlog-pass";
+        let (ok, _, e) = db.sql(&format!(
+            "CREATE USER '{db_user}'@'127.0.0.1' IDENTIFIED BY '{pass}'; \
+             GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, REFERENCES ON `{}`.* TO '{db_user}'@'127.0.0.1'",
+            db.database
+        ));
+        assert!(ok, "{e}");
+        let url = format!(
+            "mysql://{db_user}:{pass}@{}:{}/{}",
+            db.host, db.port, db.database
+        );
+        super::write_private(&dir.join("db.url"), &url);
+        let socket = dir.join("tlog.sock");
+        let public = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("tlog.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[hsm]
+module = "{module}"
+[tlog]
+database_url = {{ file = "{dir}/db.url" }}
+migrate_on_start = true
+internal_listen = "unix:{socket}"
+public_listen = "{public}"
+max_entry_size = 2048
+batch_max_wait_ms = 10
+lease_ttl_ms = 2000
+[[tlog.trees]]
+name = "t"
+origin = "tlog.test - 7"
+note_name = "tlog.test"
+key = "pkcs11:token={label};object=tlog"
+pin = {{ file = "{pin}" }}
+"#,
+                module = super::module().display(),
+                dir = dir.display(),
+                socket = socket.display(),
+                label = token.label,
+                pin = token.pin_file.display(),
+            ),
+        )
+        .expect("config");
+        let (ok, o, e) = super::run(
+            Command::new(super::sigvault_bin())
+                .arg("check-config")
+                .arg(&config),
+        );
+        assert!(ok, "check-config: {o}{e}");
+        let mut t = Tlog {
+            child: None,
+            dir,
+            config,
+            socket,
+            public,
+            spki_pem,
+            db_user,
+        };
+        t.start();
+        t
+    }
+
+    /// A second instance on the same database and key, with its own socket and port.
+    pub fn standby(&self) -> Tlog {
+        let socket = self.dir.join("standby.sock");
+        let public = format!("127.0.0.1:{}", free_port());
+        let text = std::fs::read_to_string(&self.config)
+            .expect("config")
+            .replace(
+                &self.socket.display().to_string(),
+                &socket.display().to_string(),
+            )
+            .replace(&self.public, &public);
+        let config = self.dir.join("standby.toml");
+        std::fs::write(&config, text).expect("write");
+        let mut t = Tlog {
+            child: None,
+            dir: self.dir.join("standby"),
+            config,
+            socket,
+            public,
+            spki_pem: self.spki_pem.clone(),
+            db_user: self.db_user.clone(),
+        };
+        std::fs::create_dir_all(&t.dir).expect("mkdir");
+        t.start();
+        t
+    }
+
+    pub fn start(&mut self) {
+        self.child = Some(spawn_service(
+            &["tlog", "serve"],
+            &self.config,
+            &self.dir,
+            "tlog.log",
+        ));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tlog.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> TlogClient {
+        TlogClient::new(vec![
+            Client::new(Endpoint::Unix(self.socket.clone()), None)
+                .expect("client")
+                .with_timeout(Duration::from_secs(20)),
+        ])
+    }
+
+    pub fn public(&self) -> Client {
+        Client::new(
+            format!("http://{}", self.public).parse().expect("endpoint"),
+            None,
+        )
+        .expect("client")
+    }
+
+    pub fn internal_raw(&self) -> Client {
+        Client::new(Endpoint::Unix(self.socket.clone()), None).expect("client")
+    }
+
+    /// Verify a checkpoint with openssl and the key pkcs11-tool exported.
+    pub fn openssl_verify(&self, cp: &str) -> note::Checkpoint {
+        let (body, sigs) = note::parse_note(cp).expect("note");
+        assert_eq!(sigs.len(), 1);
+        assert_eq!(sigs[0].name, "tlog.test");
+        let d = super::scratch("cpverify");
+        std::fs::write(d.join("body"), body).expect("w");
+        std::fs::write(d.join("sig"), &sigs[0].signature).expect("w");
+        let (ok, o, e) = super::run(
+            Command::new("openssl")
+                .args(["dgst", "-sha256", "-verify"])
+                .arg(&self.spki_pem)
+                .args(["-signature", "sig", "body"])
+                .current_dir(&d),
+        );
+        assert!(ok && o.contains("Verified OK"), "openssl: {o}{e}");
+        note::Checkpoint::parse_body(body).expect("checkpoint")
+    }
+
+    pub async fn wait_active(&self) {
+        let c = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.append("t", b"probe: active?", None, false).await {
+                Ok(_) => return,
+                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("tlog never became active: {e}\n{}", self.log()),
+            }
+        }
+    }
+}
+
+impl Drop for Tlog {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // SIGTERM, then wait for the graceful shutdown.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+        }
+    }
+}
+
+/// Start `sigvault <args> --config <config>` with its stderr in `dir/<log>`, and wait for its
+/// systemd-style READY=1 (sent once its listeners are bound).
+pub fn spawn_service(args: &[&str], config: &Path, dir: &Path, log: &str) -> Child {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let notify = dir.join(format!(
+        "notify-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_file(&notify);
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(log))
+        .expect("log");
+    let child = Command::new(super::sigvault_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("SIGVAULT_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .expect("spawn service");
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no READY=1 from sigvault {args:?} ({e}); log:\n{}",
+            std::fs::read_to_string(dir.join(log)).unwrap_or_default()
+        )
+    });
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    child
+}
+
+/// A service child that gets SIGTERM (then SIGKILL) when dropped.
+pub struct Service {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub log: String,
+}
+
+impl Service {
+    pub fn start(args: &[&str], config: &Path, dir: &Path, log: &str) -> Self {
+        Self {
+            child: spawn_service(args, config, dir, log),
+            dir: dir.into(),
+            log: log.into(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(&self.log)).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# sigvault's test command (README.md; .ci/run calls exactly this).
+#
+#   tests/run.sh            lint + the whole test suite + the packaging check
+#   tests/run.sh bench      the benchmarks (prints BENCH lines)
+#   tests/run.sh cargo ARGS one cargo command in the same environment, e.g.
+#                           tests/run.sh cargo test --test tlog_service
+#
+# On a fresh Debian 12 machine, as root, it installs what is missing (softhsm2, mariadb-server,
+# opensc, openssl), then starts a PRIVATE MariaDB in a temporary data dir on a free loopback port
+# and a PRIVATE SoftHSM2 token dir, hands their locations to the tests through environment
+# variables, runs cargo, and stops and removes both. It never touches a system MariaDB or the
+# system token dir.
+#
+# Variables handed to the tests:
+#   SIGVAULT_TEST_MYSQL_URL       mysql://user:password@127.0.0.1:PORT (may create databases)
+#   SOFTHSM2_CONF                 private SoftHSM config; tokens live in $SIGVAULT_TEST_WORK/tokens
+#   SIGVAULT_TEST_PKCS11_MODULE   the SoftHSM2 PKCS#11 module
+#   SIGVAULT_TEST_WORK            scratch dir removed at the end
+#   SIGVAULT_TEST_REQUIRE=1       tests that need these fail instead of skipping
+set -euo pipefail
+
+mode=${1:-test}
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. what the tests need --------------------------------------------------------------------
+# shellcheck source=tests/deps.sh
+. "$repo/tests/deps.sh"
+ensure_debian_packages softhsm2 mariadb-server mariadb-client opensc openssl python3 python3-pip curl
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+# Third-party checkers and peers the tests use: pyca/cryptography (PyPI) to parse certificates
+# and verify SCTs, and a local OpenID Connect provider (oauth2-mock-server, npm).
+python3 -c 'import cryptography' 2>/dev/null \
+  || python3 -m pip install --quiet 'cryptography>=42' \
+  || die "cannot install the Python package cryptography"
+command -v node >/dev/null || ensure_debian_packages nodejs npm
+if [ ! -d tests/idp/node_modules/oauth2-mock-server ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
+  say "installing the test OpenID provider (npm ci in tests/idp)"
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/idp failed"
+fi
+
+MODULE=${SIGVAULT_TEST_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+[ -e "$MODULE" ] || die "SoftHSM2 module $MODULE missing after install"
+
+# --- 2. private scratch space, cleaned up whatever happens -----------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sigvault-test.XXXXXX")
+DB_PID=
+cleanup() {
+  local rc=$?
+  if [ -n "$DB_PID" ] && kill -0 "$DB_PID" 2>/dev/null; then
+    mariadb-admin --no-defaults --socket="$WORK/mysqld.sock" -uroot shutdown >/dev/null 2>&1 \
+      || kill "$DB_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$DB_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$DB_PID" 2>/dev/null || true
+  fi
+  if [ $rc -ne 0 ] && [ -f "$WORK/mariadb.err" ]; then
+    echo "--- last lines of the private MariaDB log ---" >&2
+    tail -n 20 "$WORK/mariadb.err" >&2 || true
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+# --- 3. a private MariaDB on a free loopback port --------------------------------------------
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+say "starting a private MariaDB on 127.0.0.1:$PORT (data in $WORK/db)"
+mariadb-install-db --no-defaults --user=root --datadir="$WORK/db" --skip-test-db \
+  --auth-root-authentication-method=socket >"$WORK/install-db.log" 2>&1 \
+  || { cat "$WORK/install-db.log" >&2; die "mariadb-install-db failed"; }
+mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysqld.sock" \
+  --pid-file="$WORK/mysqld.pid" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+  --log-error="$WORK/mariadb.err" --skip-log-bin --innodb-buffer-pool-size=256M \
+  --max-connections=500 >/dev/null 2>&1 &
+DB_PID=$!
+for i in $(seq 1 300); do
+  mariadb-admin --no-defaults --socket="$WORK/mysqld.sock" -uroot ping >/dev/null 2>&1 && break
+  kill -0 "$DB_PID" 2>/dev/null || die "the private MariaDB exited during start-up"
+  [ "$i" = 300 ] && die "the private MariaDB did not answer within 30 s"
+  sleep 0.1
+done
+DB_PASS=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+mariadb --no-defaults --socket="$WORK/mysqld.sock" -uroot <<SQL
+CREATE USER 'sigvault_test'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+GRANT ALL PRIVILEGES ON *.* TO 'sigvault_test'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+export SIGVAULT_TEST_MYSQL_URL="mysql://sigvault_test:$DB_PASS@127.0.0.1:$PORT"
+
+# --- 4. a private SoftHSM2 token directory ----------------------------------------------------
+mkdir -m 700 "$WORK/tokens"
+cat >"$WORK/softhsm2.conf" <<CONF
+directories.tokendir = $WORK/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF="$WORK/softhsm2.conf"
+export SIGVAULT_TEST_PKCS11_MODULE="$MODULE"
+export SIGVAULT_TEST_WORK="$WORK"
+export SIGVAULT_TEST_REQUIRE=1
+
+# --- 5. run -------------------------------------------------------------------------------------
+case "$mode" in
+  test)
+    say "cargo fmt --check"
+    cargo fmt --all -- --check
+    say "cargo clippy --all-targets -- -D warnings"
+    cargo clippy --all-targets --quiet -- -D warnings
+    say "cargo test"
+    cargo test --all-targets
+    # Packages: build the .deb and .rpm, inspect them, install the .deb into a clean Debian 12
+    # root (debootstrap), check the units, remove and purge. SIGVAULT_SKIP_PACKAGING=1 skips it
+    # for quick local runs; CI never sets it.
+    if [ "${SIGVAULT_SKIP_PACKAGING:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+      say "packaging check skipped (SIGVAULT_SKIP_PACKAGING=1)"
+    else
+      say "packaging check"
+      packaging/check-packages.sh
+    fi
+    ;;
+  bench)
+    say "cargo bench (release build)"
+    cargo bench --bench hsm_sign --bench tlog --bench services
+    ;;
+  cargo)
+    shift
+    cargo "$@"
+    ;;
+  *) die "unknown mode '$mode' (use: test | bench | cargo ARGS)" ;;
+esac

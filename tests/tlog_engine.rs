@@ -1,0 +1,318 @@
+//! The Merkle log engine on a real MariaDB and a real SoftHSM2 token: concurrent appends,
+//! proofs verified against signed checkpoints, dedup, two sequencers on one tree, bad input.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use sigvault::hsm::{Module, Pkcs11Uri};
+use sigvault::merkle;
+use sigvault::note;
+use sigvault::signer::{SignatureAlgorithm, Signer};
+use sigvault::store::Store;
+use sigvault::tlog::{LogService, SequencerOptions, ServiceOptions, TlogError, TreeSpec};
+
+const TOKENS: &[&str] = &["tlog"];
+
+/// One checkpoint key per test binary, in a real token.
+fn signer() -> Arc<dyn Signer> {
+    static S: std::sync::OnceLock<Arc<sigvault::hsm::HsmSigner>> = std::sync::OnceLock::new();
+    let s = S.get_or_init(|| {
+        let t = common::token(TOKENS, "tlog");
+        let uri: Pkcs11Uri = format!("pkcs11:token={};object=tlog", t.label)
+            .parse()
+            .expect("uri");
+        let m = Module::load(&common::module()).expect("module");
+        let token = m
+            .login(&uri, &SecretString::from(t.pin.clone()))
+            .expect("login");
+        token
+            .generate_ec_key("tlog", b"\x01", SignatureAlgorithm::EcdsaP256Sha256)
+            .expect("keygen");
+        Arc::new(token.signer(&uri).expect("signer"))
+    });
+    Arc::clone(s) as Arc<dyn Signer>
+}
+
+async fn store_for(db: &common::TestDb) -> Store {
+    let s = Store::connect(&SecretString::from(db.url()), 16)
+        .await
+        .expect("connect");
+    s.migrate().await.expect("migrate");
+    s
+}
+
+fn spec(name: &str) -> TreeSpec {
+    TreeSpec {
+        name: name.into(),
+        origin: format!("test.example - {name}"),
+        note_name: "test.example".into(),
+        signer: signer(),
+    }
+}
+
+fn opts(instance: &str) -> ServiceOptions {
+    ServiceOptions {
+        sequencer: SequencerOptions {
+            max_batch: 512,
+            max_wait: Duration::from_millis(10),
+            lease_ttl: Duration::from_secs(2),
+            queue_limit: 100_000,
+        },
+        max_entry_size: 4096,
+        instance: instance.into(),
+    }
+}
+
+async fn wait_active(svc: &LogService, tree: &str) {
+    for _ in 0..200 {
+        if svc.tree(tree).expect("tree").is_active() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("tree {tree} never became active");
+}
+
+fn verify_cp(text: &str) -> note::Checkpoint {
+    let body = note::verify_note(text, "test.example", signer().public_key_der())
+        .expect("checkpoint signature");
+    note::Checkpoint::parse_body(body).expect("checkpoint")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_stable_and_provable() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_concurrent") else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let svc = LogService::start(store.clone(), vec![spec("t")], opts("a"))
+        .await
+        .expect("start");
+    let head = svc.create_tree("t").await.expect("create");
+    assert_eq!(head.size, 1, "sentinel at index 0");
+    assert!(matches!(
+        svc.create_tree("t").await,
+        Err(TlogError::TreeExists(_))
+    ));
+    wait_active(&svc, "t").await;
+
+    // 3000 appends from 30 concurrent writers.
+    let mut tasks = Vec::new();
+    for w in 0..30 {
+        let svc = Arc::clone(&svc);
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..100 {
+                let data = format!("writer {w} entry {i}").into_bytes();
+                let r = svc.append("t", data.clone(), None).await.expect("append");
+                got.push((r.index, data, r.head.checkpoint.clone(), r.head.size));
+            }
+            got
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("join"));
+    }
+    assert_eq!(acked.len(), 3000);
+    let mut indices: Vec<u64> = acked.iter().map(|a| a.0).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), 3000, "every entry got its own index");
+    assert_eq!(indices[0], 1, "index 0 is the sentinel");
+    assert_eq!(*indices.last().expect("last"), 3000);
+
+    let head = svc.head("t").await.expect("head");
+    let cp = verify_cp(&head.checkpoint);
+    assert_eq!(cp.size, 3001);
+    assert_eq!(cp.origin, "test.example - t");
+
+    // Every acknowledged entry is stored at its index, and its inclusion proof verifies against
+    // the latest checkpoint and against the checkpoint it was acknowledged with.
+    let mut checkpoints: Vec<(u64, String)> = acked.iter().map(|a| (a.3, a.2.clone())).collect();
+    checkpoints.sort();
+    checkpoints.dedup();
+    for (index, data, cp_text, size) in &acked {
+        let stored = svc.entries("t", *index, index + 1, 1).await.expect("entry");
+        assert_eq!(&stored[0].data, data);
+        let leaf = merkle::leaf_hash(data);
+        let proof = svc
+            .inclusion_proof("t", *index, cp.size)
+            .await
+            .expect("proof");
+        merkle::verify_inclusion(&leaf, *index, cp.size, &proof, &cp.root)
+            .expect("inclusion at head");
+        let then = verify_cp(cp_text);
+        assert_eq!(then.size, *size);
+        let proof = svc
+            .inclusion_proof("t", *index, then.size)
+            .await
+            .expect("proof");
+        merkle::verify_inclusion(&leaf, *index, then.size, &proof, &then.root)
+            .expect("inclusion at ack");
+    }
+    // Consistency between every pair of checkpoints seen (sampled if there are many).
+    let cps: Vec<note::Checkpoint> = checkpoints.iter().map(|(_, t)| verify_cp(t)).collect();
+    let step = (cps.len() / 12).max(1);
+    for a in cps.iter().step_by(step) {
+        for b in cps.iter().step_by(step) {
+            if a.size <= b.size {
+                let p = svc
+                    .consistency_proof("t", a.size, b.size)
+                    .await
+                    .expect("consistency");
+                merkle::verify_consistency(a.size, b.size, &p, &a.root, &b.root)
+                    .expect("consistent");
+            }
+        }
+    }
+    // The root computed from the stored tiles equals the checkpoint's.
+    let id = svc.tree("t").expect("t").db_id().expect("id");
+    let cache = sigvault::tlog::reader::TileCache::default();
+    let root = sigvault::tlog::reader::root_at(&store, &cache, id, cp.size)
+        .await
+        .expect("root");
+    assert_eq!(root, cp.root);
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_return_the_original_index_and_bad_input_writes_nothing() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_dedup") else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let svc = LogService::start(store, vec![spec("d")], opts("a"))
+        .await
+        .expect("start");
+    // Before creation: a clear error.
+    assert!(matches!(
+        svc.append("d", b"x".to_vec(), None).await,
+        Err(TlogError::NotCreated(_))
+    ));
+    svc.create_tree("d").await.expect("create");
+    wait_active(&svc, "d").await;
+    let a = svc
+        .append("d", b"hello".to_vec(), None)
+        .await
+        .expect("append");
+    let b = svc
+        .append("d", b"hello".to_vec(), None)
+        .await
+        .expect("again");
+    assert!(!a.duplicate && b.duplicate);
+    assert_eq!(a.index, b.index);
+    // Same identity, other bytes: the first one wins.
+    let id = [9u8; 32];
+    let c = svc
+        .append("d", b"one".to_vec(), Some(id))
+        .await
+        .expect("id");
+    let d = svc
+        .append("d", b"two".to_vec(), Some(id))
+        .await
+        .expect("id again");
+    assert_eq!(c.index, d.index);
+    assert!(d.duplicate);
+    let size = svc.head("d").await.expect("head").size;
+    assert_eq!(size, 3);
+
+    // Bad input: each refused, nothing written.
+    assert!(matches!(
+        svc.append("d", vec![0; 5000], None).await,
+        Err(TlogError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        svc.append("d", Vec::new(), None).await,
+        Err(TlogError::BadRequest(_))
+    ));
+    assert!(matches!(
+        svc.append("nope", b"x".to_vec(), None).await,
+        Err(TlogError::UnknownTree(_))
+    ));
+    assert!(matches!(
+        svc.inclusion_proof("d", 1, 99).await,
+        Err(TlogError::BadRequest(_))
+    ));
+    assert!(matches!(
+        svc.inclusion_proof("d", 5, 3).await,
+        Err(TlogError::BadRequest(_))
+    ));
+    assert!(matches!(
+        svc.consistency_proof("d", 3, 2).await,
+        Err(TlogError::BadRequest(_))
+    ));
+    assert!(matches!(
+        svc.consistency_proof("d", 1, 4).await,
+        Err(TlogError::BadRequest(_))
+    ));
+    assert_eq!(svc.head("d").await.expect("head").size, 3);
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sequencers_one_tree_standby_takes_over() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_two") else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let a = LogService::start(store.clone(), vec![spec("s")], opts("instance-a"))
+        .await
+        .expect("a");
+    a.create_tree("s").await.expect("create");
+    wait_active(&a, "s").await;
+    let store_b = store_for(&db).await;
+    let b = LogService::start(store_b, vec![spec("s")], opts("instance-b"))
+        .await
+        .expect("b");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(a.tree("s").expect("s").is_active());
+    assert!(
+        !b.tree("s").expect("s").is_active(),
+        "only one sequencer at a time"
+    );
+    assert!(matches!(
+        b.append("s", b"x".to_vec(), None).await,
+        Err(TlogError::NotActive(_))
+    ));
+    let first = a
+        .append("s", b"from a".to_vec(), None)
+        .await
+        .expect("a appends");
+
+    // A dies without releasing its lease: its sequencer stops, the lease expires, B takes over.
+    a.tree("s").expect("s");
+    drop_without_release(a).await;
+    wait_active(&b, "s").await;
+    let second = b
+        .append("s", b"from b".to_vec(), None)
+        .await
+        .expect("b appends");
+    assert_eq!(second.index, first.index + 1);
+    let cp1 = verify_cp(&first.head.checkpoint);
+    let cp2 = verify_cp(&second.head.checkpoint);
+    let p = b
+        .consistency_proof("s", cp1.size, cp2.size)
+        .await
+        .expect("consistency");
+    merkle::verify_consistency(cp1.size, cp2.size, &p, &cp1.root, &cp2.root)
+        .expect("no fork across the takeover");
+    b.shutdown().await;
+}
+
+/// Simulate a crash: abort the sequencer tasks so the lease is not released.
+async fn drop_without_release(svc: Arc<LogService>) {
+    svc.abort();
+}

@@ -1,0 +1,528 @@
+//! `sigvault tlog serve` as a real process on real MariaDB and SoftHSM2: the internal API over
+//! its Unix socket, the public tlog-tiles API, checkpoint signatures checked with openssl, a
+//! SIGKILL mid-stream, killed database connections, and bad input.
+
+mod common;
+
+use common::procs::Tlog;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use base64::Engine;
+use sigvault::http::client::{Client, Endpoint};
+use sigvault::merkle::{self, Hash};
+use sigvault::note;
+use sigvault::tlog::api::{TlogClient, decode_hashes};
+
+const TOKENS: &[&str] = &["svc-crash", "svc-db", "svc-bad", "svc-two"];
+
+/// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
+async fn root_from_public_tiles(public: &Client, size: u64) -> Hash {
+    use sigvault::merkle::tiles::{TileId, tile_for_size};
+    let ids = merkle::CompactRange::node_ids(size);
+    let mut tiles = std::collections::HashMap::new();
+    for id in &ids {
+        let loc = merkle::tiles::node_location(*id);
+        let t: TileId = tile_for_size(loc.tile_level, loc.tile_index, size).expect("tile");
+        if tiles.contains_key(&t) {
+            continue;
+        }
+        let r = public
+            .request(Method::GET, &format!("/t/{}", t.path()), None)
+            .await
+            .expect("tile");
+        assert_eq!(
+            r.status,
+            200,
+            "{} -> {}",
+            t.path(),
+            String::from_utf8_lossy(&r.body)
+        );
+        let cc = r
+            .headers
+            .get("cache-control")
+            .expect("cache-control")
+            .to_str()
+            .expect("s");
+        assert_eq!(cc.contains("immutable"), t.is_full(), "{cc}");
+        tiles.insert(
+            t,
+            merkle::tiles::decode_tile(&r.body, t.width()).expect("tile data"),
+        );
+    }
+    let src = merkle::tiles::TileSource::new(size, |t: &TileId| -> Result<Vec<Hash>, String> {
+        tiles
+            .get(t)
+            .cloned()
+            .ok_or_else(|| format!("missing {}", t.path()))
+    });
+    merkle::CompactRange::from_source(&src, size)
+        .expect("compact")
+        .root()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_append_tiles_and_survive_sigkill() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_crash") else {
+        return;
+    };
+    let mut tlog = Tlog::new("svc-crash", common::token(TOKENS, "svc-crash"), &db);
+    let c = tlog.client();
+    let created = c.create_tree("t").await.expect("create");
+    assert_eq!(created.tree_size, 1);
+    let again = c.create_tree("t").await.expect_err("second create");
+    assert!(
+        matches!(
+            again,
+            sigvault::tlog::api::TlogClientError::Api { status: 409, .. }
+        ),
+        "{again}"
+    );
+    tlog.wait_active().await;
+
+    // 1000 concurrent appends through the socket, with proofs.
+    let mut tasks = Vec::new();
+    for w in 0..20 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut v = Vec::new();
+            for i in 0..50 {
+                let data = format!("w{w}-e{i}").into_bytes();
+                let r = c.append("t", &data, None, true).await.expect("append");
+                v.push((data, r));
+            }
+            v
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("join"));
+    }
+    for (data, r) in &acked {
+        let cp = note::Checkpoint::parse_body(note::parse_note(&r.checkpoint).expect("note").0)
+            .expect("cp");
+        assert_eq!(cp.size, r.tree_size);
+        let proof = decode_hashes(r.inclusion_proof.as_ref().expect("proof")).expect("hashes");
+        merkle::verify_inclusion(&merkle::leaf_hash(data), r.index, cp.size, &proof, &cp.root)
+            .expect("inclusion");
+    }
+
+    // The public checkpoint verifies with openssl; the root from the public tiles matches it.
+    let public = tlog.public();
+    let r = public
+        .request(Method::GET, "/t/checkpoint", None)
+        .await
+        .expect("checkpoint");
+    assert_eq!(r.status, 200);
+    let cp_text = String::from_utf8(r.body.to_vec()).expect("utf8");
+    let cp = tlog.openssl_verify(&cp_text);
+    assert_eq!(root_from_public_tiles(&public, cp.size).await, cp.root);
+    // The first entry bundle holds the sentinel and then our entries, u16-length-prefixed.
+    let r = public
+        .request(Method::GET, "/t/tile/entries/000.p/3", None)
+        .await
+        .expect("bundle");
+    assert_eq!(r.status, 200);
+    let first_len = u16::from_be_bytes([r.body[0], r.body[1]]) as usize;
+    assert!(String::from_utf8_lossy(&r.body[2..2 + first_len]).contains("sentinel"));
+    let r = public
+        .request(Method::GET, "/t/tile/0/x999/000", None)
+        .await
+        .expect("missing tile");
+    assert_eq!(r.status, 404);
+    let r = public
+        .request(Method::GET, "/t/tile/0/0001", None)
+        .await
+        .expect("bad path");
+    assert_eq!(r.status, 400);
+    let r = public
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert!(String::from_utf8_lossy(&r.body).contains("tree t: active"));
+    let r = public
+        .request(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    let m = String::from_utf8_lossy(&r.body).into_owned();
+    for name in [
+        "sigvault_tlog_appends_total",
+        "sigvault_tlog_queue_depth{tree=\"t\"}",
+        "sigvault_tlog_last_batch_size{tree=\"t\"}",
+        "sigvault_tlog_integration_seconds_bucket{tree=\"t\",le=\"+Inf\"}",
+        "sigvault_tlog_tree_size{tree=\"t\"}",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
+    }
+
+    // A stream of appends; SIGKILL in the middle of it.
+    let streamer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut ok = Vec::new();
+            for i in 0.. {
+                let data = format!("stream-{i}").into_bytes();
+                match c.append("t", &data, None, false).await {
+                    Ok(r) => ok.push((data, r.index, r.checkpoint)),
+                    Err(_) => break,
+                }
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tlog.kill9();
+    let streamed = streamer.await.expect("join");
+    assert!(
+        streamed.len() > 10,
+        "the stream made progress before the kill ({})",
+        streamed.len()
+    );
+
+    // Restart: every acknowledged entry is where it was acknowledged, the tree is consistent with
+    // every checkpoint seen before the crash, and appends resume.
+    tlog.start();
+    tlog.wait_active().await;
+    let c = tlog.client();
+    let mut all: Vec<(Vec<u8>, u64)> = streamed.iter().map(|(d, i, _)| (d.clone(), *i)).collect();
+    all.extend(acked.iter().map(|(d, r)| (d.clone(), r.index)));
+    for (data, index) in &all {
+        let e = c.entries("t", *index, index + 1).await.expect("entry");
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(&e.entries[0].data)
+            .expect("b64");
+        assert_eq!(&got, data, "entry {index} moved or changed");
+    }
+    let after = c
+        .append("t", b"after the crash", None, true)
+        .await
+        .expect("append after restart");
+    let new_cp = tlog.openssl_verify(&after.checkpoint);
+    let mut seen: Vec<String> = streamed.iter().map(|s| s.2.clone()).collect();
+    seen.extend(acked.iter().map(|(_, r)| r.checkpoint.clone()));
+    seen.sort();
+    seen.dedup();
+    for old in seen.iter().step_by((seen.len() / 20).max(1)) {
+        let old = tlog.openssl_verify(old);
+        let p = c
+            .consistency("t", old.size, new_cp.size)
+            .await
+            .expect("consistency");
+        merkle::verify_consistency(
+            old.size,
+            new_cp.size,
+            &decode_hashes(&p.hashes).expect("h"),
+            &old.root,
+            &new_cp.root,
+        )
+        .expect("consistent across the crash");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_database_connections_give_clear_errors_then_recover_without_a_fork() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_db") else {
+        return;
+    };
+    let tlog = Tlog::new("svc-db", common::token(TOKENS, "svc-db"), &db);
+    let c = tlog.client();
+    c.create_tree("t").await.expect("create");
+    tlog.wait_active().await;
+    let before = c.append("t", b"before", None, false).await.expect("append");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (c, stop) = (c.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut errs) = (0u32, Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                match c
+                    .append("t", format!("during {i}").as_bytes(), None, false)
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(e) => errs.push(e.to_string()),
+                }
+            }
+            (ok, errs)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill every connection of the tlog's database user, twice, a moment apart.
+    for _ in 0..2 {
+        let (ok, out, e) = db.sql(&format!(
+            "SELECT id FROM information_schema.processlist WHERE user = '{}'",
+            tlog.db_user
+        ));
+        assert!(ok, "{e}");
+        for id in out.split_whitespace() {
+            let _ = db.sql(&format!("KILL CONNECTION {id}"));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, errs) = writer.await.expect("join");
+    assert!(ok > 0, "appends went through around the kills");
+    for e in &errs {
+        assert!(
+            e.contains("503")
+                || e.contains("unavailable")
+                || e.contains("database")
+                || e.contains("not the active"),
+            "unclear error: {e}"
+        );
+    }
+    // Recovery: appends succeed again and the tree never forked.
+    tlog.wait_active().await;
+    let after = c
+        .append("t", b"after", None, false)
+        .await
+        .expect("append after");
+    let a = tlog.openssl_verify(&before.checkpoint);
+    let b = tlog.openssl_verify(&after.checkpoint);
+    let p = c
+        .consistency("t", a.size, b.size)
+        .await
+        .expect("consistency");
+    merkle::verify_consistency(
+        a.size,
+        b.size,
+        &decode_hashes(&p.hashes).expect("h"),
+        &a.root,
+        &b.root,
+    )
+    .expect("no fork");
+    assert_eq!(root_from_public_tiles(&tlog.public(), b.size).await, b.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_and_write_nothing() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_bad") else {
+        return;
+    };
+    let tlog = Tlog::new("svc-bad", common::token(TOKENS, "svc-bad"), &db);
+    let c = tlog.client();
+    c.create_tree("t").await.expect("create");
+    tlog.wait_active().await;
+    let size = c.head("t").await.expect("head").tree_size;
+    let raw = tlog.internal_raw();
+    let post = |path: &'static str, body: &'static [u8]| {
+        let raw = raw.clone();
+        async move {
+            raw.request(
+                Method::POST,
+                path,
+                Some((body.to_vec(), "application/json")),
+            )
+            .await
+            .expect("request")
+        }
+    };
+    let cases: Vec<(sigvault::http::client::Response, u16, &str)> = vec![
+        (
+            post("/v1/trees/t/entries", b"{not json").await,
+            400,
+            "malformed",
+        ),
+        (
+            post("/v1/trees/t/entries", br#"{"data":"!!!"}"#).await,
+            400,
+            "base64",
+        ),
+        (
+            post("/v1/trees/t/entries", br#"{"data":"aGk=","colour":1}"#).await,
+            400,
+            "unknown field",
+        ),
+        (
+            post(
+                "/v1/trees/t/entries",
+                br#"{"data":"aGk=","identity":"abc"}"#,
+            )
+            .await,
+            400,
+            "identity",
+        ),
+        (
+            post("/v1/trees/nope/entries", br#"{"data":"aGk="}"#).await,
+            404,
+            "unknown tree",
+        ),
+        (
+            raw.request(
+                Method::POST,
+                "/v1/trees/t/entries",
+                Some((
+                    format!(
+                        "{{\"data\":\"{}\"}}",
+                        base64::engine::general_purpose::STANDARD.encode(vec![7u8; 2049])
+                    )
+                    .into_bytes(),
+                    "application/json",
+                )),
+            )
+            .await
+            .expect("r"),
+            413,
+            "exceeds",
+        ),
+        (
+            raw.request(
+                Method::GET,
+                "/v1/trees/t/proof/inclusion?index=1&size=999",
+                None,
+            )
+            .await
+            .expect("r"),
+            400,
+            "beyond",
+        ),
+        (
+            raw.request(
+                Method::GET,
+                "/v1/trees/t/proof/consistency?first=2&second=1",
+                None,
+            )
+            .await
+            .expect("r"),
+            400,
+            "larger",
+        ),
+        (
+            raw.request(Method::GET, "/v1/trees/t/proof/inclusion?size=1", None)
+                .await
+                .expect("r"),
+            400,
+            "exactly one",
+        ),
+        (
+            raw.request(Method::GET, "/v1/trees/t/entries?start=5&end=1", None)
+                .await
+                .expect("r"),
+            400,
+            "below",
+        ),
+        (
+            raw.request(Method::POST, "/v1/trees/other", None)
+                .await
+                .expect("r"),
+            404,
+            "unknown tree",
+        ),
+    ];
+    for (resp, status, words) in cases {
+        let body = String::from_utf8_lossy(&resp.body).into_owned();
+        assert_eq!(resp.status.as_u16(), status, "{words}: {body}");
+        assert!(body.contains(words), "expected {words:?} in {body}");
+        assert!(body.starts_with('{'), "JSON error body: {body}");
+    }
+    // A body far over the cap: the server answers 413 without reading it all and closes the
+    // connection, so the client sees either the 413 or the connection closing under its write.
+    match raw
+        .request(
+            Method::POST,
+            "/v1/trees/t/entries",
+            Some((vec![b'x'; 8 << 20], "application/json")),
+        )
+        .await
+    {
+        Ok(r) => assert_eq!(r.status.as_u16(), 413),
+        Err(e) => assert!(
+            !e.to_string().contains("timed out"),
+            "the server should refuse at once (413 or closing the connection under the write): {e}"
+        ),
+    }
+    assert_eq!(
+        c.head("t").await.expect("head").tree_size,
+        size,
+        "nothing was written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_two") else {
+        return;
+    };
+    let mut a = Tlog::new("svc-two", common::token(TOKENS, "svc-two"), &db);
+    a.client().create_tree("t").await.expect("create");
+    a.wait_active().await;
+    let b = a.standby();
+    // Only one integrates: the standby refuses appends while A holds the lease.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = b
+        .client()
+        .append("t", b"to b", None, false)
+        .await
+        .expect_err("standby refuses");
+    assert!(
+        err.to_string().contains("not the active sequencer"),
+        "{err}"
+    );
+    let r = b
+        .public()
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert!(String::from_utf8_lossy(&r.body).contains("tree t: standby"));
+    // Reads work on the standby (they come from the database).
+    assert!(b.client().head("t").await.expect("head").tree_size >= 1);
+
+    // A client that knows both fails over when A dies.
+    let both = TlogClient::new(vec![
+        Client::new(Endpoint::Unix(a.socket.clone()), None).expect("a"),
+        Client::new(Endpoint::Unix(b.socket.clone()), None).expect("b"),
+    ]);
+    let first = both
+        .append("t", b"before", None, false)
+        .await
+        .expect("append via A");
+    a.kill9();
+    let started = Instant::now();
+    let second = loop {
+        match both.append("t", b"after", None, false).await {
+            Ok(r) => break r,
+            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no takeover: {e}\n{}", b.log()),
+        }
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "takeover within the lease time"
+    );
+    assert_eq!(second.index, first.index + 1);
+    let c1 = b.openssl_verify(&first.checkpoint);
+    let c2 = b.openssl_verify(&second.checkpoint);
+    let p = b
+        .client()
+        .consistency("t", c1.size, c2.size)
+        .await
+        .expect("consistency");
+    merkle::verify_consistency(
+        c1.size,
+        c2.size,
+        &decode_hashes(&p.hashes).expect("h"),
+        &c1.root,
+        &c2.root,
+    )
+    .expect("no fork across the takeover");
+}

@@ -104,6 +104,9 @@ export SIGVAULT_TEST_WORK="$WORK"
 export SIGVAULT_TEST_REQUIRE=1
 
 # --- 5. run -------------------------------------------------------------------------------------
+# A clean checkout gains nothing from incremental artifacts; they only take disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+say "disk: $(df -h --output=avail "$repo" | tail -n 1 | tr -d ' ') free where target/ lives, $(df -h --output=avail "$WORK" | tail -n 1 | tr -d ' ') in $WORK"
 case "$mode" in
   test)
     say "cargo fmt --check"
@@ -112,6 +115,7 @@ case "$mode" in
     cargo clippy --all-targets --quiet -- -D warnings
     say "cargo test"
     cargo test --all-targets
+    say "target/ holds $(du -sh target 2>/dev/null | cut -f1)"
     # Packages: build the .deb and .rpm, inspect them, install the .deb into a clean Debian 12
     # root (debootstrap), check the units, remove and purge. SIGVAULT_SKIP_PACKAGING=1 skips it
     # for quick local runs; CI never sets it.

@@ -15,6 +15,7 @@ pub mod merkle;
 pub mod note;
 pub mod oidc;
 pub mod pki;
+pub mod rekor;
 pub mod signer;
 pub mod store;
 pub mod tlog;

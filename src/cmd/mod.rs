@@ -2,6 +2,7 @@
 
 pub mod ctlog;
 pub mod fulcio;
+pub mod rekor;
 pub mod tlog;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub enum Command {
     },
     /// Create or upgrade a service's database tables (embedded migrations).
     Migrate {
-        /// The service config whose database to migrate (tlog).
+        /// The service config whose database to migrate (tlog or rekor).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -51,6 +52,11 @@ pub enum Command {
     },
     /// The Fulcio-compatible certificate authority.
     Fulcio {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+    /// The Rekor-compatible transparency log (API v1).
+    Rekor {
         #[command(subcommand)]
         command: ServeCommand,
     },
@@ -111,12 +117,16 @@ pub fn main() -> ExitCode {
         Command::Fulcio {
             command: ServeCommand::Serve { config },
         } => run_async(fulcio::serve(&config)),
+        Command::Rekor {
+            command: ServeCommand::Serve { config },
+        } => run_async(rekor::serve(&config)),
     }
 }
 
 fn migrate(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(config::AnyConfig::Tlog(_)) => run_async(tlog::migrate(file)),
+        Ok(config::AnyConfig::Rekor(_)) => run_async(rekor::migrate(file)),
         Ok(other) => fail(format!(
             "{}: a {} config has no database to migrate",
             file.display(),

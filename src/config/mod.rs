@@ -490,6 +490,95 @@ impl FulcioConfig {
     }
 }
 
+/// `[rekor]`: the Rekor-compatible transparency log (API v1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekorSection {
+    /// Listener (plain HTTP only on loopback; else set `tls`). Rekor is served at the origin root.
+    #[serde(default = "default_rekor_listen")]
+    pub listen: crate::http::ListenAddr,
+    #[serde(default)]
+    pub tls: Option<crate::http::TlsFiles>,
+    /// The Rekor key (ECDSA P-256) that signs entry timestamps (SETs), and its token's PIN. The
+    /// tlog signs this log's checkpoints with the same key (its `[[tlog.trees]]` entry).
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// The published public key (PEM) the HSM key must match, e.g. the ceremony's rekor.pub.pem.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// The tree ID clients see (`treeID`, the checkpoint origin's `<host> - <tree_id>`, the
+    /// first 16 hex digits of entry IDs). Must match the origin configured for the tlog tree.
+    pub tree_id: u64,
+    /// tlog internal API endpoints (`unix:/path`, `http://127.0.0.1:port`, `https://host:port`).
+    pub tlog: Vec<crate::http::client::Endpoint>,
+    /// Client TLS for https tlog endpoints.
+    #[serde(default)]
+    pub tlog_tls: Option<crate::http::client::ClientTls>,
+    /// The tlog tree holding this log.
+    #[serde(default = "default_rekor_tree")]
+    pub tree: String,
+    /// Create the tree in the tlog at start if it does not exist yet.
+    #[serde(default = "default_true")]
+    pub create_tree: bool,
+    /// MariaDB URL of the search index (`mysql://user:password@host:port/database`), from a
+    /// file or credential.
+    pub database_url: SecretSource,
+    #[serde(default = "default_rekor_db_connections")]
+    pub database_max_connections: u32,
+    /// Create/upgrade the index tables at start (otherwise run `sigvault migrate`).
+    #[serde(default)]
+    pub migrate_on_start: bool,
+    /// Largest request body, bytes.
+    #[serde(default = "default_rekor_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_rekor_listen() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Tcp(([127, 0, 0, 1], 3000).into())
+}
+fn default_rekor_tree() -> String {
+    "rekor".into()
+}
+fn default_rekor_db_connections() -> u32 {
+    8
+}
+fn default_rekor_body() -> usize {
+    4 << 20
+}
+
+/// A whole rekor config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekorConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub rekor: RekorSection,
+}
+
+impl RekorConfig {
+    fn validate(&self) -> Result<(), String> {
+        let r = &self.rekor;
+        if r.tlog.is_empty() {
+            return Err("[rekor] tlog must list at least one endpoint".into());
+        }
+        if !crate::tlog::valid_tree_name(&r.tree) {
+            return Err("[rekor] tree must be 1-64 characters of a-z, 0-9 and '-'".into());
+        }
+        if r.tree_id == 0 || r.tree_id > i64::MAX as u64 {
+            return Err("[rekor] tree_id must be between 1 and 2^63-1".into());
+        }
+        if r.max_body_bytes < 1024 {
+            return Err("[rekor] max_body_bytes must be at least 1024".into());
+        }
+        if r.database_max_connections == 0 {
+            return Err("[rekor] database_max_connections must be at least 1".into());
+        }
+        crate::http::check_listen(&r.listen, r.tls.as_ref())
+            .map_err(|e| format!("[rekor] listen: {e}"))?;
+        Ok(())
+    }
+}
+
 /// Any config file sigvault knows, detected by its top-level service table.
 #[derive(Debug)]
 pub enum AnyConfig {
@@ -497,10 +586,11 @@ pub enum AnyConfig {
     Tlog(Box<TlogConfig>),
     Ctlog(Box<CtlogConfig>),
     Fulcio(Box<FulcioConfig>),
+    Rekor(Box<RekorConfig>),
 }
 
 /// The service tables sigvault recognises (only those whose service exists).
-pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio"];
+pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor"];
 
 /// Read and parse a config file of any kind.
 pub fn load(path: &Path) -> Result<AnyConfig, ConfigError> {
@@ -518,6 +608,17 @@ pub fn load_fulcio(path: &Path) -> Result<FulcioConfig, ConfigError> {
         other => Err(ConfigError::Invalid {
             path: path.into(),
             message: format!("this is a {} config, not a fulcio config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a rekor config.
+pub fn load_rekor(path: &Path) -> Result<RekorConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Rekor(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a rekor config", other.kind()),
         }),
     }
 }
@@ -621,6 +722,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
             })?;
             AnyConfig::Fulcio(Box::new(c))
         }
+        "rekor" => {
+            let c: RekorConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Rekor(Box::new(c))
+        }
         _ => unreachable!("kind comes from KNOWN_KINDS"),
     };
     Ok(cfg)
@@ -634,6 +744,7 @@ impl AnyConfig {
             Self::Tlog(_) => "tlog",
             Self::Ctlog(_) => "ctlog",
             Self::Fulcio(_) => "fulcio",
+            Self::Rekor(_) => "rekor",
         }
     }
 
@@ -733,6 +844,32 @@ impl AnyConfig {
                         if !p.exists() {
                             problems.push(format!("[fulcio] tls: {} does not exist", p.display()));
                         }
+                    }
+                }
+            }
+            Self::Rekor(c) => {
+                let r = &c.rekor;
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                if let Err(e) = r.pin.check() {
+                    problems.push(format!("[rekor] pin: {e}"));
+                }
+                if let Err(e) = r.database_url.check() {
+                    problems.push(format!("[rekor] database_url: {e}"));
+                }
+                let tls_files = r.tls.iter().flat_map(|t| t.files());
+                for p in r
+                    .public_key_file
+                    .iter()
+                    .map(|p| p.as_path())
+                    .chain(tls_files)
+                {
+                    if !p.exists() {
+                        problems.push(format!("[rekor] {} does not exist", p.display()));
                     }
                 }
             }

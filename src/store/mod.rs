@@ -6,6 +6,8 @@
 //! the new checkpoint then become visible together or not at all. That is what keeps a crash, a
 //! lost connection or a second sequencer from ever forking the tree.
 
+pub mod rekor;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

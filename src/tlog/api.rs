@@ -79,6 +79,9 @@ pub struct ConsistencyResponse {
     pub first: u64,
     pub second: u64,
     pub hashes: Vec<String>,
+    /// Root hash (hex) of the tree at `second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -541,6 +541,17 @@ impl LogService {
         Ok(reader::consistency_proof(&self.store, &tree.cache, id, first, second).await?)
     }
 
+    /// Root hash of the tree at `size` (at most the current size).
+    pub async fn root_at(&self, name: &str, size: u64) -> Result<Hash, TlogError> {
+        let (tree, id) = self.created(name)?;
+        let head = self.head(name).await?;
+        Self::check_size(&head, size)?;
+        if size == head.size {
+            return Ok(head.root);
+        }
+        Ok(reader::root_at(&self.store, &tree.cache, id, size).await?)
+    }
+
     /// Entries `[start, end)` (at most `limit`), only from the integrated tree.
     pub async fn entries(
         &self,

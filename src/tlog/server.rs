@@ -267,11 +267,13 @@ async fn consistency(
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyResponse>, ApiError> {
     let hashes = st.svc.consistency_proof(&tree, q.first, q.second).await?;
+    let root = st.svc.root_at(&tree, q.second).await?;
     st.metrics.proofs_served.fetch_add(1, Ordering::Relaxed);
     Ok(Json(ConsistencyResponse {
         first: q.first,
         second: q.second,
         hashes: hexes(&hashes),
+        root_hash: Some(hex::encode(root)),
     }))
 }
 

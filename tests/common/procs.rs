@@ -81,6 +81,11 @@ pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
 impl Tlog {
     /// Configure (own DB user, own key) and start.
     pub fn new(test: &str, token: &TestToken, db: &TestDb) -> Self {
+        Self::with_max_entry(test, token, db, 2048)
+    }
+
+    /// As [`Tlog::new`], accepting entries up to `max_entry` bytes.
+    pub fn with_max_entry(test: &str, token: &TestToken, db: &TestDb, max_entry: usize) -> Self {
         let dir = super::scratch(test);
         let spki_pem = keygen(token, &dir);
         // A least-privilege database user of its own, so the test can kill its connections.
@@ -111,7 +116,7 @@ database_url = {{ file = "{dir}/db.url" }}
 migrate_on_start = true
 internal_listen = "unix:{socket}"
 public_listen = "{public}"
-max_entry_size = 2048
+max_entry_size = {max_entry}
 batch_max_wait_ms = 10
 lease_ttl_ms = 2000
 [[tlog.trees]]

@@ -1,0 +1,117 @@
+//! `sigvault rekor serve`, and the rekor parts of `sigvault migrate`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{self, RekorConfig};
+use crate::hsm::Module;
+use crate::http::client::Client;
+use crate::rekor::Rekor;
+use crate::rekor::index::IndexerHandle;
+use crate::signer::{SignatureAlgorithm, Signer};
+use crate::store::rekor::IndexStore;
+use crate::tlog::api::{TlogClient, TlogClientError};
+
+/// Connect to the rekor index database.
+pub async fn connect(cfg: &RekorConfig) -> anyhow::Result<IndexStore> {
+    let url = cfg
+        .rekor
+        .database_url
+        .read()
+        .context("[rekor] database_url")?;
+    Ok(IndexStore::connect(&url, cfg.rekor.database_max_connections).await?)
+}
+
+/// `sigvault migrate` for a rekor config.
+pub async fn migrate(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_rekor(file)?;
+    let store = connect(&cfg).await?;
+    store.migrate().await?;
+    println!("rekor index database is up to date");
+    Ok(())
+}
+
+/// The tlog client a rekor config describes.
+pub fn tlog_client(cfg: &RekorConfig) -> anyhow::Result<TlogClient> {
+    let r = &cfg.rekor;
+    let clients = r
+        .tlog
+        .iter()
+        .map(|e| {
+            Client::new(e.clone(), r.tlog_tls.as_ref())
+                .map(|c| c.with_timeout(Duration::from_secs(30)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TlogClient::new(clients))
+}
+
+pub async fn serve(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_rekor(file)?;
+    let r = &cfg.rekor;
+    let module = Module::load(&cfg.hsm.module)?;
+    let pin = r.pin.read().context("[rekor] pin")?;
+    let token = module.login(&r.key, &pin)?;
+    drop(pin);
+    let signer = token.signer(&r.key)?;
+    if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
+        anyhow::bail!("the Rekor key must be ECDSA P-256 (Sigstore clients verify SETs with it)");
+    }
+    if let Some(p) = &r.public_key_file {
+        super::ctlog::check_public_key(&signer, p)?;
+    }
+    let store = connect(&cfg).await?;
+    if r.migrate_on_start {
+        store.migrate().await?;
+    }
+    let tlog = tlog_client(&cfg)?;
+    if r.create_tree {
+        match tlog.create_tree(&r.tree).await {
+            Ok(_) => tracing::info!(tree = %r.tree, "created Rekor's tree"),
+            Err(TlogClientError::Api { status: 409, .. }) => {}
+            Err(e) => return Err(e).context("cannot create or find Rekor's tree in the tlog"),
+        }
+    }
+    let indexer = IndexerHandle::spawn(store, tlog.clone(), r.tree.clone(), r.tree_id);
+    let rekor = Arc::new(Rekor::new(
+        Arc::new(signer),
+        tlog,
+        r.tree.clone(),
+        r.tree_id,
+        Some(indexer),
+    )?);
+    let host = rekor
+        .check_tree()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        log_id = %rekor.log_id_hex(),
+        tree_id = r.tree_id,
+        checkpoint_name = %host,
+        "Rekor key loaded and the tlog tree checked"
+    );
+    let state = crate::rekor::server::AppState {
+        rekor,
+        metrics: Arc::default(),
+    };
+    let router = crate::http::with_limits(
+        crate::rekor::server::router(state),
+        r.max_body_bytes,
+        Duration::from_secs(30),
+        4096,
+    );
+    let listener = crate::http::bind(&r.listen, r.tls.as_ref()).await?;
+    tracing::info!(listen = %listener.local_addr(), "rekor serving");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(listener.serve(router, async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+    }));
+    crate::http::sd_notify("READY=1\nSTATUS=serving");
+    crate::http::shutdown_signal().await;
+    crate::http::sd_notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}

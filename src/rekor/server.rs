@@ -1,0 +1,452 @@
+//! Rekor v1 HTTP API at the origin root, plus `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Errors are `{"code": <status>, "message": "..."}` (as upstream), except a missing entry,
+//! which is a 404 with an empty body.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::kinds::Verifier;
+use super::{LogEntry, Rekor, RekorError, index};
+
+/// Most lookups in one `entries/retrieve` request (upstream's limit).
+pub const MAX_SEARCH_QUERIES: usize = 10;
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub created: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub rekor: Arc<Rekor>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct ApiError(pub RekorError);
+
+impl From<RekorError> for ApiError {
+    fn from(e: RekorError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.status();
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "rekor request failed");
+        }
+        if status == StatusCode::NOT_FOUND {
+            return status.into_response();
+        }
+        let body = serde_json::json!({"code": code, "message": self.0.to_string()});
+        let mut resp = (status, axum::Json(body)).into_response();
+        match &self.0 {
+            RekorError::Conflict(id) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{id}")) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+            }
+            RekorError::Unavailable(_) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError(RekorError::BadRequest(m.into()))
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/log/entries", post(create).get(by_index))
+        .route("/api/v1/log/entries/retrieve", post(retrieve))
+        .route("/api/v1/log/entries/retrieve/", post(retrieve))
+        .route("/api/v1/log/entries/{id}", get(by_id))
+        .route("/api/v1/index/retrieve", post(search_index))
+        .route("/api/v1/log", get(log_info))
+        .route("/api/v1/log/proof", get(proof))
+        .route("/api/v1/log/publicKey", get(public_key))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn json_value(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON request body: {e}")))
+}
+
+fn entry_map(entries: impl IntoIterator<Item = LogEntry>) -> Value {
+    let mut m = Map::new();
+    for e in entries {
+        m.insert(e.entry_id, e.value);
+    }
+    Value::Object(m)
+}
+
+async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    let result = match json_value(&body) {
+        Ok(v) => st.rekor.upload(&v).await.map_err(ApiError),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(entry) => {
+            st.metrics.created.fetch_add(1, Ordering::Relaxed);
+            let id = entry.entry_id.clone();
+            let mut resp = (StatusCode::CREATED, axum::Json(entry_map([entry]))).into_response();
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                h.insert(header::ETAG, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{id}")) {
+                h.insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Err(e) => {
+            let m = &st.metrics;
+            match e.0.status() {
+                409 => m.duplicates.fetch_add(1, Ordering::Relaxed),
+                400 | 422 => m.rejected.fetch_add(1, Ordering::Relaxed),
+                _ => m.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            e.into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IndexQuery {
+    #[serde(rename = "logIndex")]
+    log_index: Option<String>,
+}
+
+async fn by_index(
+    State(st): State<AppState>,
+    Query(q): Query<IndexQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = q.log_index.ok_or_else(|| bad("logIndex is required"))?;
+    let i: u64 = s
+        .parse()
+        .map_err(|_| bad("logIndex must be a non-negative integer"))?;
+    let e = st.rekor.entry_by_index(i).await?;
+    Ok(axum::Json(entry_map([e])))
+}
+
+async fn by_id(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (tree, uuid) = super::parse_entry_id(&id)?;
+    if tree.is_some_and(|t| t != st.rekor.tree_id()) {
+        return Err(ApiError(RekorError::NotFound));
+    }
+    let e = st.rekor.entry_by_uuid(&uuid).await?;
+    Ok(axum::Json(entry_map([e])))
+}
+
+async fn retrieve(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let v = json_value(&body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("the request must be a JSON object"))?;
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "entryUUIDs" | "logIndexes" | "entries") {
+            return Err(bad(format!("unknown field {k:?}")));
+        }
+    }
+    let list = |name: &str| -> Result<Vec<Value>, ApiError> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(bad(format!("{name} must be an array"))),
+        }
+    };
+    let (uuids, indexes, entries) = (list("entryUUIDs")?, list("logIndexes")?, list("entries")?);
+    let total = uuids.len() + indexes.len() + entries.len();
+    if total > MAX_SEARCH_QUERIES {
+        return Err(ApiError(RekorError::Unprocessable(format!(
+            "more than max allowed {MAX_SEARCH_QUERIES} entries in request"
+        ))));
+    }
+    let mut found = Vec::new();
+    let mut hashes = Vec::new();
+    for u in &uuids {
+        let s = u
+            .as_str()
+            .ok_or_else(|| bad("entryUUIDs must be strings"))?;
+        let (tree, uuid) = super::parse_entry_id(s)?;
+        if tree.is_none_or(|t| t == st.rekor.tree_id()) {
+            hashes.push(uuid);
+        }
+    }
+    for e in &entries {
+        let c = super::kinds::canonicalize(e)
+            .map_err(|e| bad(format!("canonicalizing entry: {}", e.0)))?;
+        hashes.push(crate::merkle::leaf_hash(&c.body));
+    }
+    for h in &hashes {
+        match st.rekor.entry_by_uuid(h).await {
+            Ok(e) => found.push(e),
+            Err(RekorError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for i in &indexes {
+        let i = i
+            .as_u64()
+            .ok_or_else(|| bad("logIndexes must be non-negative integers"))?;
+        match st.rekor.entry_by_index(i).await {
+            Ok(e) => found.push(e),
+            Err(RekorError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(axum::Json(Value::Array(
+        found.into_iter().map(|e| entry_map([e])).collect(),
+    )))
+}
+
+/// `sha256:<hex>` form of a hash query (the algorithm guessed from the length when absent).
+fn prefixed_hash(h: &str) -> String {
+    let h = h.trim().to_lowercase();
+    if h.contains(':') {
+        return h;
+    }
+    let alg = match h.len() {
+        40 => "sha1",
+        96 => "sha384",
+        128 => "sha512",
+        _ => "sha256",
+    };
+    format!("{alg}:{h}")
+}
+
+async fn search_index(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Some(ix) = st.rekor.indexer() else {
+        return Err(ApiError(RekorError::Internal(
+            "Search Index API not enabled in this Rekor instance".into(),
+        )));
+    };
+    let v = json_value(&body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("the request must be a JSON object"))?;
+    let mut q = index::Query::default();
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("{name} must be a string"))),
+        }
+    };
+    for k in obj.keys() {
+        if !matches!(
+            k.as_str(),
+            "hash" | "publicKey" | "email" | "subject" | "operator"
+        ) {
+            return Err(bad(format!("unknown field {k:?}")));
+        }
+    }
+    q.and = match text("operator")?.as_deref() {
+        None | Some("or") => false,
+        Some("and") => true,
+        Some(o) => {
+            return Err(bad(format!(
+                "operator must be \"and\" or \"or\", not {o:?}"
+            )));
+        }
+    };
+    if let Some(h) = text("hash")? {
+        q.criteria.push(vec![prefixed_hash(&h)]);
+    }
+    match obj.get("publicKey") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(pk)) => {
+            let format = pk.get("format").and_then(Value::as_str).unwrap_or("");
+            if format != "x509" {
+                return Err(bad(format!(
+                    "the PKI format requested ({format:?}) is not supported by this server (only \"x509\")"
+                )));
+            }
+            let content = pk
+                .get("content")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("publicKey.content is required (base64 PEM)"))?;
+            let pem = B64
+                .decode(content)
+                .map_err(|_| bad("publicKey.content is not standard base64"))?;
+            let key = Verifier::parse(&pem, "publicKey.content")
+                .map_err(|e| bad(format!("public key provided could not be parsed: {e}")))?;
+            let fp = key.fingerprint();
+            // hashedrekord files keys under the bare hex, dsse and intoto under "sha256:<hex>".
+            q.criteria.push(vec![fp.clone(), format!("sha256:{fp}")]);
+        }
+        Some(_) => return Err(bad("publicKey must be an object")),
+    }
+    if let Some(e) = text("email")? {
+        q.criteria.push(vec![e.to_lowercase()]);
+    }
+    if let Some(s) = text("subject")? {
+        q.criteria.push(vec![s.to_lowercase()]);
+    }
+    if q.criteria.is_empty() {
+        return Err(bad(
+            "give at least one of hash, publicKey, email or subject to search for",
+        ));
+    }
+    let head = st
+        .rekor
+        .tlog()
+        .head(st.rekor.tree())
+        .await
+        .map_err(RekorError::from)?;
+    let ids = index::search(ix, head.tree_size, &q).await?;
+    Ok(axum::Json(Value::Array(
+        ids.into_iter().map(Value::String).collect(),
+    )))
+}
+
+async fn log_info(State(st): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(st.rekor.log_info().await?))
+}
+
+#[derive(Deserialize)]
+struct ProofQuery {
+    #[serde(rename = "firstSize")]
+    first_size: Option<String>,
+    #[serde(rename = "lastSize")]
+    last_size: Option<String>,
+    #[serde(rename = "treeID")]
+    tree_id: Option<String>,
+}
+
+fn check_tree_param(st: &AppState, t: Option<&str>) -> Result<(), ApiError> {
+    match t {
+        None | Some("") => Ok(()),
+        Some(t) if t == st.rekor.tree_id().to_string() => Ok(()),
+        Some(t) => Err(bad(format!("unknown treeID {t:?}"))),
+    }
+}
+
+async fn proof(
+    State(st): State<AppState>,
+    Query(q): Query<ProofQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_tree_param(&st, q.tree_id.as_deref())?;
+    let num = |v: Option<String>, name: &str, default: Option<u64>| -> Result<u64, ApiError> {
+        match v {
+            None => default.ok_or_else(|| bad(format!("{name} is required"))),
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| bad(format!("{name} must be a non-negative integer"))),
+        }
+    };
+    let first = num(q.first_size, "firstSize", Some(1))?;
+    let last = num(q.last_size, "lastSize", None)?;
+    if first == 0 || last == 0 {
+        return Err(bad("firstSize and lastSize must be at least 1"));
+    }
+    Ok(axum::Json(st.rekor.consistency(first, last).await?))
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    #[serde(rename = "treeID")]
+    tree_id: Option<String>,
+}
+
+async fn public_key(
+    State(st): State<AppState>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response, ApiError> {
+    check_tree_param(&st, q.tree_id.as_deref())?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        st.rekor.public_pem().to_owned(),
+    )
+        .into_response())
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.rekor.tlog().head(st.rekor.tree()).await {
+        Ok(h) => {
+            let indexed = st
+                .rekor
+                .indexer()
+                .map(|i| format!("indexed {}\n", i.indexed()))
+                .unwrap_or_default();
+            (
+                StatusCode::OK,
+                format!("ready\ntree size {}\n{indexed}", h.tree_size),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("tlog: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let m = &st.metrics;
+    let mut s = String::new();
+    for (name, help, v) in [
+        (
+            "sigvault_rekor_entries_created_total",
+            "Entries logged (201).",
+            m.created.load(Ordering::Relaxed),
+        ),
+        (
+            "sigvault_rekor_duplicates_total",
+            "Uploads of an entry already in the log (409).",
+            m.duplicates.load(Ordering::Relaxed),
+        ),
+        (
+            "sigvault_rekor_rejected_total",
+            "Uploads refused (400/422).",
+            m.rejected.load(Ordering::Relaxed),
+        ),
+        (
+            "sigvault_rekor_failed_total",
+            "Uploads that failed (5xx).",
+            m.failed.load(Ordering::Relaxed),
+        ),
+    ] {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    if let Some(ix) = st.rekor.indexer() {
+        s.push_str(&format!(
+            "# HELP sigvault_rekor_indexed_entries Entries below this index are searchable.\n# TYPE sigvault_rekor_indexed_entries gauge\nsigvault_rekor_indexed_entries {}\n",
+            ix.indexed()
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+}

@@ -134,12 +134,10 @@ deb_has() { # deb_has MODE PATH
     || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
 }
 check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault.target; do
   check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
 done
-check "deb: no units for services that do not exist yet (rekor)" \
-  bash -c "! grep -E 'sigvault-rekor\\.service' '$WORK/deb.list'"
-for c in ceremony tlog ctlog fulcio; do
+for c in ceremony tlog ctlog fulcio rekor; do
   check "deb: /etc/sigvault/$c.toml" deb_has -rw-r--r-- "etc/sigvault/$c.toml"
   check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
 done
@@ -176,11 +174,11 @@ rpm_has() { # rpm_has MODE PATH
 check "rpm: Name sigvault, Version $VERSION" \
   bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
 check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault.target; do
   check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
 done
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1
-for c in ceremony tlog ctlog fulcio; do
+for c in ceremony tlog ctlog fulcio rekor; do
   check "rpm: /etc/sigvault/$c.toml is %config(noreplace)" \
     bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
 done
@@ -274,7 +272,7 @@ else
   bad "root: apt-get install failed"; tail -n 30 "$WORK/install.log" | indent; finish
 fi
 check "root: sigvault --version prints sigvault $VERSION" bash -c "[ \"\$(chroot '$ROOT' /usr/bin/sigvault --version)\" = 'sigvault $VERSION' ]"
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor; do
   check "root: system user $u (nologin, no home)" \
     bash -c "e=\$(chroot '$ROOT' getent passwd $u) && [ \"\$(cut -d: -f3 <<<\"\$e\")\" -lt 1000 ] && [ \"\$(cut -d: -f7 <<<\"\$e\")\" = /usr/sbin/nologin ] && [ ! -e '$ROOT/nonexistent' ]"
 done
@@ -285,7 +283,7 @@ check "root: /etc/sigvault/credentials root 0700" bash -c "[ \"\$(stat -c '%U:%G
 check "root: /var/lib/sigvault root 0755" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/var/lib/sigvault')\" = 'root:root 755' ]"
 check "root: no sigvault unit enabled by the package" bash -c "! find '$ROOT/etc/systemd/system' -name 'sigvault*' | grep ."
 check "root: /etc/sigvault/*.toml are registered conffiles" \
-  bash -c "for c in ceremony tlog ctlog fulcio; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
+  bash -c "for c in ceremony tlog ctlog fulcio rekor; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
 
 # 6a. The shipped examples as shipped: no secrets and no ceremony yet. They must parse and
 # validate; the only problems allowed are the missing secrets (PIN files, credentials) and the
@@ -329,6 +327,7 @@ cp /etc/sigvault/secrets/rekor.pin /etc/sigvault/credentials/rekor-pin
 cp /etc/sigvault/secrets/ctlog.pin /etc/sigvault/credentials/ctlog-pin
 cp /etc/sigvault/secrets/issuing-ca.pin /etc/sigvault/credentials/fulcio-pin
 echo "mysql://sigvault_tlog:not-a-real-password@127.0.0.1:3306/sigvault_tlog" >/etc/sigvault/credentials/tlog-db-url
+echo "mysql://sigvault_rekor:not-a-real-password@127.0.0.1:3306/sigvault_rekor" >/etc/sigvault/credentials/rekor-db-url
 chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
 if in_root sh -c "$setup_script" >"$WORK/ceremony.log" 2>&1; then
   ok "root: SoftHSM2 tokens and sigvault ceremony with /etc/sigvault/ceremony.toml"
@@ -397,10 +396,10 @@ check "after remove: users kept (files may still be theirs)" in_root getent pass
 if in_root apt-get purge -y sigvault >"$WORK/purge.log" 2>&1; then ok "root: apt-get purge"; else bad "root: apt-get purge"; tail -n 20 "$WORK/purge.log" | indent; fi
 check "after purge: package unknown to dpkg" bash -c "! chroot '$ROOT' dpkg-query -W -f='\${Status}' sigvault 2>/dev/null | grep -q installed"
 check "after purge: example configs gone" bash -c "! ls '$ROOT'/etc/sigvault/*.toml 2>/dev/null | grep ."
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor; do
   check "after purge: user $u gone" bash -c "! chroot '$ROOT' getent passwd $u"
 done
-for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-tlog-clients; do
+for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tlog-clients; do
   check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
 done
 keys_after=$(find "$ROOT/var/lib/softhsm/tokens" -type f | sort | xargs sha256sum 2>/dev/null | sha256sum)

@@ -1,34 +1,341 @@
 #!/usr/bin/env bash
 # sigvault's main job on a development machine (README.md, first command).
 #
-#   packaging/dev-stack.sh up      install what is missing, build, run the key ceremony into the
-#                                  state dir (once), and show what was made
-#   packaging/dev-stack.sh down    stop everything `up` started
+#   packaging/dev-stack.sh up      install what is missing, build, run the key ceremony (once),
+#                                  start a private MariaDB, the four services and a local OpenID
+#                                  provider, write the client trust files, then sign a sample file
+#                                  with sigstore-python and verify it with sigstore-js (and the
+#                                  reverse)
+#   packaging/dev-stack.sh down    stop everything `up` started (keys and data stay)
 #   packaging/dev-stack.sh status  show the state dir and what is running
 #
 # State dir: $SIGVAULT_STATE_DIR, default ${XDG_STATE_HOME:-$HOME/.local/state}/sigvault-dev.
-# It holds the SoftHSM tokens (the private keys), the PINs (secrets/, mode 0600) and the public
-# ceremony outputs (ceremony/). Delete it to start over with new keys.
+# It holds the SoftHSM tokens (the private keys), the PINs (secrets/, mode 0600), the public
+# ceremony outputs (ceremony/), the MariaDB data (mariadb/), configs, logs, the clients, and the
+# files clients need: trust-config.json, trusted_root.json, signing_config.json, endpoints.env.
+# Delete it (after `down`) to start over with new keys.
 #
-# Today `up` stops after the ceremony: the services (tlog, ctlog, fulcio, rekor) join it as they
-# are built.
+# Environment: SIGVAULT_BIN (use this sigvault binary instead of building a release one),
+# SIGVAULT_SKIP_DEMO=1 (start everything but do not run the sign/verify demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 STATE=${SIGVAULT_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/sigvault-dev}
+RUN=$STATE/run
+LOGS=$STATE/logs
+CFG=$STATE/config
+SERVICES="tlog rekor ctlog fulcio"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'dev-stack.sh: %s\n' "$*" >&2; exit 1; }
 
-up() {
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+# Stop the process whose pid is in $RUN/$1.pid: SIGTERM, up to 15 s, then SIGKILL.
+stop_pid() {
+  local f=$RUN/$1.pid pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    echo "stopped $1 (pid $pid)"
+  fi
+  rm -f "$f"
+}
+
+tail_log() { echo "--- last lines of $LOGS/$1.log ---" >&2; tail -n 30 "$LOGS/$1.log" >&2 || true; }
+
+# --- pieces of `up` ------------------------------------------------------------------------------
+
+install_deps() {
   # shellcheck source=tests/deps.sh
   . "$repo/tests/deps.sh"
-  ensure_debian_packages softhsm2 opensc openssl
-  command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
-  say "building sigvault (release)"
-  cargo build --release --quiet
-  export SIGVAULT="$repo/target/release/sigvault"
-  mkdir -p "$STATE"
+  ensure_debian_packages softhsm2 opensc openssl mariadb-server mariadb-client curl python3 python3-venv
+  command -v node >/dev/null || ensure_debian_packages nodejs npm
+  command -v cargo >/dev/null || [ -n "${SIGVAULT_BIN:-}" ] \
+    || die "cargo not found: install Rust (https://rustup.rs) first"
+}
+
+build() {
+  if [ -n "${SIGVAULT_BIN:-}" ]; then
+    BIN=$SIGVAULT_BIN
+    [ -x "$BIN" ] || die "SIGVAULT_BIN=$BIN is not an executable"
+  else
+    say "building sigvault (release)"
+    cargo build --release --quiet
+    BIN=$repo/target/release/sigvault
+  fi
+  export SIGVAULT=$BIN
+}
+
+ports() {
+  # Chosen once, kept: the Rekor tree's origin names Rekor's host:port.
+  if [ ! -f "$STATE/ports.env" ]; then
+    {
+      echo "DB_PORT=$(free_port)"
+      echo "IDP_PORT=$(free_port)"
+      echo "TILES_PORT=$(free_port)"
+      echo "REKOR_PORT=$(free_port)"
+      echo "CTLOG_PORT=$(free_port)"
+      echo "FULCIO_PORT=$(free_port)"
+    } >"$STATE/ports.env"
+  fi
+  # shellcheck disable=SC1091
+  . "$STATE/ports.env"
+}
+
+start_mariadb() {
+  local data=$STATE/mariadb
+  if [ ! -d "$data/mysql" ]; then
+    say "creating a private MariaDB in $data"
+    mkdir -p "$data"
+    mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$data" --skip-test-db \
+      --auth-root-authentication-method=socket >"$LOGS/mariadb-install.log" 2>&1 \
+      || { tail_log mariadb-install; die "mariadb-install-db failed"; }
+  fi
+  if alive mariadb; then return 0; fi
+  say "starting the private MariaDB on 127.0.0.1:$DB_PORT"
+  mariadbd --no-defaults --user="$(id -un)" --datadir="$data" --socket="$RUN/mysqld.sock" \
+    --pid-file="$RUN/mariadb.pid" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+    --log-error="$LOGS/mariadb.log" --skip-log-bin --innodb-buffer-pool-size=256M \
+    >/dev/null 2>&1 &
+  for i in $(seq 1 300); do
+    mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot ping >/dev/null 2>&1 && break
+    [ "$i" = 300 ] && { tail_log mariadb; die "MariaDB did not start within 30 s"; }
+    sleep 0.1
+  done
+  # One database and one least-privilege user per service, created once.
+  local svc pass
+  for svc in tlog rekor; do
+    [ -s "$STATE/secrets/$svc-db.url" ] && continue
+    pass=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    mariadb --no-defaults --socket="$RUN/mysqld.sock" -uroot <<SQL
+CREATE DATABASE IF NOT EXISTS sigvault_$svc;
+CREATE USER IF NOT EXISTS 'sigvault_$svc'@'127.0.0.1' IDENTIFIED BY '$pass';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON sigvault_$svc.* TO 'sigvault_$svc'@'127.0.0.1';
+SQL
+    (umask 077; echo "mysql://sigvault_$svc:$pass@127.0.0.1:$DB_PORT/sigvault_$svc" >"$STATE/secrets/$svc-db.url")
+  done
+}
+
+start_idp() {
+  if [ ! -d "$repo/tests/idp/node_modules/oauth2-mock-server" ]; then
+    say "installing the development OpenID provider (npm ci in tests/idp)"
+    (cd "$repo/tests/idp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  ISSUER=http://127.0.0.1:$IDP_PORT
+  if alive idp; then return 0; fi
+  say "starting the development OpenID provider (oauth2-mock-server) at $ISSUER"
+  node "$repo/tests/idp/idp.mjs" "$IDP_PORT" >"$LOGS/idp.log" 2>&1 &
+  echo $! >"$RUN/idp.pid"
+  for i in $(seq 1 100); do
+    curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1 && break
+    [ "$i" = 100 ] && { tail_log idp; die "the OpenID provider did not start"; }
+    sleep 0.1
+  done
+  # Commands that print fresh tokens: a developer (email, as Dex issues them) and a GitHub
+  # Actions workflow (the provider signs it as https://token.actions.githubusercontent.com;
+  # Fulcio fetches its keys from this provider through `jwks-url` in fulcio-identity.yaml).
+  mkdir -p "$STATE/bin"
+  cat >"$STATE/bin/id-token" <<EOF
+#!/bin/sh
+# A fresh development OIDC token for $DEV_EMAIL (aud sigstore), from the local provider.
+exec curl -fsS -d grant_type=client_credentials --data-urlencode 'claims={"aud":"sigstore","sub":"dev-user","email":"$DEV_EMAIL","email_verified":true}' $ISSUER/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+EOF
+  cat >"$STATE/bin/id-token-github" <<EOF
+#!/bin/sh
+# A GitHub-Actions-shaped OIDC token (iss https://token.actions.githubusercontent.com) for the
+# workflow $GH_REPO/.github/workflows/release.yml on refs/heads/main, from the local provider.
+exec curl -fsS -d grant_type=client_credentials --data-urlencode 'claims={"iss":"https://token.actions.githubusercontent.com","aud":"sigstore","sub":"repo:$GH_REPO:ref:refs/heads/main","ref":"refs/heads/main","sha":"a1b2c3d4e5f60718293a4b5c6d7e8f9012345678","repository":"$GH_REPO","repository_owner":"${GH_REPO%%/*}","repository_owner_id":"1001","repository_id":"2002","repository_visibility":"public","run_id":"3003","run_attempt":"1","runner_environment":"github-hosted","actor":"octocat","actor_id":"4004","workflow":"Release","workflow_ref":"$GH_REPO/.github/workflows/release.yml@refs/heads/main","workflow_sha":"a1b2c3d4e5f60718293a4b5c6d7e8f9012345678","job_workflow_ref":"$GH_REPO/.github/workflows/release.yml@refs/heads/main","job_workflow_sha":"a1b2c3d4e5f60718293a4b5c6d7e8f9012345678","event_name":"push","ref_type":"branch","email":null}' $ISSUER/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+EOF
+  chmod 755 "$STATE/bin/id-token" "$STATE/bin/id-token-github"
+}
+
+write_configs() {
+  local m=/usr/lib/softhsm/libsofthsm2.so s=$STATE/secrets c=$STATE/ceremony
+  mkdir -p "$CFG"
+  cat >"$CFG/tlog.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/tlog.toml).
+[hsm]
+module = "$m"
+[tlog]
+database_url = { file = "$s/tlog-db.url" }
+migrate_on_start = true
+internal_listen = "unix:$RUN/tlog.sock"
+public_listen = "127.0.0.1:$TILES_PORT"
+[[tlog.trees]]
+name = "rekor"
+origin = "127.0.0.1:$REKOR_PORT - 1"
+note_name = "127.0.0.1:$REKOR_PORT"
+key = "pkcs11:token=sigvault-rekor;object=rekor"
+pin = { file = "$s/rekor.pin" }
+[[tlog.trees]]
+name = "ctlog"
+origin = "127.0.0.1:$CTLOG_PORT/sigvault"
+note_name = "127.0.0.1:$CTLOG_PORT"
+key = "pkcs11:token=sigvault-tlog;object=tlog"
+pin = { file = "$s/tlog.pin" }
+EOF
+  cat >"$CFG/rekor.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/rekor.toml).
+[hsm]
+module = "$m"
+[rekor]
+listen = "127.0.0.1:$REKOR_PORT"
+key = "pkcs11:token=sigvault-rekor;object=rekor"
+pin = { file = "$s/rekor.pin" }
+public_key_file = "$c/rekor.pub.pem"
+tree_id = 1
+tlog = ["unix:$RUN/tlog.sock"]
+tree = "rekor"
+database_url = { file = "$s/rekor-db.url" }
+migrate_on_start = true
+EOF
+  cat >"$CFG/ctlog.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/ctlog.toml).
+[hsm]
+module = "$m"
+[ctlog]
+listen = "127.0.0.1:$CTLOG_PORT"
+prefix = "sigvault"
+key = "pkcs11:token=sigvault-ctlog;object=ctlog"
+pin = { file = "$s/ctlog.pin" }
+public_key_file = "$c/ctlog.pub.pem"
+roots = ["$c/root.pem"]
+tlog = ["unix:$RUN/tlog.sock"]
+tree = "ctlog"
+EOF
+  cat >"$CFG/fulcio-identity.yaml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/fulcio-identity.yaml).
+oidc-issuers:
+  $ISSUER:
+    issuer-url: $ISSUER
+    client-id: sigstore
+    type: email
+  https://token.actions.githubusercontent.com:
+    issuer-url: https://token.actions.githubusercontent.com
+    client-id: sigstore
+    type: ci-provider
+    ci-provider: github-workflow
+    # Development only: the local provider stands in for GitHub Actions' keys.
+    jwks-url: $ISSUER/jwks
+EOF
+  cat >"$CFG/fulcio.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/fulcio.toml).
+[hsm]
+module = "$m"
+[fulcio]
+listen = "127.0.0.1:$FULCIO_PORT"
+key = "pkcs11:token=sigvault-issuing-ca;object=issuing-ca"
+pin = { file = "$s/issuing-ca.pin" }
+ca_chain = ["$c/issuing-ca.pem", "$c/root.pem"]
+identity_config = "$CFG/fulcio-identity.yaml"
+ct_log_url = "http://127.0.0.1:$CTLOG_PORT/sigvault"
+ct_log_public_key = "$c/ctlog.pub.pem"
+EOF
+  local svc
+  for svc in $SERVICES; do
+    "$BIN" check-config "$CFG/$svc.toml" >/dev/null || { "$BIN" check-config "$CFG/$svc.toml"; die "bad $svc config"; }
+  done
+}
+
+# start_service NAME READY_URL_OR_SOCKET
+start_service() {
+  local svc=$1 ready=$2
+  if alive "$svc"; then return 0; fi
+  SOFTHSM2_CONF=$STATE/softhsm2.conf SIGVAULT_LOG=${SIGVAULT_LOG:-info,sqlx=warn} \
+    "$BIN" "$svc" serve --config "$CFG/$svc.toml" >>"$LOGS/$svc.log" 2>&1 &
+  echo $! >"$RUN/$svc.pid"
+  for i in $(seq 1 300); do
+    if [ "${ready#unix:}" != "$ready" ]; then
+      [ -S "${ready#unix:}" ] && break
+    else
+      curl -fsS "$ready" >/dev/null 2>&1 && break
+    fi
+    alive "$svc" || { tail_log "$svc"; die "$svc exited during start-up"; }
+    [ "$i" = 300 ] && { tail_log "$svc"; die "$svc did not become ready within 30 s"; }
+    sleep 0.1
+  done
+  say "$svc is up (pid $(cat "$RUN/$svc.pid"), log $LOGS/$svc.log)"
+}
+
+trust_files() {
+  "$BIN" trust --ceremony-dir "$STATE/ceremony" \
+    --fulcio-url "http://127.0.0.1:$FULCIO_PORT" \
+    --rekor-url "http://127.0.0.1:$REKOR_PORT" \
+    --ctlog-url "http://127.0.0.1:$CTLOG_PORT/sigvault" \
+    --oidc-url "$ISSUER" --operator "sigvault development stack" --out "$STATE" >/dev/null
+  cat >"$STATE/endpoints.env" <<EOF
+# Written by packaging/dev-stack.sh up. Source it: . $STATE/endpoints.env
+FULCIO_URL=http://127.0.0.1:$FULCIO_PORT
+REKOR_URL=http://127.0.0.1:$REKOR_PORT
+CTLOG_URL=http://127.0.0.1:$CTLOG_PORT/sigvault
+TLOG_URL=http://127.0.0.1:$TILES_PORT
+REKOR_TILES_URL=http://127.0.0.1:$TILES_PORT/rekor
+CTLOG_TILES_URL=http://127.0.0.1:$TILES_PORT/ctlog
+OIDC_ISSUER_URL=$ISSUER
+ID_TOKEN_CMD=$STATE/bin/id-token
+GITHUB_ID_TOKEN_CMD=$STATE/bin/id-token-github
+CERT_IDENTITY=$DEV_EMAIL
+CERT_ISSUER=$ISSUER
+CEREMONY_DIR=$STATE/ceremony
+TRUST_CONFIG=$STATE/trust-config.json
+TRUSTED_ROOT=$STATE/trusted_root.json
+SIGNING_CONFIG=$STATE/signing_config.json
+SIGSTORE_PYTHON=$STATE/clients/venv/bin/sigstore
+SIGSTORE_JS="node $repo/tests/clients/js/client.mjs"
+EOF
+}
+
+install_clients() {
+  local venv=$STATE/clients/venv want
+  want=$(sed -n 's/^sigstore==//p' "$repo/tests/clients/py/requirements.txt")
+  if [ "$("$venv/bin/sigstore" --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    say "installing sigstore-python $want from PyPI into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$repo/tests/clients/py/requirements.txt" \
+      || die "pip install sigstore failed"
+  fi
+  if [ ! -d "$repo/tests/clients/js/node_modules/sigstore" ] \
+      || [ "$repo/tests/clients/js/package-lock.json" -nt "$repo/tests/clients/js/node_modules" ]; then
+    say "installing sigstore-js from npm (npm ci in tests/clients/js)"
+    (cd "$repo/tests/clients/js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) \
+      || die "npm ci in tests/clients/js failed"
+  fi
+  PY=$venv/bin/sigstore
+  JS=(node "$repo/tests/clients/js/client.mjs")
+}
+
+demo() {
+  local d=$STATE/demo tc=$STATE/trust-config.json tr=$STATE/trusted_root.json
+  mkdir -p "$d"
+  echo "hello from sigvault, $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$d/hello.txt"
+  "$STATE/bin/id-token" >"$d/token"
+  say "sigstore-python signs demo/hello.txt (Fulcio certificate, SCT, Rekor entry)"
+  "$PY" --trust-config "$tc" sign --identity-token "$(cat "$d/token")" --oidc-disable-ambient-providers \
+    --overwrite --bundle "$d/hello.txt.python.sigstore.json" "$d/hello.txt"
+  say "sigstore-js verifies that bundle (identity $DEV_EMAIL, issuer $ISSUER)"
+  "${JS[@]}" verify --trusted-root "$tr" --bundle "$d/hello.txt.python.sigstore.json" \
+    --identity-email "$DEV_EMAIL" --issuer "$ISSUER" "$d/hello.txt"
+  say "sigstore-js signs demo/hello.txt"
+  "${JS[@]}" sign --fulcio "http://127.0.0.1:$FULCIO_PORT" --rekor "http://127.0.0.1:$REKOR_PORT" \
+    --token-file "$d/token" --bundle "$d/hello.txt.js.sigstore.json" "$d/hello.txt"
+  say "sigstore-python verifies that bundle"
+  "$PY" --trust-config "$tc" verify identity --bundle "$d/hello.txt.js.sigstore.json" \
+    --cert-identity "$DEV_EMAIL" --cert-oidc-issuer "$ISSUER" "$d/hello.txt"
+}
+
+up() {
+  install_deps
+  build
+  mkdir -p "$STATE" "$RUN" "$LOGS"
   chmod 700 "$STATE"
   if [ -f "$STATE/ceremony/transcript.json" ]; then
     say "ceremony already done in $STATE (keys are never regenerated; delete the dir to start over)"
@@ -36,37 +343,66 @@ up() {
     say "running the key ceremony into $STATE"
     "$repo/softhsm/ceremony.sh" "$STATE"
   fi
-  local c=$STATE/ceremony
-  say "checking the CA chain with openssl"
-  openssl verify -CAfile "$c/root.pem" "$c/issuing-ca.pem"
-  echo
-  echo "State dir:         $STATE"
-  echo "  tokens/          SoftHSM2 tokens holding the private keys (SOFTHSM2_CONF=$STATE/softhsm2.conf)"
-  echo "  secrets/         token PINs, mode 0600"
-  echo "  ceremony/        root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem transcript.json"
-  echo
-  echo "Fingerprints (SHA-256 of the DER):"
-  for f in root issuing-ca; do
-    printf '  %-12s %s\n' "$f" "$(openssl x509 -in "$c/$f.pem" -noout -fingerprint -sha256 | cut -d= -f2)"
-  done
-  echo
-  echo "Next: inspect a certificate:  openssl x509 -in $c/issuing-ca.pem -noout -text"
-  echo "      read the transcript:     cat $c/transcript.json"
-  echo "      run the tests:           tests/run.sh"
+  openssl verify -CAfile "$STATE/ceremony/root.pem" "$STATE/ceremony/issuing-ca.pem" >/dev/null \
+    || die "the ceremony's CA chain does not verify"
+  DEV_EMAIL=${SIGVAULT_DEV_EMAIL:-dev@sigvault.test}
+  GH_REPO=octo-org/octo-repo
+  ports
+  start_mariadb
+  start_idp
+  write_configs
+  start_service tlog "unix:$RUN/tlog.sock"
+  start_service rekor "http://127.0.0.1:$REKOR_PORT/readyz"
+  start_service ctlog "http://127.0.0.1:$CTLOG_PORT/readyz"
+  start_service fulcio "http://127.0.0.1:$FULCIO_PORT/healthz"
+  trust_files
+  install_clients
+  if [ "${SIGVAULT_SKIP_DEMO:-0}" != 1 ]; then
+    demo
+  fi
+  cat <<EOF
+
+sigvault is running (state dir $STATE):
+  Fulcio   http://127.0.0.1:$FULCIO_PORT      Rekor  http://127.0.0.1:$REKOR_PORT
+  CT log   http://127.0.0.1:$CTLOG_PORT/sigvault   tiles  http://127.0.0.1:$TILES_PORT/{rekor,ctlog}/
+  OIDC     $ISSUER (development provider)
+  Trust    $STATE/trust-config.json, trusted_root.json, signing_config.json
+  Logs     $LOGS/
+
+Next:
+  . $STATE/endpoints.env
+  \$SIGSTORE_PYTHON --trust-config \$TRUST_CONFIG sign --identity-token "\$(\$ID_TOKEN_CMD)" --bundle f.sigstore.json FILE
+  \$SIGSTORE_PYTHON --trust-config \$TRUST_CONFIG verify identity --bundle f.sigstore.json \\
+      --cert-identity \$CERT_IDENTITY --cert-oidc-issuer \$CERT_ISSUER FILE
+  curl -s \$REKOR_URL/api/v1/log          # the Rekor log's signed tree head
+  packaging/dev-stack.sh down             # stop everything (keys and data stay)
+EOF
 }
 
 down() {
-  # Nothing long-running is started yet; once services are, they are stopped here.
-  say "nothing to stop: dev-stack.sh up starts no long-running process yet"
+  local svc
+  for svc in fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
+  if alive mariadb; then
+    mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot shutdown >/dev/null 2>&1 || true
+    stop_pid mariadb
+  fi
+  rm -f "$RUN/mariadb.pid"
+  say "stopped; keys, data and trust files stay in $STATE"
 }
 
 status() {
   echo "state dir: $STATE"
   if [ -f "$STATE/ceremony/transcript.json" ]; then
-    echo "ceremony:  done ($(grep -m1 '"finished_at"' "$STATE/ceremony/transcript.json" | cut -d'"' -f4))"
+    echo "ceremony:  done"
   else
     echo "ceremony:  not done"
   fi
+  local p
+  for p in mariadb idp $SERVICES; do
+    if alive "$p"; then echo "$p: running (pid $(cat "$RUN/$p.pid"))"; else echo "$p: stopped"; fi
+  done
+  [ -f "$STATE/endpoints.env" ] && { echo; cat "$STATE/endpoints.env"; }
+  return 0
 }
 
 case "${1:-}" in

@@ -19,3 +19,4 @@ pub mod rekor;
 pub mod signer;
 pub mod store;
 pub mod tlog;
+pub mod trust;

@@ -60,6 +60,32 @@ pub enum Command {
         #[command(subcommand)]
         command: ServeCommand,
     },
+    /// Write the trust files Sigstore clients need: trusted_root.json, signing_config.json
+    /// (v0.2) and trust-config.json (the ClientTrustConfig for `sigstore --trust-config`).
+    Trust {
+        /// The ceremony's output dir (root.pem, issuing-ca.pem, ctlog.pub.pem, rekor.pub.pem).
+        #[arg(long)]
+        ceremony_dir: PathBuf,
+        /// Fulcio's public URL (an origin, no path), e.g. https://fulcio.example.org.
+        #[arg(long)]
+        fulcio_url: String,
+        /// Rekor's public URL, e.g. https://rekor.example.org. Its host[:port] must contain the
+        /// Rekor checkpoint signer name (note_name of the Rekor tree in tlog.toml).
+        #[arg(long)]
+        rekor_url: String,
+        /// The CT log's public base URL, http(s)://host[:port]/<prefix>.
+        #[arg(long)]
+        ctlog_url: String,
+        /// The OIDC issuer clients sign in with (e.g. your Dex), listed in the signing config.
+        #[arg(long)]
+        oidc_url: Option<String>,
+        /// Operator named in the signing config.
+        #[arg(long, default_value = "sigvault")]
+        operator: String,
+        /// Where to write the files.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +146,33 @@ pub fn main() -> ExitCode {
         Command::Rekor {
             command: ServeCommand::Serve { config },
         } => run_async(rekor::serve(&config)),
+        Command::Trust {
+            ceremony_dir,
+            fulcio_url,
+            rekor_url,
+            ctlog_url,
+            oidc_url,
+            operator,
+            out,
+        } => {
+            let inputs = crate::trust::TrustInputs {
+                ceremony_dir,
+                fulcio_url,
+                rekor_url,
+                ctlog_url,
+                oidc_url,
+                operator,
+            };
+            match crate::trust::build(&inputs).and_then(|f| crate::trust::write(&f, &out)) {
+                Ok(files) => {
+                    for f in files {
+                        println!("wrote {}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

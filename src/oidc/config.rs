@@ -53,6 +53,11 @@ pub struct OidcIssuer {
     pub ca_cert: String,
     /// Do not require `email_verified` (trusted IdPs that omit it).
     pub skip_email_verification: bool,
+    /// sigvault extension (`JWKSURL` / `jwks-url`): fetch the issuer's signing keys from this
+    /// URL and skip discovery, for air-gapped installs that mirror an issuer's JWKS (and for the
+    /// development stack's stand-in for GitHub Actions). Tokens must still name `issuer_url` as
+    /// `iss`. Empty: discovery at `<issuer>/.well-known/openid-configuration`, as upstream.
+    pub jwks_url: String,
 }
 
 /// Fulcio's issuer types. All are parsed; [`super::principal`] refuses the legacy per-vendor
@@ -294,6 +299,8 @@ struct RawIssuer {
         default
     )]
     skip_email_verification: Option<bool>,
+    #[serde(rename = "JWKSURL", alias = "jwks-url", default)]
+    jwks_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -440,6 +447,7 @@ fn convert_issuer(raw: RawIssuer, key: &str) -> Result<OidcIssuer, OidcError> {
         environment: raw.environment.unwrap_or_default(),
         ca_cert: raw.ca_cert.unwrap_or_default(),
         skip_email_verification: raw.skip_email_verification.unwrap_or(false),
+        jwks_url: raw.jwks_url.unwrap_or_default(),
     })
 }
 
@@ -544,6 +552,10 @@ impl IdentityConfig {
                 "ci-provider is only used with type ci-provider, not {}",
                 iss.issuer_type
             ));
+        }
+        let jwks = &iss.jwks_url;
+        if !(jwks.is_empty() || jwks.starts_with("https://") || jwks.starts_with("http://")) {
+            return Err("jwks-url (JWKSURL) must be an http:// or https:// URL".into());
         }
         if !iss.ca_cert.is_empty() {
             let found = rustls_pemfile::certs(&mut iss.ca_cert.as_bytes())

@@ -386,6 +386,21 @@ impl Verifier {
     }
 
     async fn load_provider(&self, iss: &str, cfg: &OidcIssuer) -> Result<Provider, OidcError> {
+        if !cfg.jwks_url.is_empty() {
+            // A configured key mirror: no discovery, the usual asymmetric algorithms.
+            let keys = self.fetch_keys(iss, cfg, &cfg.jwks_url).await?;
+            return Ok(Provider {
+                jwks_uri: cfg.jwks_url.clone(),
+                algs: [
+                    "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+                keys,
+                fetched_at: Instant::now(),
+            });
+        }
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             iss.trim_end_matches('/')

@@ -1,0 +1,225 @@
+//! Trust material for Sigstore clients (CLIENT-CONTRACT.md §2): the TrustedRoot
+//! (`trusted_root.json`), the SigningConfig v0.2 (`signing_config.json`) and the ClientTrustConfig
+//! that sigstore-python takes with `--trust-config` (`trust-config.json`), built from the
+//! ceremony's public outputs and the services' public URLs.
+//!
+//! sigstore-python parses these strictly (unknown fields are errors, numbers must be numbers,
+//! timestamps need a zone), so only the fields the protobuf-specs define are written.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use der::{Decode, Encode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+
+/// What the trust files describe.
+#[derive(Debug, Clone)]
+pub struct TrustInputs {
+    /// The ceremony's output dir: `root.pem`, `issuing-ca.pem`, `ctlog.pub.pem`, `rekor.pub.pem`.
+    pub ceremony_dir: PathBuf,
+    /// Fulcio at the origin root, e.g. `https://fulcio.example.org`.
+    pub fulcio_url: String,
+    /// Rekor's base URL, e.g. `https://rekor.example.org`. Its host[:port] must contain the
+    /// Rekor checkpoint's signer name (sigstore-js checks it).
+    pub rekor_url: String,
+    /// The CT log's base URL, `http(s)://host:port/<prefix>`.
+    pub ctlog_url: String,
+    /// The OIDC issuer people sign in with (e.g. Dex), if any.
+    pub oidc_url: Option<String>,
+    /// Operator name in the signing config.
+    pub operator: String,
+}
+
+/// The three documents.
+#[derive(Debug, Clone)]
+pub struct TrustFiles {
+    pub trusted_root: Value,
+    pub signing_config: Value,
+    pub client_trust_config: Value,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<Certificate>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = Certificate::load_pem_chain(&text)
+        .map_err(|e| format!("{}: not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_spki(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (label, der) = der::pem::decode_vec(text.trim().as_bytes())
+        .map_err(|e| format!("{}: not PEM: {e}", path.display()))?;
+    if label != "PUBLIC KEY" {
+        return Err(format!(
+            "{}: expected a PUBLIC KEY, got {label}",
+            path.display()
+        ));
+    }
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&der)
+        .map_err(|e| format!("{}: not a public key: {e}", path.display()))?;
+    if spki.algorithm.oid != const_oid::db::rfc5912::ID_EC_PUBLIC_KEY
+        || spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok())
+            != Some(const_oid::db::rfc5912::SECP_256_R_1)
+    {
+        return Err(format!(
+            "{}: Sigstore clients need an ECDSA P-256 log key",
+            path.display()
+        ));
+    }
+    Ok(der)
+}
+
+/// RFC 3339 UTC with a zone, seconds precision.
+fn rfc3339(t: &x509_cert::time::Time) -> String {
+    let secs = t.to_unix_duration().as_secs() as i64;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+fn name_attr(cert: &Certificate, oid: const_oid::ObjectIdentifier) -> String {
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid == oid {
+                if let Ok(s) = atv.value.decode_as::<der::asn1::Utf8StringRef<'_>>() {
+                    return s.as_str().to_owned();
+                }
+                if let Ok(s) = atv.value.decode_as::<der::asn1::PrintableStringRef<'_>>() {
+                    return s.as_str().to_owned();
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+fn check_url(what: &str, url: &str, path_allowed: bool) -> Result<String, String> {
+    let u = url.trim_end_matches('/');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| format!("{what} must be an http:// or https:// URL, got {url:?}"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{what} has no host: {url:?}"));
+    }
+    if !path_allowed && rest.contains('/') {
+        return Err(format!(
+            "{what} must be an origin without a path (sigstore-python drops paths): {url:?}"
+        ));
+    }
+    Ok(u.to_owned())
+}
+
+fn log_entry(base_url: &str, spki: &[u8], start: &str) -> Value {
+    json!({
+        "baseUrl": base_url,
+        "hashAlgorithm": "SHA2_256",
+        "publicKey": {
+            "rawBytes": B64.encode(spki),
+            "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+            "validFor": {"start": start},
+        },
+        "logId": {"keyId": B64.encode(Sha256::digest(spki))},
+    })
+}
+
+/// Build the documents.
+pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
+    let fulcio = check_url("the Fulcio URL", &inp.fulcio_url, false)?;
+    let rekor = check_url("the Rekor URL", &inp.rekor_url, true)?;
+    let ctlog = check_url("the CT log URL", &inp.ctlog_url, true)?;
+    let oidc = inp
+        .oidc_url
+        .as_deref()
+        .map(|u| check_url("the OIDC URL", u, true))
+        .transpose()?;
+    let d = &inp.ceremony_dir;
+    let issuing = read_certs(&d.join("issuing-ca.pem"))?;
+    let root = read_certs(&d.join("root.pem"))?;
+    let issuing = &issuing[0];
+    let root = &root[0];
+    let der = |c: &Certificate| c.to_der().map_err(|e| format!("cannot encode: {e}"));
+    let start = rfc3339(&issuing.tbs_certificate.validity.not_before);
+    let ctlog_spki = read_spki(&d.join("ctlog.pub.pem"))?;
+    let rekor_spki = read_spki(&d.join("rekor.pub.pem"))?;
+
+    let trusted_root = json!({
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [log_entry(&rekor, &rekor_spki, &start)],
+        "certificateAuthorities": [{
+            "subject": {
+                "organization": name_attr(issuing, const_oid::db::rfc4519::O),
+                "commonName": name_attr(issuing, const_oid::db::rfc4519::CN),
+            },
+            "uri": fulcio,
+            "certChain": {"certificates": [
+                {"rawBytes": B64.encode(der(issuing)?)},
+                {"rawBytes": B64.encode(der(root)?)},
+            ]},
+            "validFor": {"start": start},
+        }],
+        "ctlogs": [log_entry(&ctlog, &ctlog_spki, &start)],
+        "timestampAuthorities": [],
+    });
+    let service = |url: &str| {
+        json!({
+            "url": url,
+            "majorApiVersion": 1,
+            "validFor": {"start": start},
+            "operator": inp.operator,
+        })
+    };
+    let signing_config = json!({
+        "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+        "caUrls": [service(&fulcio)],
+        "oidcUrls": oidc.iter().map(|u| service(u)).collect::<Vec<_>>(),
+        "rekorTlogUrls": [service(&rekor)],
+        "rekorTlogConfig": {"selector": "ANY"},
+        "tsaUrls": [],
+        "tsaConfig": {"selector": "ANY"},
+    });
+    let client_trust_config = json!({
+        "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+        "trustedRoot": trusted_root,
+        "signingConfig": signing_config,
+    });
+    Ok(TrustFiles {
+        trusted_root,
+        signing_config,
+        client_trust_config,
+    })
+}
+
+/// Write `trusted_root.json`, `signing_config.json` and `trust-config.json` into `out`; returns
+/// their paths.
+pub fn write(files: &TrustFiles, out: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut written = Vec::new();
+    for (name, v) in [
+        ("trusted_root.json", &files.trusted_root),
+        ("signing_config.json", &files.signing_config),
+        ("trust-config.json", &files.client_trust_config),
+    ] {
+        let p = out.join(name);
+        let mut text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        text.push('\n');
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        written.push(p);
+    }
+    Ok(written)
+}

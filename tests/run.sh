@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sigvault's test command (README.md; .ci/run calls exactly this).
 #
-#   tests/run.sh            lint + the whole test suite + the packaging check
+#   tests/run.sh            lint + the whole test suite + end-to-end with real clients + the
+#                           packaging check
 #   tests/run.sh bench      the benchmarks (prints BENCH lines)
 #   tests/run.sh cargo ARGS one cargo command in the same environment, e.g.
 #                           tests/run.sh cargo test --test tlog_service
@@ -116,6 +117,10 @@ case "$mode" in
     say "cargo test"
     cargo test --all-targets
     say "target/ holds $(du -sh target 2>/dev/null | cut -f1)"
+    # End to end: README's first command starts the whole stack, then sigstore-python (PyPI),
+    # sigstore-js and @sigstore/cli (npm) sign and verify against it.
+    say "end-to-end with stock Sigstore clients (tests/e2e.sh)"
+    SIGVAULT_BIN="$repo/target/debug/sigvault" tests/e2e.sh
     # Packages: build the .deb and .rpm, inspect them, install the .deb into a clean Debian 12
     # root (debootstrap), check the units, remove and purge. SIGVAULT_SKIP_PACKAGING=1 skips it
     # for quick local runs; CI never sets it.

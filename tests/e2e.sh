@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# End-to-end: stock Sigstore clients against the whole sigvault stack (tests/run.sh runs this).
+#
+#   tests/e2e.sh [STATE_DIR]
+#
+# Starts the stack with README's first command (packaging/dev-stack.sh up: ceremony, MariaDB,
+# tlog, rekor, ctlog, fulcio, the oauth2-mock-server OpenID provider; its demo signs with
+# sigstore-python and verifies with sigstore-js and the reverse), then checks with the real
+# clients — sigstore-python from PyPI, sigstore-js and @sigstore/cli from npm (versions pinned in
+# tests/clients/) — everything README and the issue promise, and stops the stack.
+# SIGVAULT_BIN selects the sigvault binary (tests/run.sh passes its debug build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+KEEP=${1:+yes}
+STATE=${1:-$(mktemp -d "${TMPDIR:-/tmp}/sigvault-e2e.XXXXXX")}
+export SIGVAULT_STATE_DIR=$STATE
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); printf 'ok   %s\n' "$*"; }
+bad() { fail=$((fail + 1)); printf 'FAIL %s\n' "$*"; }
+# expect_ok NAME CMD...: the command must succeed; expect_fail NAME CMD...: it must fail.
+expect_ok() {
+  local name=$1; shift
+  if out=$("$@" 2>&1); then ok "$name"; else bad "$name"; printf '%s\n' "$out" | tail -n 15 | sed 's/^/     | /'; fi
+}
+expect_fail() {
+  local name=$1; shift
+  if out=$("$@" 2>&1); then bad "$name (it was accepted)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'; else ok "$name"; fi
+}
+
+cleanup() {
+  local rc=$?
+  packaging/dev-stack.sh down >/dev/null 2>&1 || true
+  if [ $rc -ne 0 ] || [ $fail -ne 0 ]; then
+    for l in "$STATE"/logs/*.log; do
+      [ -f "$l" ] || continue
+      echo "--- last lines of $l ---"; tail -n 15 "$l"
+    done
+  fi
+  [ -n "$KEEP" ] || [ $rc -ne 0 ] || [ $fail -ne 0 ] || rm -rf "$STATE"
+  exit $rc
+}
+trap cleanup EXIT
+
+echo "==> packaging/dev-stack.sh up (state dir $STATE)"
+packaging/dev-stack.sh up
+ok "dev-stack up: sigstore-python signed, sigstore-js verified, and the reverse"
+
+# shellcheck disable=SC1091
+. "$STATE/endpoints.env"
+PY=$SIGSTORE_PYTHON
+JS=(node "$repo/tests/clients/js/client.mjs")
+CLI=("$repo/tests/clients/js/node_modules/.bin/sigstore")
+TC=$TRUST_CONFIG
+TR=$TRUSTED_ROOT
+W=$STATE/e2e
+mkdir -p "$W"
+cd "$W"
+
+echo "==> versions"
+echo "sigstore-python: $("$PY" --version)"
+echo "sigstore-js:     $(node -p "require('$repo/tests/clients/js/node_modules/sigstore/package.json').version")"
+echo "@sigstore/cli:   $(node -p "require('$repo/tests/clients/js/node_modules/@sigstore/cli/package.json').version")"
+echo "node:            $(node --version)"
+
+for f in trust-config.json trusted_root.json signing_config.json endpoints.env; do
+  expect_ok "state dir has $f" test -s "$STATE/$f"
+done
+for v in FULCIO_URL REKOR_URL CTLOG_URL TLOG_URL REKOR_TILES_URL CTLOG_TILES_URL OIDC_ISSUER_URL ID_TOKEN_CMD CERT_IDENTITY CERT_ISSUER CEREMONY_DIR; do
+  expect_ok "endpoints.env sets $v" test -n "${!v:-}"
+done
+expect_ok "tiles: the Rekor tree's checkpoint is served" curl -fsS "$REKOR_TILES_URL/checkpoint"
+expect_ok "tiles: the CT tree's checkpoint is served" curl -fsS "$CTLOG_TILES_URL/checkpoint"
+
+$ID_TOKEN_CMD >token
+$GITHUB_ID_TOKEN_CMD >gh-token
+echo "artifact $(date +%s%N)" >artifact.txt
+cp artifact.txt tampered.txt
+echo "one more line" >>tampered.txt
+ID=$CERT_IDENTITY
+ISS=$CERT_ISSUER
+
+echo "==> blobs: each client signs, both verify"
+expect_ok "python sign" "$PY" --trust-config "$TC" sign --identity-token "$(cat token)" \
+  --oidc-disable-ambient-providers --bundle py.sigstore.json artifact.txt
+expect_ok "js sign" "${JS[@]}" sign --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --token-file token \
+  --bundle js.sigstore.json artifact.txt
+for b in py js; do
+  expect_ok "python verifies the $b bundle" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+  expect_ok "js verifies the $b bundle" "${JS[@]}" verify --trusted-root "$TR" --bundle $b.sigstore.json \
+    --identity-email "$ID" --issuer "$ISS" artifact.txt
+  expect_fail "python rejects the $b bundle for a tampered artifact" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" tampered.txt
+  expect_fail "js rejects the $b bundle for a tampered artifact" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b.sigstore.json --identity-email "$ID" --issuer "$ISS" tampered.txt
+  expect_fail "python rejects the $b bundle for a wrong identity" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "mallory@sigvault.test" --cert-oidc-issuer "$ISS" artifact.txt
+  expect_fail "js rejects the $b bundle for a wrong identity" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b.sigstore.json --identity-email "mallory@sigvault.test" --issuer "$ISS" artifact.txt
+  expect_fail "python rejects the $b bundle for a wrong issuer" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "https://accounts.example.com" artifact.txt
+done
+
+echo "==> attestations (DSSE): each client attests, both verify"
+# sigstore-python attests an SLSA provenance predicate about the artifact.
+expect_ok "python attest (dsse)" "$PY" --trust-config "$TC" attest --identity-token "$(cat token)" \
+  --oidc-disable-ambient-providers --predicate "$repo/tests/clients/py/min_predicate.slsa_v1.json" \
+  --predicate-type https://slsa.dev/provenance/v1 --bundle py-att.sigstore.json artifact.txt
+# sigstore-js attests an in-toto statement whose subject is the artifact.
+python3 - "$W/artifact.txt" >statement.json <<'EOF'
+import hashlib, json, sys
+d = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
+print(json.dumps({"_type": "https://in-toto.io/Statement/v1",
+  "subject": [{"name": "artifact.txt", "digest": {"sha256": d}}],
+  "predicateType": "https://slsa.dev/provenance/v1",
+  "predicate": {"buildDefinition": {"buildType": "https://sigvault.test/bt/v1", "externalParameters": {}},
+                "runDetails": {"builder": {"id": "https://sigvault.test/builder"}}}}))
+EOF
+expect_ok "js attest (dsse)" "${JS[@]}" attest --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --token-file token \
+  --payload-type application/vnd.in-toto+json --bundle js-att.sigstore.json statement.json
+for b in py-att js-att; do
+  expect_ok "python verifies the $b bundle" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+  expect_ok "js verifies the $b bundle" "${JS[@]}" verify --trusted-root "$TR" --bundle $b.sigstore.json \
+    --identity-email "$ID" --issuer "$ISS" artifact.txt
+  expect_fail "python rejects the $b bundle for a tampered artifact" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" tampered.txt
+  expect_fail "js rejects the $b bundle for a tampered artifact" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b.sigstore.json --identity-email "$ID" --issuer "$ISS" tampered.txt
+  expect_fail "js rejects the $b bundle for a wrong identity" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b.sigstore.json --identity-email "mallory@sigvault.test" --issuer "$ISS" artifact.txt
+done
+# @sigstore/cli logs attestations as intoto 0.0.2 entries (sigstore-python cannot verify those).
+expect_ok "@sigstore/cli attest (intoto 0.0.2)" env CI=true SIGSTORE_ID_TOKEN="$(cat token)" "${CLI[@]}" attest \
+  statement.json --fulcio-url "$FULCIO_URL" --rekor-url "$REKOR_URL" --timeout 30 -o cli-att.sigstore.json
+expect_ok "cli bundle is an intoto 0.0.2 entry" grep -q '"kind": *"intoto"' cli-att.sigstore.json
+expect_ok "js verifies the @sigstore/cli bundle" "${JS[@]}" verify --trusted-root "$TR" --bundle cli-att.sigstore.json \
+  --identity-email "$ID" --issuer "$ISS" artifact.txt
+
+echo "==> GitHub Actions: a workflow token, sigstore verify github"
+GH_ISS=https://token.actions.githubusercontent.com
+GH_SAN=https://github.com/octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main
+expect_ok "python sign with a GitHub Actions token" "$PY" --trust-config "$TC" sign --identity-token "$(cat gh-token)" \
+  --oidc-disable-ambient-providers --bundle gh.sigstore.json artifact.txt
+expect_ok "python verify github (repository, workflow name, ref, trigger)" "$PY" --trust-config "$TC" verify github \
+  --bundle gh.sigstore.json --repository octo-org/octo-repo --name Release --ref refs/heads/main --trigger push \
+  --cert-identity "$GH_SAN" artifact.txt
+expect_fail "python verify github rejects another repository" "$PY" --trust-config "$TC" verify github \
+  --bundle gh.sigstore.json --repository octo-org/other-repo artifact.txt
+expect_fail "python verify github rejects another workflow name" "$PY" --trust-config "$TC" verify github \
+  --bundle gh.sigstore.json --repository octo-org/octo-repo --name Deploy artifact.txt
+expect_ok "js verifies the GitHub bundle (URI SAN, GitHub issuer)" "${JS[@]}" verify --trusted-root "$TR" \
+  --bundle gh.sigstore.json --identity-uri "$GH_SAN" --issuer "$GH_ISS" artifact.txt
+expect_fail "python verify github rejects the developer's (non-GitHub) bundle" "$PY" --trust-config "$TC" verify github \
+  --bundle py.sigstore.json --repository octo-org/octo-repo artifact.txt
+
+echo "==> the logs agree with what the clients hold"
+expect_ok "every bundle's Rekor entry is found by its UUID" python3 - "$REKOR_URL" py.sigstore.json js.sigstore.json \
+  py-att.sigstore.json js-att.sigstore.json gh.sigstore.json <<'EOF'
+import base64, hashlib, json, sys, urllib.request
+rekor = sys.argv[1]
+for path in sys.argv[2:]:
+    b = json.load(open(path))
+    e = (b.get("verificationMaterial") or {})["tlogEntries"][0]
+    body = base64.b64decode(e["canonicalizedBody"])
+    uuid = hashlib.sha256(b"\x00" + body).hexdigest()
+    with urllib.request.urlopen(f"{rekor}/api/v1/log/entries/{uuid}") as r:
+        got = json.load(r)
+    (entry,) = got.values()
+    assert base64.b64decode(entry["body"]) == body, path
+    assert int(entry["logIndex"]) == int(e["logIndex"]) > 0, path
+EOF
+
+echo
+echo "e2e: $pass passed, $fail failed"
+[ $fail -eq 0 ]

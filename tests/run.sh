@@ -135,7 +135,7 @@ case "$mode" in
     ;;
   bench)
     say "cargo bench (release build)"
-    cargo bench --bench hsm_sign --bench tlog --bench services
+    cargo bench --bench hsm_sign --bench tlog --bench services --bench rekor
     ;;
   cargo)
     shift

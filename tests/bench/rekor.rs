@@ -1,0 +1,848 @@
+//! Benchmark: Rekor uploads end to end, as processes, over HTTP: `sigvault rekor serve` on
+//! `sigvault tlog serve`, both on the run's private MariaDB (the tlog's database and rekor's
+//! search index database, apart), the Rekor key in the run's private SoftHSM2 token dir. Prints:
+//!
+//! ```text
+//! BENCH rekor-upload <entries/s> entries/s limit=<commits/s> ratio=<ours/limit>
+//! BENCH rekor-upload-p99 <ms> ms limit=50 ratio=<ms/50>
+//! ```
+//!
+//! * The physical limit is MariaDB's group commit: 16 connections (the tlog's production pool
+//!   size), each doing back-to-back single-row `INSERT` + `COMMIT` transactions (~300-byte rows)
+//!   into a plain InnoDB table `(id BIGINT PK, leaf_hash BINARY(32), data VARBINARY(1024))` of a
+//!   database of its own on the same server; limit = total commits/s, measured in the same run
+//!   while the services are idle (after the first upload, before any load).
+//! * `rekor-upload`: durable hashedrekord uploads per second, `POST /api/v1/log/entries`, each
+//!   answered 201 with its inclusion proof (and checkpoint and SET). Distinct artifacts, one
+//!   signing identity (a P-256 key and a self-signed certificate with an email SAN, made with
+//!   rcgen), every upload signed and serialized before the clock starts, each a new entry (a 409
+//!   duplicate counts as a failure). Closed loop from many concurrent clients, each its own
+//!   keep-alive connection; 1 s warm-up, then 10 s measured. Goal: ratio >= 0.5.
+//! * `rekor-upload-p99`: p99 latency from a request's *scheduled* time to its 201, open loop at
+//!   half the rate just measured, 8 s. A latency: `limit` is the goal (50 ms) and `ratio` =
+//!   value / goal, so ratio <= 1 is the goal. A failed request counts as infinitely late.
+//!
+//! Set-up: this file writes its own tlog.toml (as `services.rs` does) rather than using
+//! `common::procs::Tlog`, whose `batch_max_wait_ms = 10` and `lease_ttl_ms = 2000` are test
+//! settings: the tlog runs with the production defaults (pool 16, batches of up to 4096 entries or
+//! 20 ms, 10 s lease). Its one tree `t` (origin `tlog.test - 7`, note name `tlog.test`) is signed
+//! with the Rekor key (object `tlog`, made by OpenSC's pkcs11-tool), which rekor also uses for
+//! SETs (`tree_id = 7`); rekor creates the tree at its start. rekor runs with its production
+//! defaults but for the addresses, the key and `migrate_on_start`. The load generator runs in
+//! this process, on the same two cores as the services and MariaDB.
+//!
+//! Knobs for experiments (the reported figures use the defaults): `REKOR_BENCH_CLIENTS`
+//! (concurrent clients, default 128), `REKOR_BENCH_BATCH_WAIT_MS` (the tlog's
+//! `batch_max_wait_ms`, default: the production default).
+//!
+//! Run through `tests/run.sh bench`. `cargo test --all-targets` runs this file without `--bench`:
+//! then it is only a smoke run of the same set-up and code (a handful of uploads, each response's
+//! inclusion proof and checkpoint verified, no BENCH lines).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::DecodePrivateKey;
+use sha2::{Digest, Sha256};
+use sigvault::http::client::{Client, Endpoint};
+use sigvault::{merkle, note};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+
+use common::procs::{Service, free_port, keygen};
+
+const TOKENS: &[&str] = &["rk-bench"];
+/// The latency goal of the p99 line, ms (its `limit`).
+const GOAL_P99_MS: f64 = 50.0;
+/// The tlog tree, its origin and checkpoint signer name, and the tree ID rekor reports.
+const TREE: &str = "t";
+const TREE_ID: u64 = 7;
+const NOTE_NAME: &str = "tlog.test";
+/// Connections of the raw group-commit measurement (the tlog's production pool size).
+const RAW_CONNECTIONS: usize = 16;
+/// Size of each raw row's data, bytes.
+const RAW_ROW_SIZE: usize = 300;
+const EMAIL: &str = "bench@example.com";
+
+/// How long and how hard each phase runs.
+struct Plan {
+    measuring: bool,
+    clients: usize,
+    raw_warmup: Duration,
+    raw: Duration,
+    warmup: Duration,
+    measure: Duration,
+    p99: Duration,
+    /// Uploads made before the first (calibration) round.
+    first_pool: usize,
+    /// Smoke run: uploads in the closed loop, then in the open loop.
+    smoke_requests: usize,
+}
+
+impl Plan {
+    fn new(measuring: bool) -> Self {
+        let clients = std::env::var("REKOR_BENCH_CLIENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(128);
+        if measuring {
+            Plan {
+                measuring,
+                clients,
+                raw_warmup: Duration::from_millis(500),
+                raw: Duration::from_secs(4),
+                warmup: Duration::from_secs(1),
+                measure: Duration::from_secs(10),
+                p99: Duration::from_secs(8),
+                first_pool: 4000,
+                smoke_requests: 0,
+            }
+        } else {
+            Plan {
+                measuring,
+                clients: 4,
+                raw_warmup: Duration::ZERO,
+                raw: Duration::from_millis(200),
+                warmup: Duration::ZERO,
+                measure: Duration::from_secs(5),
+                p99: Duration::from_millis(500),
+                first_pool: 1,
+                smoke_requests: 8,
+            }
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not (smoke run).
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let have_env = std::env::var_os("SOFTHSM2_CONF").is_some()
+        && std::env::var_os("SIGVAULT_TEST_WORK").is_some()
+        && std::env::var_os("SIGVAULT_TEST_MYSQL_URL").is_some();
+    if !have_env {
+        eprintln!(
+            "the rekor benchmark needs a private MariaDB and SoftHSM2 token dir: run it through \
+             `tests/run.sh bench` (SIGVAULT_TEST_MYSQL_URL, SOFTHSM2_CONF, SIGVAULT_TEST_WORK)"
+        );
+        if measuring || std::env::var_os("SIGVAULT_TEST_REQUIRE").is_some() {
+            std::process::exit(2);
+        }
+        eprintln!("rekor bench smoke run skipped");
+        return;
+    }
+    let plan = Plan::new(measuring);
+    let started = Instant::now();
+    // Every token this process uses must exist before the PKCS#11 module is first loaded.
+    for t in TOKENS {
+        common::token(TOKENS, t);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(&plan));
+    eprintln!(
+        "rekor bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn run(plan: &Plan) {
+    let db = common::database("rekor_bench").expect("private MariaDB");
+    let index_db = common::database("rekor_bench_index").expect("private MariaDB");
+    let raw_db = common::database("rekor_bench_raw").expect("private MariaDB");
+    let dir = common::scratch("rekor-bench");
+    let stack = Stack::start(&dir, &db, &index_db);
+    let id = Identity::new();
+    let uploads = Uploads::new(&id);
+
+    // The first upload: wait until the tlog holds its lease on the new tree; check it in full.
+    first_upload(&stack, &uploads).await;
+
+    // --- MariaDB's group-commit rate, measured while the services are idle. -------------------
+    let raw = MySqlPoolOptions::new()
+        .max_connections(RAW_CONNECTIONS as u32)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&raw_db.url())
+        .await
+        .expect("connect the raw pool");
+    sqlx::query(
+        "CREATE TABLE raw_commits (id BIGINT NOT NULL PRIMARY KEY, leaf_hash BINARY(32) NOT NULL, \
+         data VARBINARY(1024) NOT NULL) ENGINE=InnoDB",
+    )
+    .execute(&raw)
+    .await
+    .expect("create the raw table");
+    let limit = raw_commit_rate(&raw, plan.raw_warmup, plan.raw).await;
+    raw.close().await;
+    eprintln!(
+        "rekor bench: raw MariaDB single-row INSERT + COMMIT, {RAW_CONNECTIONS} connections: \
+         {limit:.0} commits/s"
+    );
+
+    let n = upload_rounds(plan, &stack, &uploads, limit).await;
+    stack.report();
+    if !plan.measuring {
+        println!("rekor bench smoke run ok ({n} uploads)");
+    }
+}
+
+// --- The services ------------------------------------------------------------------------------
+
+/// tlog and rekor as child processes (stopped on drop, rekor first).
+struct Stack {
+    rekor: Service,
+    tlog: Service,
+    port: u16,
+    /// The Rekor key's SubjectPublicKeyInfo (DER): it signs checkpoints and SETs.
+    spki: Vec<u8>,
+}
+
+impl Stack {
+    fn start(dir: &Path, db: &common::TestDb, index_db: &common::TestDb) -> Stack {
+        // The Rekor key, generated by pkcs11-tool as object "tlog"; the tlog signs the tree's
+        // checkpoints with it, rekor its SETs.
+        let tt = common::token(TOKENS, "rk-bench");
+        let pem = keygen(tt, dir);
+        let spki = std::fs::read(dir.join("tlog.pub.der")).expect("public key DER");
+
+        // tlog: production defaults but for the tree, the key and the addresses.
+        common::write_private(&dir.join("db.url"), &db.url());
+        let wait = match std::env::var("REKOR_BENCH_BATCH_WAIT_MS") {
+            Ok(ms) => format!("batch_max_wait_ms = {ms}\n"),
+            Err(_) => String::new(),
+        };
+        let tlog_sock = dir.join("tlog.sock");
+        std::fs::write(
+            dir.join("tlog.toml"),
+            format!(
+                "[hsm]\nmodule = \"{module}\"\n[tlog]\ndatabase_url = {{ file = \"{d}/db.url\" }}\nmigrate_on_start = true\ninternal_listen = \"unix:{sock}\"\npublic_listen = \"127.0.0.1:{port}\"\n{wait}[[tlog.trees]]\nname = \"{TREE}\"\norigin = \"{NOTE_NAME} - {TREE_ID}\"\nnote_name = \"{NOTE_NAME}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n",
+                module = common::module().display(),
+                d = dir.display(),
+                sock = tlog_sock.display(),
+                port = free_port(),
+                label = tt.label,
+                pin = tt.pin_file.display(),
+            ),
+        )
+        .expect("write");
+        check_config(&dir.join("tlog.toml"));
+        let tlog = Service::start(&["tlog", "serve"], &dir.join("tlog.toml"), dir, "tlog.log");
+
+        // rekor: creates the tree at start, then checks its checkpoint key and origin.
+        common::write_private(&dir.join("index.url"), &index_db.url());
+        let port = free_port();
+        std::fs::write(
+            dir.join("rekor.toml"),
+            format!(
+                "[hsm]\nmodule = \"{module}\"\n[rekor]\nlisten = \"127.0.0.1:{port}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\npublic_key_file = \"{pem}\"\ntree_id = {TREE_ID}\ntlog = [\"unix:{sock}\"]\ntree = \"{TREE}\"\ndatabase_url = {{ file = \"{d}/index.url\" }}\nmigrate_on_start = true\nmax_body_bytes = 200000\n",
+                module = common::module().display(),
+                label = tt.label,
+                pin = tt.pin_file.display(),
+                pem = pem.display(),
+                sock = tlog_sock.display(),
+                d = dir.display(),
+            ),
+        )
+        .expect("write");
+        check_config(&dir.join("rekor.toml"));
+        let rekor = Service::start(
+            &["rekor", "serve"],
+            &dir.join("rekor.toml"),
+            dir,
+            "rekor.log",
+        );
+        Stack {
+            rekor,
+            tlog,
+            port,
+            spki,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let tail = |s: &str| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        format!(
+            "--- tlog log ---\n{}\n--- rekor log ---\n{}",
+            tail(&self.tlog.log()),
+            tail(&self.rekor.log())
+        )
+    }
+
+    /// Warnings and errors the services logged, and rekor's counters (stderr, for diagnosis).
+    fn report(&self) {
+        for (name, log) in [("tlog", self.tlog.log()), ("rekor", self.rekor.log())] {
+            let bad: Vec<String> = log
+                .lines()
+                .map(strip_ansi)
+                .filter(|l| {
+                    let l = l.trim_start();
+                    l.starts_with("WARN") || l.starts_with("ERROR")
+                })
+                .collect();
+            if !bad.is_empty() {
+                eprintln!(
+                    "rekor bench: {name} logged {} warnings/errors, the last: {}",
+                    bad.len(),
+                    bad[bad.len() - 1]
+                );
+            }
+        }
+    }
+}
+
+/// A log line without its colour escapes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn check_config(path: &Path) {
+    let (ok, o, e) = common::run(
+        Command::new(common::sigvault_bin())
+            .arg("check-config")
+            .arg(path),
+    );
+    assert!(ok, "check-config {}: {o}{e}", path.display());
+}
+
+fn client(port: u16) -> Client {
+    let ep: Endpoint = format!("http://127.0.0.1:{port}")
+        .parse()
+        .expect("endpoint");
+    Client::new(ep, None)
+        .expect("client")
+        .with_timeout(Duration::from_secs(30))
+}
+
+// --- Uploads -----------------------------------------------------------------------------------
+
+/// The one signing identity: a P-256 key and a self-signed certificate with an email SAN.
+struct Identity {
+    key: p256::ecdsa::SigningKey,
+    /// The certificate PEM, base64 (a hashedrekord's `publicKey.content`).
+    cert_b64: String,
+}
+
+impl Identity {
+    fn new() -> Identity {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let key = p256::ecdsa::SigningKey::from_pkcs8_der(&kp.serialize_der()).expect("pkcs8");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(EMAIL.try_into().expect("ia5"))];
+        let cert = params.self_signed(&kp).expect("cert");
+        Identity {
+            key,
+            cert_b64: B64.encode(cert.pem()),
+        }
+    }
+
+    /// A hashedrekord upload body for `artifact`.
+    fn hashedrekord(&self, artifact: &[u8]) -> Vec<u8> {
+        let sig: p256::ecdsa::Signature = self.key.sign(artifact);
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "signature": {
+                    "content": B64.encode(sig.to_der().as_bytes()),
+                    "publicKey": {"content": self.cert_b64},
+                },
+                "data": {"hash": {"algorithm": "sha256", "value": hex::encode(Sha256::digest(artifact))}},
+            },
+        }))
+        .expect("json")
+    }
+}
+
+/// Makes upload bodies for distinct artifacts of this run.
+struct Uploads<'a> {
+    id: &'a Identity,
+    /// Makes this run's artifacts differ from any other run's.
+    nonce: String,
+    next: AtomicU64,
+}
+
+impl<'a> Uploads<'a> {
+    fn new(id: &'a Identity) -> Self {
+        let mut n = [0u8; 8];
+        getrandom::getrandom(&mut n).expect("rand");
+        Uploads {
+            id,
+            nonce: hex::encode(n),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn one(&self) -> Vec<u8> {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        self.id.hashedrekord(
+            format!("sigvault rekor bench {} artifact {k:012}\n", self.nonce).as_bytes(),
+        )
+    }
+
+    /// `n` upload bodies (2 threads), each used once.
+    fn pool(&self, n: usize) -> Arc<Pool> {
+        let started = Instant::now();
+        let threads = 2;
+        let per = n.div_ceil(threads);
+        let mut bodies = Vec::with_capacity(n);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..threads)
+                .map(|t| {
+                    s.spawn(move || {
+                        let count = per.min(n.saturating_sub(t * per));
+                        (0..count).map(|_| self.one()).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for p in parts {
+                bodies.extend(p.join().expect("upload thread"));
+            }
+        });
+        if n > 100 {
+            eprintln!(
+                "rekor bench: made {n} uploads in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Arc::new(Pool {
+            bodies,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Upload bodies, used once each.
+struct Pool {
+    bodies: Vec<Vec<u8>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn take(&self) -> Option<&[u8]> {
+        self.bodies
+            .get(self.next.fetch_add(1, Ordering::Relaxed))
+            .map(Vec::as_slice)
+    }
+}
+
+/// Check a 201 answer as a client would: one entry whose body is the leaf, its inclusion proof
+/// verifies against the root of the checkpoint that comes with it, signed with the Rekor key.
+fn check_entry(body: &[u8], spki: &[u8]) -> Result<u64, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("json: {e}"))?;
+    let m = v.as_object().ok_or("not an object")?;
+    let (entry_id, e) = match m.iter().next() {
+        Some(x) if m.len() == 1 => x,
+        _ => return Err(format!("{} entries in the answer", m.len())),
+    };
+    let leaf = B64
+        .decode(e["body"].as_str().ok_or("no body")?)
+        .map_err(|_| "body is not base64")?;
+    let uuid = merkle::leaf_hash(&leaf);
+    if *entry_id != format!("{TREE_ID:016x}{}", hex::encode(uuid)) {
+        return Err(format!("entry ID {entry_id} is not of the body"));
+    }
+    let p = &e["verification"]["inclusionProof"];
+    let index = p["logIndex"].as_u64().ok_or("no logIndex")?;
+    let size = p["treeSize"].as_u64().ok_or("no treeSize")?;
+    let hex32 = |s: &serde_json::Value| -> Result<[u8; 32], String> {
+        hex::decode(s.as_str().ok_or("not a string")?)
+            .ok()
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| format!("{s} is not a hex hash"))
+    };
+    let root = hex32(&p["rootHash"])?;
+    let hashes = p["hashes"]
+        .as_array()
+        .ok_or("no hashes")?
+        .iter()
+        .map(hex32)
+        .collect::<Result<Vec<_>, _>>()?;
+    merkle::verify_inclusion(&uuid, index, size, &hashes, &root)
+        .map_err(|e| format!("inclusion proof: {e}"))?;
+    let cp = p["checkpoint"].as_str().ok_or("no checkpoint")?;
+    let cp_body = note::verify_note(cp, NOTE_NAME, spki).map_err(|e| format!("checkpoint: {e}"))?;
+    let cp = note::Checkpoint::parse_body(cp_body).map_err(|e| format!("checkpoint: {e}"))?;
+    if (cp.size, cp.root) != (size, root) {
+        return Err("the checkpoint is not of the proof's tree".into());
+    }
+    if e["verification"]["signedEntryTimestamp"].as_str().is_none() {
+        return Err("no SET".into());
+    }
+    Ok(index)
+}
+
+async fn first_upload(stack: &Stack, uploads: &Uploads<'_>) {
+    let c = client(stack.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = uploads.one();
+    loop {
+        let r = c
+            .request(
+                Method::POST,
+                "/api/v1/log/entries",
+                Some((body.clone(), "application/json")),
+            )
+            .await;
+        match failure_kind(&r) {
+            None => {
+                let index = check_entry(&r.expect("response").body, &stack.spki)
+                    .unwrap_or_else(|e| panic!("the first upload's answer: {e}"));
+                assert!(index > 0, "no client entry gets index 0");
+                return;
+            }
+            Some(kind) if Instant::now() < deadline => {
+                eprintln!("rekor bench: waiting for the log: {kind}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some(kind) => panic!("rekor never accepted an upload: {kind}\n{}", stack.logs()),
+        }
+    }
+}
+
+// --- The raw limit -----------------------------------------------------------------------------
+
+/// MariaDB's group-commit rate: `RAW_CONNECTIONS` tasks, each on its own connection doing
+/// back-to-back single-row `INSERT` + `COMMIT` transactions; after `warmup`, commits per second
+/// over `len`.
+async fn raw_commit_rate(raw: &MySqlPool, warmup: Duration, len: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..RAW_CONNECTIONS {
+        let (raw, stop, done, next) = (
+            raw.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&done),
+            Arc::clone(&next),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut conn = raw.acquire().await.expect("raw connection");
+            while !stop.load(Ordering::Relaxed) {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                let data = raw_row(id);
+                let mut tx = sqlx::Acquire::begin(&mut *conn).await.expect("begin");
+                sqlx::query("INSERT INTO raw_commits (id, leaf_hash, data) VALUES (?, ?, ?)")
+                    .bind(id as i64)
+                    .bind(merkle::leaf_hash(&data).to_vec())
+                    .bind(data)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("raw insert");
+                tx.commit().await.expect("raw commit");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    let (t0, c0) = (Instant::now(), done.load(Ordering::Relaxed));
+    tokio::time::sleep(len).await;
+    let (t1, c1) = (Instant::now(), done.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("raw task");
+    }
+    let rate = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+    assert!(rate > 0.0, "no raw commit in the round");
+    rate
+}
+
+/// A distinct ~300-byte row.
+fn raw_row(n: u64) -> Vec<u8> {
+    let mut v = format!("sigvault rekor bench raw row {n:020} ").into_bytes();
+    v.resize(RAW_ROW_SIZE, b'x');
+    v
+}
+
+// --- Load generation ---------------------------------------------------------------------------
+
+/// What one request came to.
+enum Outcome {
+    Ok,
+    /// Failed; the text names how (status or client error), for the error tally.
+    Failed(String),
+    /// Nothing left to send (the uploads are used up).
+    Exhausted,
+}
+
+type Job = Arc<dyn Fn(Client) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// `None` for a 201 with an inclusion proof, else what went wrong.
+fn failure_kind(
+    r: &Result<sigvault::http::client::Response, sigvault::http::client::ClientError>,
+) -> Option<String> {
+    match r {
+        Ok(resp)
+            if resp.status.as_u16() == 201
+                && memchr_str(&resp.body, b"\"inclusionProof\"").is_some() =>
+        {
+            None
+        }
+        Ok(resp) => Some(format!(
+            "HTTP {}: {}",
+            resp.status.as_u16(),
+            String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(120)
+                .collect::<String>()
+        )),
+        Err(e) => Some(e.to_string().chars().take(120).collect()),
+    }
+}
+
+fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Default)]
+struct Tally {
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Tally {
+    fn add(&self, kind: String) {
+        *self.errors.lock().expect("tally").entry(kind).or_default() += 1;
+    }
+
+    fn total(&self) -> u64 {
+        self.errors.lock().expect("tally").values().sum()
+    }
+
+    fn report(&self, what: &str) {
+        for (k, n) in self.errors.lock().expect("tally").iter() {
+            eprintln!("rekor bench: {what}: {n} failed: {k}");
+        }
+    }
+}
+
+/// Closed loop: each client sends its next request as soon as the last one is answered. After
+/// `warmup`, counts successful requests for `measure` (or until the work runs out); returns
+/// (requests/s, successful requests in all).
+async fn closed_loop(
+    clients: &[Client],
+    job: &Job,
+    warmup: Duration,
+    measure: Duration,
+    tally: &Arc<Tally>,
+) -> (f64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicUsize::new(clients.len()));
+    let mut tasks = Vec::new();
+    for c in clients {
+        let (c, job, stop, ok, running, tally) = (
+            c.clone(),
+            Arc::clone(job),
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&running),
+            Arc::clone(tally),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match job(c.clone()).await {
+                    Outcome::Ok => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Failed(kind) => tally.add(kind),
+                    Outcome::Exhausted => break,
+                }
+            }
+            running.fetch_sub(1, Ordering::Relaxed);
+        }));
+    }
+    let wait = |d: Duration| {
+        let running = Arc::clone(&running);
+        async move {
+            let end = Instant::now() + d;
+            while Instant::now() < end && running.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait(warmup).await;
+    let (t0, n0) = (Instant::now(), ok.load(Ordering::Relaxed));
+    wait(measure).await;
+    let (secs, n1) = (t0.elapsed().as_secs_f64(), ok.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    if running.load(Ordering::Relaxed) == 0 && secs + 0.05 < measure.as_secs_f64() {
+        eprintln!(
+            "rekor bench: the uploads ran out after {secs:.1} s of the {:.0} s round",
+            measure.as_secs_f64()
+        );
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    ((n1 - n0) as f64 / secs, ok.load(Ordering::Relaxed))
+}
+
+/// Open loop: requests issued at `rate` per second for `length`, whether or not earlier ones
+/// were answered; returns each request's time from its scheduled start to its answer, ms
+/// (infinite for a failed one).
+async fn open_loop(
+    clients: &[Client],
+    job: &Job,
+    rate: f64,
+    length: Duration,
+    tally: &Arc<Tally>,
+) -> Vec<f64> {
+    let n = (rate * length.as_secs_f64()).ceil().max(1.0) as u64;
+    let start = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let c = clients[i as usize % clients.len()].clone();
+        let (job, tally) = (Arc::clone(job), Arc::clone(tally));
+        tasks.push(tokio::spawn(async move {
+            match job(c).await {
+                Outcome::Ok => Some(due.elapsed().as_secs_f64() * 1e3),
+                Outcome::Failed(kind) => {
+                    tally.add(kind);
+                    Some(f64::INFINITY)
+                }
+                Outcome::Exhausted => None,
+            }
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Some(ms) = t.await.expect("request task") {
+            lat.push(ms);
+        }
+    }
+    lat
+}
+
+fn p99(lat: &mut [f64]) -> f64 {
+    assert!(!lat.is_empty(), "no latencies");
+    lat.sort_by(f64::total_cmp);
+    let i = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
+    lat[i]
+}
+
+fn clients(port: u16, n: usize) -> Vec<Client> {
+    // One client each (its own connection pool), so every task keeps its keep-alive connection.
+    (0..n).map(|_| client(port)).collect()
+}
+
+// --- rekor -------------------------------------------------------------------------------------
+
+/// Upload the pool's bodies one each; with `spki` (the smoke run), check every answer in full.
+fn upload_job(pool: &Arc<Pool>, spki: Option<&[u8]>) -> Job {
+    let pool = Arc::clone(pool);
+    let spki: Option<Arc<[u8]>> = spki.map(Into::into);
+    Arc::new(move |c: Client| {
+        let (pool, spki) = (Arc::clone(&pool), spki.clone());
+        Box::pin(async move {
+            let Some(body) = pool.take() else {
+                return Outcome::Exhausted;
+            };
+            let r = c
+                .request(
+                    Method::POST,
+                    "/api/v1/log/entries",
+                    Some((body.to_vec(), "application/json")),
+                )
+                .await;
+            match (failure_kind(&r), spki) {
+                (None, None) => Outcome::Ok,
+                (None, Some(spki)) => match check_entry(&r.expect("response").body, &spki) {
+                    Ok(_) => Outcome::Ok,
+                    Err(e) => Outcome::Failed(format!("bad answer: {e}")),
+                },
+                (Some(kind), _) => Outcome::Failed(kind),
+            }
+        })
+    })
+}
+
+/// Returns the number of entries uploaded (the smoke run) or 0.
+async fn upload_rounds(plan: &Plan, stack: &Stack, uploads: &Uploads<'_>, limit: f64) -> u64 {
+    let tally = Arc::new(Tally::default());
+    let cl = clients(stack.port, plan.clients);
+    if !plan.measuring {
+        let spki = Some(stack.spki.as_slice());
+        let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
+        let (_, n) = closed_loop(&cl, &job, plan.warmup, plan.measure, &tally).await;
+        let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
+        let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
+        tally.report("rekor");
+        assert_eq!(tally.total(), 0, "failed uploads\n{}", stack.logs());
+        assert_eq!(n + lat.len() as u64, 2 * plan.smoke_requests as u64);
+        return n + lat.len() as u64 + 1;
+    }
+    // Calibrate on a first pool, then make enough for the measured rounds.
+    let (r0, _) = closed_loop(
+        &cl,
+        &upload_job(&uploads.pool(plan.first_pool), None),
+        Duration::ZERO,
+        Duration::from_secs(2),
+        &tally,
+    )
+    .await;
+    eprintln!("rekor bench: calibration round {r0:.0} uploads/s");
+    let cap = 300_000;
+    let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
+    let pool = uploads.pool(n);
+    let (rate, _) = closed_loop(
+        &cl,
+        &upload_job(&pool, None),
+        plan.warmup,
+        plan.measure,
+        &tally,
+    )
+    .await;
+    let half = (rate / 2.0).max(1.0);
+    let n = ((half * 1.2 * plan.p99.as_secs_f64()) as usize + 1000).min(cap);
+    let pool = uploads.pool(n);
+    let mut lat = open_loop(&cl, &upload_job(&pool, None), half, plan.p99, &tally).await;
+    let p = p99(&mut lat);
+    tally.report("rekor");
+    eprintln!(
+        "rekor bench: {} clients, {rate:.0} uploads/s closed loop; open loop at {half:.0}/s: {} \
+         requests, median {:.1} ms, p99 {p:.1} ms",
+        plan.clients,
+        lat.len(),
+        lat[lat.len() / 2]
+    );
+    println!(
+        "BENCH rekor-upload {rate:.0} entries/s limit={limit:.0} ratio={:.3}",
+        rate / limit
+    );
+    println!(
+        "BENCH rekor-upload-p99 {p:.1} ms limit={GOAL_P99_MS:.0} ratio={:.3}",
+        p / GOAL_P99_MS
+    );
+    0
+}

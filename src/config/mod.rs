@@ -255,7 +255,7 @@ fn default_batch_max() -> usize {
     4096
 }
 fn default_batch_wait() -> u64 {
-    20
+    8
 }
 fn default_lease_ttl() -> u64 {
     10_000

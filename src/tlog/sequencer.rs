@@ -39,7 +39,7 @@ impl Default for SequencerOptions {
     fn default() -> Self {
         Self {
             max_batch: 4096,
-            max_wait: Duration::from_millis(20),
+            max_wait: Duration::from_millis(8),
             lease_ttl: Duration::from_secs(10),
             queue_limit: 65_536,
         }

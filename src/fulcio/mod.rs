@@ -288,6 +288,15 @@ pub fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), p256::ecds
     use p256::pkcs8::DecodePublicKey;
     let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
         .map_err(|_| p256::ecdsa::Error::new())?;
+    let point = key.to_encoded_point(false);
+    use crate::pki::fastverify::{EcCurve, EcHash, verify};
+    if let Some(ok) = verify(EcCurve::P256, EcHash::Sha256, point.as_bytes(), msg, sig) {
+        return if ok {
+            Ok(())
+        } else {
+            Err(p256::ecdsa::Error::new())
+        };
+    }
     let sig = p256::ecdsa::Signature::from_der(sig)?;
     key.verify(msg, &sig)
 }

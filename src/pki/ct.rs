@@ -1295,6 +1295,21 @@ fn verify_signature(child: &Certificate, issuer: &Certificate) -> Result<(), CtE
                 .ok_or_else(|| {
                     CtError::UnsupportedPublicKey("EC key without a named curve".into())
                 })?;
+            let fast_hash = match h {
+                HashAlg::Sha256 => Some(super::fastverify::EcHash::Sha256),
+                HashAlg::Sha384 => Some(super::fastverify::EcHash::Sha384),
+                _ => None,
+            };
+            let fast_curve = match curve {
+                OID_P256 => Some(super::fastverify::EcCurve::P256),
+                OID_P384 => Some(super::fastverify::EcCurve::P384),
+                _ => None,
+            };
+            if let (Some(c), Some(fh)) = (fast_curve, fast_hash) {
+                if let Some(ok) = super::fastverify::verify(c, fh, key_bytes, &tbs, sig) {
+                    return if ok { Ok(()) } else { Err(bad_sig()) };
+                }
+            }
             let digest = h.digest(&tbs);
             match curve {
                 OID_P256 => {

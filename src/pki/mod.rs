@@ -5,6 +5,7 @@
 //! extensions, and the CA profile must match SERVER-CONTRACT.md §1.4.
 
 pub mod ct;
+pub mod fastverify;
 pub mod fulcio;
 pub mod pop;
 

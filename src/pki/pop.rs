@@ -367,6 +367,7 @@ pub fn parse_public_key(content: &[u8]) -> Result<PublicKey, PopError> {
 /// P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512 (DER ECDSA signatures), RSA
 /// PKCS#1 v1.5 with SHA-256, Ed25519 pure.
 pub fn verify_pop(key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), PopError> {
+    use super::fastverify::{EcCurve, EcHash, verify as fast};
     use p256::ecdsa::signature::Verifier;
     key.permitted_signature_algorithm()?;
     let not_der = |e: p256::ecdsa::Error| {
@@ -376,11 +377,33 @@ pub fn verify_pop(key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(
     match key {
         PublicKey::P256(k) => {
             let sig = p256::ecdsa::Signature::from_der(signature).map_err(not_der)?;
-            k.verify(message, &sig).map_err(bad)
+            let point = k.to_encoded_point(false);
+            match fast(
+                EcCurve::P256,
+                EcHash::Sha256,
+                point.as_bytes(),
+                message,
+                signature,
+            ) {
+                Some(true) => Ok(()),
+                Some(false) => Err(PopError::BadSignature(key.to_string())),
+                None => k.verify(message, &sig).map_err(bad),
+            }
         }
         PublicKey::P384(k) => {
             let sig = p384::ecdsa::Signature::from_der(signature).map_err(not_der)?;
-            k.verify(message, &sig).map_err(bad)
+            let point = k.to_encoded_point(false);
+            match fast(
+                EcCurve::P384,
+                EcHash::Sha384,
+                point.as_bytes(),
+                message,
+                signature,
+            ) {
+                Some(true) => Ok(()),
+                Some(false) => Err(PopError::BadSignature(key.to_string())),
+                None => k.verify(message, &sig).map_err(bad),
+            }
         }
         PublicKey::P521(k) => {
             let sig = p521::ecdsa::Signature::from_der(signature).map_err(not_der)?;

@@ -23,6 +23,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
+use crate::pki::fastverify::{EcCurve, EcHash};
 use crate::pki::pop::{PopError, PublicKey};
 
 /// Why a proposed entry was refused: always the client's fault (HTTP 400).
@@ -327,7 +328,36 @@ fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), Str
             k.verify(message, &s)
                 .map_err(|_| "signature does not verify".to_string())
         }
+        PublicKey::P256(k) => fast_or(
+            k.to_encoded_point(false).as_bytes(),
+            EcCurve::P256,
+            key,
+            message,
+            sig,
+        ),
+        PublicKey::P384(k) => fast_or(
+            k.to_encoded_point(false).as_bytes(),
+            EcCurve::P384,
+            key,
+            message,
+            sig,
+        ),
         _ => verify_digest(key, HashAlg::Sha256, &Sha256::digest(message), sig),
+    }
+}
+
+/// ring for ECDSA with SHA-256 over the whole message, the curve crates when ring cannot decide.
+fn fast_or(
+    point: &[u8],
+    curve: EcCurve,
+    key: &PublicKey,
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), String> {
+    match crate::pki::fastverify::verify(curve, EcHash::Sha256, point, message, sig) {
+        Some(true) => Ok(()),
+        Some(false) => Err("signature does not verify".into()),
+        None => verify_digest(key, HashAlg::Sha256, &Sha256::digest(message), sig),
     }
 }
 

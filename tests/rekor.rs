@@ -20,7 +20,7 @@ use sigvault::merkle;
 
 use common::procs::{Service, Tlog, free_port};
 
-const TOKENS: &[&str] = &["rk-main", "rk-bad", "rk-crash"];
+const TOKENS: &[&str] = &["rk-main", "rk-bad", "rk-crash", "rk-outage"];
 const TREE_ID: u64 = 7;
 
 struct Setup {
@@ -869,4 +869,78 @@ async fn rekor_index_is_repaired_after_a_crash() {
     let (ok, rows, _) = s.index_db.sql("SELECT next_index FROM rekor_indexer");
     assert!(ok);
     assert_eq!(rows.trim(), size.to_string(), "the mark reached the head");
+}
+
+/// The tlog going away: uploads and reads get 503 with a clear message (nothing half-done), and
+/// work again once it is back. The index database's connections killed: uploads go on, searches
+/// recover with the pool's new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekor_answers_503_while_the_tlog_is_down_and_recovers() {
+    let Some(mut s) = setup("rekor_outage", "rk-outage").await else {
+        return;
+    };
+    let alice = identity("dave@example.org");
+    let upload = |i: u32| {
+        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
+    };
+    let r = s.post("/api/v1/log/entries", &upload(1)).await;
+    assert_eq!(r.status, 201);
+    let size = s.tree_size().await;
+
+    s.tlog.kill9();
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["retry-after"], "1");
+    let v = json_of(&r);
+    assert_eq!(v["code"], 503);
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("message")
+            .contains("transparency log unavailable")
+    );
+    assert_eq!(s.get("/api/v1/log").await.status, 503);
+    assert_eq!(s.get("/readyz").await.status, 503);
+
+    s.tlog.start();
+    s.tlog.wait_active().await;
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // Nothing from the failed attempt was logged: one new Rekor entry (plus the helper's probe).
+    let after = s.tree_size().await;
+    assert!(after == size + 1 || after == size + 2, "{size} -> {after}");
+
+    // Kill every connection of the index database; the pool reconnects.
+    let (ok, ids, e) = s.index_db.sql(&format!(
+        "SELECT id FROM information_schema.processlist WHERE db = '{}' AND id <> CONNECTION_ID()",
+        s.index_db.database
+    ));
+    assert!(ok, "{e}");
+    for id in ids.split_whitespace() {
+        let _ = s.index_db.sql(&format!("KILL CONNECTION {id}"));
+    }
+    let r = s.post("/api/v1/log/entries", &upload(3)).await;
+    assert_eq!(r.status, 201);
+    let d = hex::encode(Sha256::digest(3u32.to_be_bytes()));
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        let r = s
+            .post(
+                "/api/v1/index/retrieve",
+                &serde_json::to_vec(&json!({"hash": d})).expect("json"),
+            )
+            .await;
+        if r.status == 200 {
+            found = serde_json::from_slice::<Vec<String>>(&r.body).expect("json");
+            if !found.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "the index recovered from the lost connections"
+    );
 }

@@ -41,14 +41,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "load.rs"]
+mod load;
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -57,11 +56,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey;
 use sha2::{Digest, Sha256};
-use sigvault::http::client::{Client, Endpoint};
+use sigvault::http::client::Client;
 use sigvault::{merkle, note};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use common::procs::{Service, free_port, keygen};
+use load::{Job, Outcome, Tally, client, clients, closed_loop, open_loop, p99};
 
 const TOKENS: &[&str] = &["rk-bench"];
 /// The latency goal of the p99 line, ms (its `limit`).
@@ -333,15 +333,6 @@ fn check_config(path: &Path) {
     assert!(ok, "check-config {}: {o}{e}", path.display());
 }
 
-fn client(port: u16) -> Client {
-    let ep: Endpoint = format!("http://127.0.0.1:{port}")
-        .parse()
-        .expect("endpoint");
-    Client::new(ep, None)
-        .expect("client")
-        .with_timeout(Duration::from_secs(30))
-}
-
 // --- Uploads -----------------------------------------------------------------------------------
 
 /// The one signing identity: a P-256 key and a self-signed certificate with an email SAN.
@@ -585,17 +576,6 @@ fn raw_row(n: u64) -> Vec<u8> {
 
 // --- Load generation ---------------------------------------------------------------------------
 
-/// What one request came to.
-enum Outcome {
-    Ok,
-    /// Failed; the text names how (status or client error), for the error tally.
-    Failed(String),
-    /// Nothing left to send (the uploads are used up).
-    Exhausted,
-}
-
-type Job = Arc<dyn Fn(Client) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
-
 /// `None` for a 201 with an inclusion proof, else what went wrong.
 fn failure_kind(
     r: &Result<sigvault::http::client::Response, sigvault::http::client::ClientError>,
@@ -621,139 +601,6 @@ fn failure_kind(
 
 fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-#[derive(Default)]
-struct Tally {
-    errors: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Tally {
-    fn add(&self, kind: String) {
-        *self.errors.lock().expect("tally").entry(kind).or_default() += 1;
-    }
-
-    fn total(&self) -> u64 {
-        self.errors.lock().expect("tally").values().sum()
-    }
-
-    fn report(&self, what: &str) {
-        for (k, n) in self.errors.lock().expect("tally").iter() {
-            eprintln!("rekor bench: {what}: {n} failed: {k}");
-        }
-    }
-}
-
-/// Closed loop: each client sends its next request as soon as the last one is answered. After
-/// `warmup`, counts successful requests for `measure` (or until the work runs out); returns
-/// (requests/s, successful requests in all).
-async fn closed_loop(
-    clients: &[Client],
-    job: &Job,
-    warmup: Duration,
-    measure: Duration,
-    tally: &Arc<Tally>,
-) -> (f64, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicUsize::new(clients.len()));
-    let mut tasks = Vec::new();
-    for c in clients {
-        let (c, job, stop, ok, running, tally) = (
-            c.clone(),
-            Arc::clone(job),
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&running),
-            Arc::clone(tally),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match job(c.clone()).await {
-                    Outcome::Ok => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::Failed(kind) => tally.add(kind),
-                    Outcome::Exhausted => break,
-                }
-            }
-            running.fetch_sub(1, Ordering::Relaxed);
-        }));
-    }
-    let wait = |d: Duration| {
-        let running = Arc::clone(&running);
-        async move {
-            let end = Instant::now() + d;
-            while Instant::now() < end && running.load(Ordering::Relaxed) > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait(warmup).await;
-    let (t0, n0) = (Instant::now(), ok.load(Ordering::Relaxed));
-    wait(measure).await;
-    let (secs, n1) = (t0.elapsed().as_secs_f64(), ok.load(Ordering::Relaxed));
-    stop.store(true, Ordering::Relaxed);
-    if running.load(Ordering::Relaxed) == 0 && secs + 0.05 < measure.as_secs_f64() {
-        eprintln!(
-            "rekor bench: the uploads ran out after {secs:.1} s of the {:.0} s round",
-            measure.as_secs_f64()
-        );
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
-    ((n1 - n0) as f64 / secs, ok.load(Ordering::Relaxed))
-}
-
-/// Open loop: requests issued at `rate` per second for `length`, whether or not earlier ones
-/// were answered; returns each request's time from its scheduled start to its answer, ms
-/// (infinite for a failed one).
-async fn open_loop(
-    clients: &[Client],
-    job: &Job,
-    rate: f64,
-    length: Duration,
-    tally: &Arc<Tally>,
-) -> Vec<f64> {
-    let n = (rate * length.as_secs_f64()).ceil().max(1.0) as u64;
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
-    let mut tasks = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(due).await;
-        let c = clients[i as usize % clients.len()].clone();
-        let (job, tally) = (Arc::clone(job), Arc::clone(tally));
-        tasks.push(tokio::spawn(async move {
-            match job(c).await {
-                Outcome::Ok => Some(due.elapsed().as_secs_f64() * 1e3),
-                Outcome::Failed(kind) => {
-                    tally.add(kind);
-                    Some(f64::INFINITY)
-                }
-                Outcome::Exhausted => None,
-            }
-        }));
-    }
-    let mut lat = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Some(ms) = t.await.expect("request task") {
-            lat.push(ms);
-        }
-    }
-    lat
-}
-
-fn p99(lat: &mut [f64]) -> f64 {
-    assert!(!lat.is_empty(), "no latencies");
-    lat.sort_by(f64::total_cmp);
-    let i = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
-    lat[i]
-}
-
-fn clients(port: u16, n: usize) -> Vec<Client> {
-    // One client each (its own connection pool), so every task keeps its keep-alive connection.
-    (0..n).map(|_| client(port)).collect()
 }
 
 // --- rekor -------------------------------------------------------------------------------------
@@ -794,16 +641,17 @@ async fn upload_rounds(plan: &Plan, stack: &Stack, uploads: &Uploads<'_>, limit:
     if !plan.measuring {
         let spki = Some(stack.spki.as_slice());
         let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
-        let (_, n) = closed_loop(&cl, &job, plan.warmup, plan.measure, &tally).await;
+        let (_, n) = closed_loop("rekor", &cl, &job, plan.warmup, plan.measure, &tally).await;
         let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
         let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
-        tally.report("rekor");
+        tally.report("rekor", "rekor");
         assert_eq!(tally.total(), 0, "failed uploads\n{}", stack.logs());
         assert_eq!(n + lat.len() as u64, 2 * plan.smoke_requests as u64);
         return n + lat.len() as u64 + 1;
     }
     // Calibrate on a first pool, then make enough for the measured rounds.
     let (r0, _) = closed_loop(
+        "rekor",
         &cl,
         &upload_job(&uploads.pool(plan.first_pool), None),
         Duration::ZERO,
@@ -816,6 +664,7 @@ async fn upload_rounds(plan: &Plan, stack: &Stack, uploads: &Uploads<'_>, limit:
     let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
     let pool = uploads.pool(n);
     let (rate, _) = closed_loop(
+        "rekor",
         &cl,
         &upload_job(&pool, None),
         plan.warmup,
@@ -828,7 +677,7 @@ async fn upload_rounds(plan: &Plan, stack: &Stack, uploads: &Uploads<'_>, limit:
     let pool = uploads.pool(n);
     let mut lat = open_loop(&cl, &upload_job(&pool, None), half, plan.p99, &tally).await;
     let p = p99(&mut lat);
-    tally.report("rekor");
+    tally.report("rekor", "rekor");
     eprintln!(
         "rekor bench: {} clients, {rate:.0} uploads/s closed loop; open loop at {half:.0}/s: {} \
          requests, median {:.1} ms, p99 {p:.1} ms",

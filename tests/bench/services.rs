@@ -37,15 +37,14 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "load.rs"]
+mod load;
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::Method;
@@ -59,13 +58,14 @@ use der::{Decode, DecodePem, Encode};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use secrecy::SecretString;
 use sigvault::hsm::{Module, Pkcs11Uri};
-use sigvault::http::client::{Client, Endpoint};
+use sigvault::http::client::Client;
 use sigvault::signer::{SignatureAlgorithm, Signer};
 use x509_cert::Certificate;
 use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::Extension;
 
 use common::procs::{Service, free_port, keygen};
+use load::{Job, Outcome, Tally, client, clients, closed_loop, open_loop, p99};
 
 const TOKENS: &[&str] = &[
     "sv-root",
@@ -470,15 +470,6 @@ impl Drop for Idp {
     }
 }
 
-fn client(port: u16) -> Client {
-    let ep: Endpoint = format!("http://127.0.0.1:{port}")
-        .parse()
-        .expect("endpoint");
-    Client::new(ep, None)
-        .expect("client")
-        .with_timeout(Duration::from_secs(30))
-}
-
 // --- The raw limit -----------------------------------------------------------------------------
 
 /// Bare `C_Sign` (CKM_ECDSA, 32-byte digest) on the `raw` key of token `label`: 2 threads, one
@@ -526,17 +517,6 @@ fn raw_sign_rate(raw: &Pkcs11, label: &str, round: Duration) -> f64 {
 
 // --- Load generation ---------------------------------------------------------------------------
 
-/// What one request came to.
-enum Outcome {
-    Ok,
-    /// Failed; the text names how (status or client error), for the error tally.
-    Failed(String),
-    /// Nothing left to send (precertificates used up, or the smoke run's budget spent).
-    Exhausted,
-}
-
-type Job = Arc<dyn Fn(Client) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
-
 fn failure_kind(
     r: &Result<sigvault::http::client::Response, sigvault::http::client::ClientError>,
 ) -> Option<String> {
@@ -552,139 +532,6 @@ fn failure_kind(
         )),
         Err(e) => Some(e.to_string().chars().take(120).collect()),
     }
-}
-
-#[derive(Default)]
-struct Tally {
-    errors: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Tally {
-    fn add(&self, kind: String) {
-        *self.errors.lock().expect("tally").entry(kind).or_default() += 1;
-    }
-
-    fn total(&self) -> u64 {
-        self.errors.lock().expect("tally").values().sum()
-    }
-
-    fn report(&self, what: &str) {
-        for (k, n) in self.errors.lock().expect("tally").iter() {
-            eprintln!("services bench: {what}: {n} failed: {k}");
-        }
-    }
-}
-
-/// Closed loop: each client sends its next request as soon as the last one is answered. After
-/// `warmup`, counts successful requests for `measure` (or until the work runs out); returns
-/// (requests/s, successful requests in all).
-async fn closed_loop(
-    clients: &[Client],
-    job: &Job,
-    warmup: Duration,
-    measure: Duration,
-    tally: &Arc<Tally>,
-) -> (f64, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicUsize::new(clients.len()));
-    let mut tasks = Vec::new();
-    for c in clients {
-        let (c, job, stop, ok, running, tally) = (
-            c.clone(),
-            Arc::clone(job),
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&running),
-            Arc::clone(tally),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match job(c.clone()).await {
-                    Outcome::Ok => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::Failed(kind) => tally.add(kind),
-                    Outcome::Exhausted => break,
-                }
-            }
-            running.fetch_sub(1, Ordering::Relaxed);
-        }));
-    }
-    let wait = |d: Duration| {
-        let running = Arc::clone(&running);
-        async move {
-            let end = Instant::now() + d;
-            while Instant::now() < end && running.load(Ordering::Relaxed) > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait(warmup).await;
-    let (t0, n0) = (Instant::now(), ok.load(Ordering::Relaxed));
-    wait(measure).await;
-    let (secs, n1) = (t0.elapsed().as_secs_f64(), ok.load(Ordering::Relaxed));
-    stop.store(true, Ordering::Relaxed);
-    if running.load(Ordering::Relaxed) == 0 && secs + 0.05 < measure.as_secs_f64() {
-        eprintln!(
-            "services bench: the work ran out after {secs:.1} s of the {:.0} s round",
-            measure.as_secs_f64()
-        );
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
-    ((n1 - n0) as f64 / secs, ok.load(Ordering::Relaxed))
-}
-
-/// Open loop: requests issued at `rate` per second for `length`, whether or not earlier ones
-/// were answered; returns each request's time from its scheduled start to its answer, ms
-/// (infinite for a failed one).
-async fn open_loop(
-    clients: &[Client],
-    job: &Job,
-    rate: f64,
-    length: Duration,
-    tally: &Arc<Tally>,
-) -> Vec<f64> {
-    let n = (rate * length.as_secs_f64()).ceil().max(1.0) as u64;
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
-    let mut tasks = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(due).await;
-        let c = clients[i as usize % clients.len()].clone();
-        let (job, tally) = (Arc::clone(job), Arc::clone(tally));
-        tasks.push(tokio::spawn(async move {
-            match job(c).await {
-                Outcome::Ok => Some(due.elapsed().as_secs_f64() * 1e3),
-                Outcome::Failed(kind) => {
-                    tally.add(kind);
-                    Some(f64::INFINITY)
-                }
-                Outcome::Exhausted => None,
-            }
-        }));
-    }
-    let mut lat = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Some(ms) = t.await.expect("request task") {
-            lat.push(ms);
-        }
-    }
-    lat
-}
-
-fn p99(lat: &mut [f64]) -> f64 {
-    assert!(!lat.is_empty(), "no latencies");
-    lat.sort_by(f64::total_cmp);
-    let i = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
-    lat[i]
-}
-
-fn clients(port: u16, n: usize) -> Vec<Client> {
-    // One client each (its own connection pool), so every task keeps its keep-alive connection.
-    (0..n).map(|_| client(port)).collect()
 }
 
 // --- ctlog -------------------------------------------------------------------------------------
@@ -854,16 +701,17 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
     let cl = clients(stack.ct_port, plan.clients);
     if !plan.measuring {
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
-        let (_, n) = closed_loop(&cl, &job, plan.warmup, plan.measure, &tally).await;
+        let (_, n) = closed_loop("services", &cl, &job, plan.warmup, plan.measure, &tally).await;
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
         let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
-        tally.report("ctlog");
+        tally.report("services", "ctlog");
         assert_eq!(tally.total(), 0, "failed submissions\n{}", stack.logs());
         assert!(n > 0 || !lat.is_empty());
         return n + lat.len() as u64 + 1;
     }
     // Calibrate on the first pool, then make enough for the measured rounds.
     let (r0, _) = closed_loop(
+        "services",
         &cl,
         &ctlog_job(&pool),
         Duration::ZERO,
@@ -875,13 +723,21 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
     let cap = 300_000;
     let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
     let pool = make_pool(n, stack, ca);
-    let (rate, _) = closed_loop(&cl, &ctlog_job(&pool), plan.warmup, plan.measure, &tally).await;
+    let (rate, _) = closed_loop(
+        "services",
+        &cl,
+        &ctlog_job(&pool),
+        plan.warmup,
+        plan.measure,
+        &tally,
+    )
+    .await;
     let half = (rate / 2.0).max(1.0);
     let n = ((half * 1.2 * plan.p99.as_secs_f64()) as usize + 1000).min(cap);
     let pool = make_pool(n, stack, ca);
     let mut lat = open_loop(&cl, &ctlog_job(&pool), half, plan.p99, &tally).await;
     let p = p99(&mut lat);
-    tally.report("ctlog");
+    tally.report("services", "ctlog");
     eprintln!(
         "services bench: ctlog: {} clients, {rate:.0} submissions/s closed loop; open loop at \
          {half:.0}/s: {} requests, median {:.1} ms, p99 {p:.1} ms",
@@ -954,14 +810,15 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack, limit: f64) -> u64 {
     let cl = clients(stack.fulcio_port, plan.clients);
     if !plan.measuring {
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
-        let (_, n) = closed_loop(&cl, &job, plan.warmup, plan.measure, &tally).await;
+        let (_, n) = closed_loop("services", &cl, &job, plan.warmup, plan.measure, &tally).await;
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
         let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
-        tally.report("fulcio");
+        tally.report("services", "fulcio");
         assert_eq!(tally.total(), 0, "failed requests\n{}", stack.logs());
         return n + lat.len() as u64 + 1;
     }
     let (rate, _) = closed_loop(
+        "services",
         &cl,
         &fulcio_job(&stack.fulcio_body, u64::MAX),
         plan.warmup,
@@ -979,7 +836,7 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack, limit: f64) -> u64 {
     )
     .await;
     let p = p99(&mut lat);
-    tally.report("fulcio");
+    tally.report("services", "fulcio");
     eprintln!(
         "services bench: fulcio: {} clients, {rate:.0} certs/s closed loop; open loop at \
          {half:.0}/s: {} requests, median {:.1} ms, p99 {p:.1} ms",

@@ -98,22 +98,12 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         log,
         metrics: Arc::default(),
     };
-    let router = crate::http::with_limits(
+    super::serve_public(
+        "ctlog",
         crate::ctlog::server::router(state, &c.prefix),
+        &c.listen,
+        c.tls.as_ref(),
         c.max_body_bytes,
-        Duration::from_secs(30),
-        4096,
-    );
-    let listener = crate::http::bind(&c.listen, c.tls.as_ref()).await?;
-    tracing::info!(listen = %listener.local_addr(), prefix = %c.prefix, "ctlog serving");
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(listener.serve(router, async move {
-        let _ = stop_rx.wait_for(|v| *v).await;
-    }));
-    crate::http::sd_notify("READY=1\nSTATUS=serving");
-    crate::http::shutdown_signal().await;
-    crate::http::sd_notify("STOPPING=1");
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    Ok(())
+    )
+    .await
 }

@@ -71,22 +71,12 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         ca,
         metrics: Arc::default(),
     };
-    let router = crate::http::with_limits(
+    super::serve_public(
+        "fulcio",
         crate::fulcio::server::router(state),
+        &f.listen,
+        f.tls.as_ref(),
         f.max_body_bytes,
-        Duration::from_secs(30),
-        4096,
-    );
-    let listener = crate::http::bind(&f.listen, f.tls.as_ref()).await?;
-    tracing::info!(listen = %listener.local_addr(), "fulcio serving");
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(listener.serve(router, async move {
-        let _ = stop_rx.wait_for(|v| *v).await;
-    }));
-    crate::http::sd_notify("READY=1\nSTATUS=serving");
-    crate::http::shutdown_signal().await;
-    crate::http::sd_notify("STOPPING=1");
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    Ok(())
+    )
+    .await
 }

@@ -98,6 +98,35 @@ pub enum ServeCommand {
     },
 }
 
+/// Serve `router` (wrapped in the request limits) on `listen` until SIGTERM/SIGINT: bind, tell
+/// systemd READY=1, and on the signal STOPPING=1 and a graceful shutdown. `name` is for logs.
+pub async fn serve_public(
+    name: &str,
+    router: axum::Router,
+    listen: &crate::http::ListenAddr,
+    tls: Option<&crate::http::TlsFiles>,
+    max_body_bytes: usize,
+) -> anyhow::Result<()> {
+    let router = crate::http::with_limits(
+        router,
+        max_body_bytes,
+        std::time::Duration::from_secs(30),
+        4096,
+    );
+    let listener = crate::http::bind(listen, tls).await?;
+    tracing::info!(listen = %listener.local_addr(), "{name} serving");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(listener.serve(router, async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+    }));
+    crate::http::sd_notify("READY=1\nSTATUS=serving");
+    crate::http::shutdown_signal().await;
+    crate::http::sd_notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

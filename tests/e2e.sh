@@ -32,7 +32,7 @@ expect_fail() {
 
 cleanup() {
   local rc=$?
-  packaging/dev-stack.sh down >/dev/null 2>&1 || true
+  "$repo/packaging/dev-stack.sh" down >/dev/null 2>&1 || true
   if [ $rc -ne 0 ] || [ $fail -ne 0 ]; then
     for l in "$STATE"/logs/*.log; do
       [ -f "$l" ] || continue
@@ -174,6 +174,14 @@ for path in sys.argv[2:]:
     assert base64.b64decode(entry["body"]) == body, path
     assert int(entry["logIndex"]) == int(e["logIndex"]) > 0, path
 EOF
+
+echo "==> packaging/dev-stack.sh down stops everything up started"
+cd "$repo"
+expect_ok "dev-stack down" packaging/dev-stack.sh down
+expect_ok "dev-stack status: every part stopped" bash -c "! packaging/dev-stack.sh status | grep -q ': running'"
+# (Each pattern is a regex that does not match its own text, so pgrep never finds this check.)
+expect_ok "no process of the stack is left" bash -c "! pgrep -f 'sigvault (tlog|rekor|ctlog|fulcio) serve --config $STATE/' &&
+  ! pgrep -f 'mariadb[d] .*$STATE/' && ! pgrep -f 'idp[.]mjs ${OIDC_ISSUER_URL##*:}\$'"
 
 echo
 echo "e2e: $pass passed, $fail failed"

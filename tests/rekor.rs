@@ -284,6 +284,19 @@ fn intoto(id: &Identity, payload: &[u8]) -> (Value, String) {
     )
 }
 
+/// A 32-byte hash given as lowercase hex in a JSON value.
+fn hash32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().expect("hex string"))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// A JSON array of hex hashes.
+fn hashes32(v: &Value) -> Vec<[u8; 32]> {
+    v.as_array().expect("hashes").iter().map(hash32).collect()
+}
+
 /// Verify a DER ECDSA signature over `msg` with openssl and a PEM public key.
 fn openssl_verify(pubkey: &Path, msg: &[u8], sig: &[u8], dir: &Path) {
     std::fs::write(dir.join("msg"), msg).expect("w");
@@ -334,21 +347,8 @@ fn check_entry(s: &Setup, v: &Value) -> (String, Vec<u8>, u64) {
     let p = &e["verification"]["inclusionProof"];
     assert_eq!(p["logIndex"].as_u64(), Some(index));
     let size = p["treeSize"].as_u64().expect("treeSize");
-    let root: [u8; 32] = hex::decode(p["rootHash"].as_str().expect("root"))
-        .expect("hex")
-        .try_into()
-        .expect("32");
-    let hashes: Vec<[u8; 32]> = p["hashes"]
-        .as_array()
-        .expect("hashes")
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().expect("str"))
-                .expect("hex")
-                .try_into()
-                .expect("32")
-        })
-        .collect();
+    let root = hash32(&p["rootHash"]);
+    let hashes = hashes32(&p["hashes"]);
     merkle::verify_inclusion(&uuid, index, size, &hashes, &root).expect("inclusion proof");
     let cp_text = p["checkpoint"].as_str().expect("checkpoint");
     assert_eq!(cp_text.matches("\n\n").count(), 1, "exactly one blank line");
@@ -560,10 +560,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
     let info = json_of(&s.get("/api/v1/log").await);
     assert_eq!(info["treeID"], TREE_ID.to_string().as_str());
     let size1 = info["treeSize"].as_u64().expect("size");
-    let root1: [u8; 32] = hex::decode(info["rootHash"].as_str().expect("root"))
-        .expect("hex")
-        .try_into()
-        .expect("32");
+    let root1 = hash32(&info["rootHash"]);
     let cp = s
         .tlog
         .openssl_verify(info["signedTreeHead"].as_str().expect("sth"));
@@ -580,10 +577,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
     }
     let info2 = json_of(&s.get("/api/v1/log").await);
     let size2 = info2["treeSize"].as_u64().expect("size");
-    let root2: [u8; 32] = hex::decode(info2["rootHash"].as_str().expect("root"))
-        .expect("hex")
-        .try_into()
-        .expect("32");
+    let root2 = hash32(&info2["rootHash"]);
     let pr = json_of(
         &s.get(&format!(
             "/api/v1/log/proof?firstSize={size1}&lastSize={size2}&treeID={TREE_ID}"
@@ -591,17 +585,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         .await,
     );
     assert_eq!(pr["rootHash"], info2["rootHash"]);
-    let hashes: Vec<[u8; 32]> = pr["hashes"]
-        .as_array()
-        .expect("hashes")
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().expect("s"))
-                .expect("hex")
-                .try_into()
-                .expect("32")
-        })
-        .collect();
+    let hashes = hashes32(&pr["hashes"]);
     merkle::verify_consistency(size1, size2, &hashes, &root1, &root2).expect("consistency");
     // An older last size gets that size's root.
     let pr = json_of(

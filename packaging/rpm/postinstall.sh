@@ -3,7 +3,7 @@
 # or starts a service: the key ceremony and the configuration come first. On upgrade ($1 >= 2)
 # services that are already running are restarted with the new binary.
 #
-# ctlog (and later rekor) reach the tlog's internal socket through sigvault-tlog-clients; every
+# ctlog and rekor reach the tlog's internal socket through sigvault-tlog-clients; every
 # service reaches SoftHSM2 tokens through the softhsm group the units name. Fedora's softhsm
 # package uses the group "ods" for /var/lib/softhsm/tokens instead: there, add a drop-in with
 # SupplementaryGroups=ods, or give the token files to the softhsm group.

@@ -122,17 +122,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations"
 impl Store {
     /// Connect to `url` (`mysql://user:password@host:port/database`).
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, StoreError> {
-        let opts: MySqlConnectOptions = url
-            .expose_secret()
-            .parse()
-            .map_err(|e: sqlx::Error| StoreError::Url(redact(&e.to_string())))?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: connect_pool(url, max_connections).await?,
+        })
     }
 
     /// Apply the embedded migrations.
@@ -490,6 +482,21 @@ async fn upsert_tiles(
 }
 
 /// Remove a password from a message that may quote a URL.
+/// A connection pool for `url` (`mysql://user:password@host:port/database`); the password never
+/// appears in an error.
+async fn connect_pool(url: &SecretString, max_connections: u32) -> Result<MySqlPool, StoreError> {
+    let opts: MySqlConnectOptions = url
+        .expose_secret()
+        .parse()
+        .map_err(|e: sqlx::Error| StoreError::Url(redact(&e.to_string())))?;
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 fn redact(msg: &str) -> String {
     match (msg.find("://"), msg.find('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &msg[..s], &msg[at..]),

@@ -4,14 +4,12 @@
 //! moves the `next_index` mark past them in one transaction. Rows are keyed by (key, index), so
 //! writing a run twice (two rekor instances, or a retry after a crash) changes nothing.
 
-use std::time::Duration;
-
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::MySqlPool;
 
-use super::{StoreError, redact};
+use super::StoreError;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/rekor_migrations");
 
@@ -36,17 +34,9 @@ pub fn key_hash(key: &str) -> [u8; 32] {
 
 impl IndexStore {
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, StoreError> {
-        let opts: MySqlConnectOptions = url
-            .expose_secret()
-            .parse()
-            .map_err(|e: sqlx::Error| StoreError::Url(redact(&e.to_string())))?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: super::connect_pool(url, max_connections).await?,
+        })
     }
 
     /// Create or upgrade the index tables.
@@ -133,19 +123,5 @@ impl IndexStore {
                 Ok((i, u))
             })
             .collect()
-    }
-
-    /// Forget the index of a tree (rows and mark), so it is rebuilt from the log.
-    pub async fn reset(&self, tree_id: u64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM rekor_index")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM rekor_indexer WHERE tree_id = ?")
-            .bind(tree_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

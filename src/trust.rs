@@ -223,3 +223,44 @@ pub fn write(files: &TrustFiles, out: &Path) -> Result<Vec<PathBuf>, String> {
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            check_url("x", "https://fulcio.example.org/", false).as_deref(),
+            Ok("https://fulcio.example.org")
+        );
+        assert!(check_url("x", "http://127.0.0.1:3000", false).is_ok());
+        assert!(check_url("x", "https://ct.example.org/sigvault", true).is_ok());
+        let e = check_url("the Fulcio URL", "https://fulcio.example.org/api", false)
+            .expect_err("must be refused");
+        assert!(e.contains("without a path"), "{e}");
+        for bad in ["ftp://x", "fulcio.example.org", "https://", "https:///path"] {
+            assert!(check_url("x", bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_missing_ceremony_output_is_named() {
+        let dir = std::env::temp_dir().join(format!("sigvault-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let inp = TrustInputs {
+            ceremony_dir: dir.clone(),
+            fulcio_url: "https://fulcio.example.org".into(),
+            rekor_url: "https://rekor.example.org".into(),
+            ctlog_url: "https://ct.example.org/sigvault".into(),
+            oidc_url: None,
+            operator: "example.org".into(),
+        };
+        let e = build(&inp).expect_err("must be refused");
+        assert!(e.contains("issuing-ca.pem"), "{e}");
+        std::fs::write(dir.join("issuing-ca.pem"), "not a certificate").expect("write");
+        let e = build(&inp).expect_err("must be refused");
+        assert!(e.contains("not a PEM certificate file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

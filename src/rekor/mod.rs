@@ -254,8 +254,8 @@ impl Rekor {
             .tlog
             .append_with_extra(&self.tree, &c.body, None, Some(&extra_json), true)
             .await?;
-        let uuid: [u8; 32] = crate::merkle::leaf_hash(&c.body);
         if r.duplicate {
+            let uuid: [u8; 32] = crate::merkle::leaf_hash(&c.body);
             return Err(RekorError::Conflict(entry_id(self.tree_id, &uuid)));
         }
         let hashes = r

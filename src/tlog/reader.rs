@@ -1,8 +1,10 @@
 //! Proofs and tree reads from the stored tiles, for any tree size up to the integrated one.
 //!
-//! Full tiles never change, so they are cached in memory; a partial tile is read from the
-//! database each time (its stored version may be wider than the size asked about, and a narrower
-//! version is always a prefix of it).
+//! Full tiles never change, so they are cached in memory. The active sequencer also publishes
+//! the partial tiles of the right edge after each commit, so proofs at (or below) the newest size
+//! need no database read at all; other partial tiles are read from the database (the stored
+//! version may be wider than the size asked about, and a narrower version is always a prefix of
+//! it, since the nodes a tile holds are complete subtrees that never change).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,8 @@ use crate::merkle::tiles::{
 use crate::merkle::{self, Hash, NodeId, NodeSource, ProofNodes};
 use crate::store::{Store, StoreError};
 
-/// Cap on cached full tiles (8 KiB each): 32 MiB.
-const MAX_CACHED_TILES: usize = 4096;
+/// Cap on cached full tiles (8 KiB each): 128 MiB, every tile of a tree of 4 million entries.
+const MAX_CACHED_TILES: usize = 16_384;
 
 /// Errors reading the tree.
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +30,14 @@ pub enum ReadError {
 }
 
 /// Tiles by (tile level, tile index).
-type TileMap = HashMap<(u8, u64), Arc<Vec<Hash>>>;
+pub type TileMap = HashMap<(u8, u64), Arc<Vec<Hash>>>;
 
-/// Cache of full (immutable) hash tiles of one tree.
+/// Cache of full (immutable) hash tiles of one tree, and of its right edge's partial tiles.
 #[derive(Default)]
 pub struct TileCache {
     full: Mutex<TileMap>,
+    /// Partial tiles of the newest committed tree (published by the active sequencer).
+    edge: Mutex<Option<Arc<TileMap>>>,
 }
 
 impl TileCache {
@@ -52,10 +56,40 @@ impl TileCache {
         }
         let mut m = self.full.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= MAX_CACHED_TILES {
-            // Crude but bounded: proofs touch the newest tiles most, and those refill quickly.
-            m.clear();
+            // Bounded: drop an arbitrary eighth of the level-0 tiles (one per 256 entries, the
+            // bulk of the cache and the cheapest to refill; higher levels are few and hot).
+            let drop: Vec<(u8, u64)> = m
+                .keys()
+                .filter(|k| k.0 == 0)
+                .take(MAX_CACHED_TILES / 8)
+                .copied()
+                .collect();
+            if drop.is_empty() {
+                m.clear();
+            }
+            for k in drop {
+                m.remove(&k);
+            }
         }
         m.insert(key, hashes);
+    }
+
+    /// Publish the partial tiles of a committed tree's right edge (replacing the previous ones).
+    pub fn publish_edge(&self, partial: TileMap) {
+        *self.edge.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(partial));
+    }
+
+    /// A published edge tile holding at least `width` hashes. Wider is fine: its first `width`
+    /// hashes are the tile as of the smaller size.
+    fn edge_tile(&self, key: (u8, u64), width: u16) -> Option<Arc<Vec<Hash>>> {
+        let edge = self
+            .edge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        edge.get(&key)
+            .filter(|t| t.len() >= usize::from(width))
+            .cloned()
     }
 }
 
@@ -112,7 +146,13 @@ pub async fn fetch_tiles(
             continue;
         };
         let key = (level, t.index());
-        match cache.get(key) {
+        let cached = if t.width() == TILE_WIDTH {
+            cache.get(key)
+        } else {
+            // A full tile holds every partial version of itself as a prefix.
+            cache.edge_tile(key, t.width()).or_else(|| cache.get(key))
+        };
+        match cached {
             Some(h) => {
                 got.insert(key, h);
             }
@@ -148,6 +188,9 @@ async fn prove(
     size: u64,
     nodes: ProofNodes,
 ) -> Result<Vec<Hash>, ReadError> {
+    // Served from memory, a proof never waits on anything: count it against the task's budget
+    // so that callers proving in a loop still let the runtime's other tasks (timers) run.
+    tokio::task::coop::consume_budget().await;
     let tiles = tiles_for_nodes(nodes.ids(), size);
     let src = fetch_tiles(store, cache, tree, size, &tiles).await?;
     let hashes = src

@@ -162,6 +162,16 @@ impl Edge {
         }
     }
 
+    /// The partial (growing) tiles of the edge, to publish to readers after a commit.
+    fn partial_tiles(&self) -> reader::TileMap {
+        self.tiles
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, h))| !h.is_empty() && h.len() < usize::from(TILE_WIDTH))
+            .map(|(level, (index, h))| ((level as u8, *index), Arc::new(h.clone())))
+            .collect()
+    }
+
     fn tile_writes(
         &self,
         dirty: &BTreeSet<(u8, u64)>,
@@ -316,6 +326,7 @@ pub(super) async fn run(
                     if edge.is_none() {
                         match load_state(&store, &cache, &id).await {
                             Ok((e, head)) => {
+                                cache.publish_edge(e.partial_tiles());
                                 tracing::info!(tree = %id.name, size = e.size(), "took the sequencer lease");
                                 let _ = head_tx.send_replace(Some(Arc::new(head)));
                                 edge = Some(e);
@@ -382,7 +393,7 @@ pub(super) async fn run(
         }
 
         // --- Integrate and commit. -------------------------------------------------------------
-        match integrate(&store, &id, &holder, cur, &batch).await {
+        match integrate(&store, &cache, &id, &holder, cur, &batch).await {
             Ok(results) => {
                 if let Some(a) = results.first() {
                     let _ = head_tx.send_replace(Some(Arc::clone(&a.head)));
@@ -448,6 +459,7 @@ async fn load_state(
 /// in order.
 async fn integrate(
     store: &Store,
+    cache: &TileCache,
     id: &TreeIdentity,
     holder: &str,
     edge: &mut Edge,
@@ -517,6 +529,15 @@ async fn integrate(
                 },
             )
             .await?;
+        // Committed: readers get the new tiles from memory.
+        for t in &tiles {
+            if t.hashes.len() == usize::from(TILE_WIDTH) * 32 {
+                if let Ok(h) = merkle::tiles::decode_tile(&t.hashes, TILE_WIDTH) {
+                    cache.put((t.level, t.index), Arc::new(h));
+                }
+            }
+        }
+        cache.publish_edge(edge.partial_tiles());
         head
     };
     let head = Arc::new(head);

@@ -77,7 +77,7 @@ mariadb-install-db --no-defaults --user=root --datadir="$WORK/db" --skip-test-db
   || { cat "$WORK/install-db.log" >&2; die "mariadb-install-db failed"; }
 mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysqld.sock" \
   --pid-file="$WORK/mysqld.pid" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
-  --log-error="$WORK/mariadb.err" --skip-log-bin --innodb-buffer-pool-size=256M \
+  --log-error="$WORK/mariadb.err" --skip-log-bin --innodb-buffer-pool-size=1G \
   --max-connections=500 >/dev/null 2>&1 &
 DB_PID=$!
 for i in $(seq 1 300); do

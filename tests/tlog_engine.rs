@@ -271,6 +271,50 @@ async fn duplicates_return_the_original_index_and_bad_input_writes_nothing() {
         Err(TlogError::BadRequest(_))
     ));
     assert_eq!(svc.head("d").await.expect("head").size, 3);
+
+    // 2000 appends of 1000 entries (each twice, 1000 apart) sent at once, not waiting for each
+    // other: batches (of at most 512) are pipelined, so copies are integrated while the batch
+    // holding their originals is still committing. Each entry gets one index, exactly one append of it is
+    // new, and every answer's head covers the index it names.
+    let svc = Arc::new(svc);
+    let mut tasks = Vec::new();
+    for j in 0..2000u64 {
+        let svc = Arc::clone(&svc);
+        tasks.push(tokio::spawn(async move {
+            let k = j % 1000;
+            let r = svc
+                .append("d", format!("dup {k}").into_bytes(), None)
+                .await
+                .expect("append");
+            assert!(r.index < r.head.size, "the head covers the entry");
+            vec![(k, r.index, r.duplicate)]
+        }));
+    }
+    let mut by_entry: std::collections::HashMap<u64, Vec<(u64, bool)>> = Default::default();
+    for t in tasks {
+        for (k, index, dup) in t.await.expect("writer") {
+            by_entry.entry(k).or_default().push((index, dup));
+        }
+    }
+    assert_eq!(by_entry.len(), 1000);
+    for (k, acks) in &by_entry {
+        assert_eq!(acks.len(), 2);
+        assert!(
+            acks.iter().all(|a| a.0 == acks[0].0),
+            "entry {k}: one index"
+        );
+        assert_eq!(
+            acks.iter().filter(|a| !a.1).count(),
+            1,
+            "entry {k}: one new"
+        );
+        let stored = svc
+            .entries("d", acks[0].0, acks[0].0 + 1, 1)
+            .await
+            .expect("entry");
+        assert_eq!(stored[0].data, format!("dup {k}").into_bytes());
+    }
+    assert_eq!(svc.head("d").await.expect("head").size, size + 1000);
     svc.shutdown().await;
 }
 

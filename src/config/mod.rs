@@ -252,7 +252,7 @@ fn default_max_entry() -> usize {
     65_535
 }
 fn default_batch_max() -> usize {
-    4096
+    512
 }
 fn default_batch_wait() -> u64 {
     8

@@ -38,7 +38,7 @@ pub struct SequencerOptions {
 impl Default for SequencerOptions {
     fn default() -> Self {
         Self {
-            max_batch: 4096,
+            max_batch: 512,
             max_wait: Duration::from_millis(8),
             lease_ttl: Duration::from_secs(10),
             queue_limit: 65_536,
@@ -292,7 +292,26 @@ pub(super) struct Runner {
     pub metrics: Arc<SeqMetrics>,
 }
 
+/// A commit in flight: the task that commits one prepared batch and answers its appends.
+type InFlight = tokio::task::JoinHandle<Result<(), TlogError>>;
+
+/// Wait for the batch in flight (if any) to finish; its error, if it failed.
+async fn settle(inflight: &mut Option<InFlight>) -> Result<(), TlogError> {
+    match inflight.take() {
+        None => Ok(()),
+        Some(h) => h
+            .await
+            .map_err(|e| TlogError::Internal(format!("commit task failed: {e}")))?,
+    }
+}
+
 /// Run the sequencer of one tree until `shutdown` flips to true.
+///
+/// Batches are pipelined one deep: while batch N commits (in its own task, which answers its
+/// appends), batch N+1 is collected, deduplicated (against the database and against N's
+/// identities, which the database may not show yet), integrated into the in-memory edge and
+/// signed; it is committed only once N has committed. If N fails, the edge is reloaded from the
+/// database and N+1's appends (integrated on top of N) are integrated again.
 pub(super) async fn run(
     r: Runner,
     mut rx: mpsc::Receiver<AppendReq>,
@@ -311,12 +330,23 @@ pub(super) async fn run(
     let renew_every = opts.lease_ttl / 3;
     let mut edge: Option<Edge> = None;
     let mut lease_until = Instant::now();
+    let mut inflight: Option<InFlight> = None;
+    // Identities of the batch in flight, with their indices.
+    let mut inflight_ids: HashMap<Hash, u64> = HashMap::new();
+    // Appends collected but not integrated because the batch before failed: they go first into
+    // the next batch once the edge is reloaded.
+    let mut carried: Vec<AppendReq> = Vec::new();
     loop {
         if *shutdown.borrow() {
             break;
         }
         // --- Hold the lease, or wait for it. ---------------------------------------------------
         if edge.is_none() || Instant::now() + renew_every * 2 >= lease_until {
+            if edge.is_none() {
+                // Load the state only once nothing is being committed.
+                let _ = settle(&mut inflight).await;
+                inflight_ids.clear();
+            }
             match store
                 .acquire_lease(id.tree_id, &holder, opts.lease_ttl)
                 .await
@@ -355,6 +385,9 @@ pub(super) async fn run(
         }
         let Some(cur) = edge.as_mut() else {
             // Standby: refuse what is queued, then wait a little and try for the lease again.
+            for req in carried.drain(..) {
+                let _ = req.reply.send(Err(TlogError::NotActive(id.name.clone())));
+            }
             while let Ok(req) = rx.try_recv() {
                 let _ = req.reply.send(Err(TlogError::NotActive(id.name.clone())));
             }
@@ -366,13 +399,16 @@ pub(super) async fn run(
         };
 
         // --- Collect a batch. ------------------------------------------------------------------
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = tokio::time::sleep(renew_every) => continue,
-            _ = shutdown.changed() => continue,
-        };
-        let Some(first) = first else { break };
-        let mut batch = vec![first];
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
+            let first = tokio::select! {
+                r = rx.recv() => r,
+                _ = tokio::time::sleep(renew_every) => continue,
+                _ = shutdown.changed() => continue,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+        }
         // The batch stays open while appends keep arriving (each within LINGER of the last),
         // up to max_wait in all: under load batches fill, and a lone append is not held back
         // for the whole max_wait.
@@ -392,41 +428,58 @@ pub(super) async fn run(
             }
         }
 
-        // --- Integrate and commit. -------------------------------------------------------------
-        match integrate(&store, &cache, &id, &holder, cur, &batch).await {
-            Ok(results) => {
-                if let Some(a) = results.first() {
-                    let _ = head_tx.send_replace(Some(Arc::clone(&a.head)));
-                }
-                metrics.batches.fetch_add(1, Ordering::Relaxed);
-                metrics
-                    .batch_entries
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                metrics
-                    .last_batch_size
-                    .store(batch.len() as u64, Ordering::Relaxed);
-                for (req, res) in batch.into_iter().zip(results) {
-                    metrics.observe(req.queued.elapsed());
-                    let _ = req.reply.send(Ok(res));
-                }
-            }
-            Err(e) => {
-                tracing::error!(tree = %id.name, error = %e, entries = batch.len(), "batch not committed");
+        // If the batch in flight has failed meanwhile, the edge is ahead of the database:
+        // reload it first, then integrate this batch.
+        if inflight.as_ref().is_some_and(|h| h.is_finished())
+            && settle(&mut inflight).await.is_err()
+        {
+            carried = batch;
+            edge = None;
+            let _ = active.send_replace(false);
+            continue;
+        }
+
+        // --- Integrate into the edge and sign, while the previous batch commits. ---------------
+        let prepared = match prepare(&store, &id, cur, batch, &inflight_ids).await {
+            Ok(p) => p,
+            Err((e, batch)) => {
+                tracing::error!(tree = %id.name, error = %e, entries = batch.len(), "batch not integrated");
                 metrics.failed_batches.fetch_add(1, Ordering::Relaxed);
-                // The database may or may not have applied it (a lost connection during COMMIT),
-                // and the in-memory edge is ahead of it: drop the edge and reload it from the
-                // database (under the lease) before integrating anything else.
+                // The in-memory edge may be half-extended: reload it before anything else.
                 edge = None;
                 let _ = active.send_replace(false);
                 for req in batch {
                     let _ = req.reply.send(Err(e.clone_for_reply()));
                 }
+                continue;
             }
+        };
+        if settle(&mut inflight).await.is_err() {
+            // The batch before failed, and this one was built on top of it: integrate it again
+            // once the edge is reloaded.
+            carried = prepared.batch;
+            edge = None;
+            let _ = active.send_replace(false);
+            continue;
         }
+        inflight_ids = prepared.new_identities();
+        inflight = Some(tokio::spawn(commit(
+            store.clone(),
+            Arc::clone(&cache),
+            Arc::clone(&id),
+            holder.clone(),
+            prepared,
+            head_tx.clone(),
+            Arc::clone(&metrics),
+        )));
     }
-    // Shutting down: refuse what is queued, hand the lease over.
+    // Shutting down: let the batch in flight finish, refuse what is queued, hand the lease over.
+    let _ = settle(&mut inflight).await;
     let _ = active.send_replace(false);
     rx.close();
+    for req in carried {
+        let _ = req.reply.send(Err(TlogError::ShuttingDown));
+    }
     while let Ok(req) = rx.try_recv() {
         let _ = req.reply.send(Err(TlogError::ShuttingDown));
     }
@@ -455,16 +508,40 @@ async fn load_state(
     ))
 }
 
-/// Integrate one batch: dedup, extend the edge, sign, commit. Returns one result per request,
-/// in order.
-async fn integrate(
+/// A batch integrated into the in-memory edge and signed, ready to commit.
+struct Prepared {
+    batch: Vec<AppendReq>,
+    old_size: u64,
+    /// Per request: its index and whether it is a duplicate.
+    assigned: Vec<(u64, bool)>,
+    leaf_hashes: Vec<Hash>,
+    new_entries: Vec<NewEntry>,
+    tiles: Vec<TileWrite>,
+    /// The signed head after this batch; `None` when the batch holds only duplicates.
+    head: Option<Head>,
+    /// The edge's partial tiles after this batch, for readers once committed.
+    partial: reader::TileMap,
+}
+
+impl Prepared {
+    fn new_identities(&self) -> HashMap<Hash, u64> {
+        self.new_entries
+            .iter()
+            .map(|e| (e.identity_hash, e.index))
+            .collect()
+    }
+}
+
+/// Integrate one batch into the edge: dedup (against the database, the batch in flight and the
+/// batch itself), extend the edge, sign the new head. On error the batch is handed back and the
+/// edge may be half-extended.
+async fn prepare(
     store: &Store,
-    cache: &TileCache,
     id: &TreeIdentity,
-    holder: &str,
     edge: &mut Edge,
-    batch: &[AppendReq],
-) -> Result<Vec<Appended>, TlogError> {
+    batch: Vec<AppendReq>,
+    inflight_ids: &HashMap<Hash, u64>,
+) -> Result<Prepared, (TlogError, Vec<AppendReq>)> {
     let old_size = edge.size();
     let leaf_hashes: Vec<Hash> = batch.iter().map(|r| merkle::leaf_hash(&r.data)).collect();
     let identities: Vec<Hash> = batch
@@ -472,7 +549,10 @@ async fn integrate(
         .zip(&leaf_hashes)
         .map(|(r, l)| r.identity.unwrap_or(*l))
         .collect();
-    let existing = store.existing_identities(id.tree_id, &identities).await?;
+    let existing = match store.existing_identities(id.tree_id, &identities).await {
+        Ok(x) => x,
+        Err(e) => return Err((e.into(), batch)),
+    };
 
     // Which request gets which index: existing entries keep theirs, the first of several equal
     // identities in this batch gets a new one and the rest share it.
@@ -483,13 +563,17 @@ async fn integrate(
     let mut completed = Vec::new();
     for (i, req) in batch.iter().enumerate() {
         let ident = identities[i];
-        if let Some(&idx) = existing.get(&ident) {
-            assigned.push((idx, true));
-        } else if let Some(&idx) = in_batch.get(&ident) {
+        if let Some(&idx) = existing
+            .get(&ident)
+            .or_else(|| inflight_ids.get(&ident))
+            .or_else(|| in_batch.get(&ident))
+        {
             assigned.push((idx, true));
         } else {
             let idx = edge.size();
-            edge.append(leaf_hashes[i], &mut dirty, &mut completed)?;
+            if let Err(e) = edge.append(leaf_hashes[i], &mut dirty, &mut completed) {
+                return Err((e, batch));
+            }
             in_batch.insert(ident, idx);
             new_entries.push(NewEntry {
                 index: idx,
@@ -502,23 +586,58 @@ async fn integrate(
         }
     }
     let head = if new_entries.is_empty() {
-        // Only duplicates: nothing to commit; answer with the current head.
-        let row = store
-            .tree(&id.name)
-            .await?
-            .ok_or_else(|| TlogError::UnknownTree(id.name.clone()))?;
-        Head {
-            size: row.size,
-            root: row.root,
-            checkpoint: row.checkpoint,
-        }
+        None
     } else {
-        let head = sign_head(id, edge.size(), edge.compact.root())?;
-        let tiles = edge.tile_writes(&dirty, completed);
-        store
+        match sign_head(id, edge.size(), edge.compact.root()) {
+            Ok(h) => Some(h),
+            Err(e) => return Err((e, batch)),
+        }
+    };
+    let tiles = edge.tile_writes(&dirty, completed);
+    Ok(Prepared {
+        batch,
+        old_size,
+        assigned,
+        leaf_hashes,
+        new_entries,
+        tiles,
+        head,
+        partial: edge.partial_tiles(),
+    })
+}
+
+/// Commit a prepared batch (the one before it has committed), publish the new state to readers
+/// and answer its appends.
+async fn commit(
+    store: Store,
+    cache: Arc<TileCache>,
+    id: Arc<TreeIdentity>,
+    holder: String,
+    p: Prepared,
+    head_tx: watch::Sender<Option<Arc<Head>>>,
+    metrics: Arc<SeqMetrics>,
+) -> Result<(), TlogError> {
+    let Prepared {
+        batch,
+        old_size,
+        assigned,
+        leaf_hashes,
+        new_entries,
+        tiles,
+        head,
+        partial,
+    } = p;
+    let committed: Result<Arc<Head>, TlogError> = match head {
+        // Only duplicates: nothing to write; the head that covers them is the latest committed
+        // one (the batch they duplicate has committed before this one).
+        None => match head_tx.borrow().clone() {
+            Some(h) => Ok(h),
+            None => Err(TlogError::Internal("no committed head yet".into())),
+        },
+        Some(head) => store
             .commit_batch(
                 id.tree_id,
-                holder,
+                &holder,
                 old_size,
                 &new_entries,
                 &tiles,
@@ -528,8 +647,23 @@ async fn integrate(
                     checkpoint: &head.checkpoint,
                 },
             )
-            .await?;
-        // Committed: readers get the new tiles from memory.
+            .await
+            .map(|()| Arc::new(head))
+            .map_err(TlogError::from),
+    };
+    let head = match committed {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(tree = %id.name, error = %e, entries = batch.len(), "batch not committed");
+            metrics.failed_batches.fetch_add(1, Ordering::Relaxed);
+            for req in batch {
+                let _ = req.reply.send(Err(e.clone_for_reply()));
+            }
+            return Err(e);
+        }
+    };
+    if !new_entries.is_empty() {
+        // Readers get the new tiles from memory.
         for t in &tiles {
             if t.hashes.len() == usize::from(TILE_WIDTH) * 32 {
                 if let Ok(h) = merkle::tiles::decode_tile(&t.hashes, TILE_WIDTH) {
@@ -537,20 +671,26 @@ async fn integrate(
                 }
             }
         }
-        cache.publish_edge(edge.partial_tiles());
-        head
-    };
-    let head = Arc::new(head);
-    Ok(assigned
-        .into_iter()
-        .zip(leaf_hashes)
-        .map(|((index, duplicate), leaf_hash)| Appended {
+        cache.publish_edge(partial);
+        let _ = head_tx.send_replace(Some(Arc::clone(&head)));
+    }
+    metrics.batches.fetch_add(1, Ordering::Relaxed);
+    metrics
+        .batch_entries
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    metrics
+        .last_batch_size
+        .store(batch.len() as u64, Ordering::Relaxed);
+    for ((req, (index, duplicate)), leaf_hash) in batch.into_iter().zip(assigned).zip(leaf_hashes) {
+        metrics.observe(req.queued.elapsed());
+        let _ = req.reply.send(Ok(Appended {
             index,
             // For a duplicate, the stored entry's leaf hash may differ (same identity, other
             // bytes); callers that care read the entry back.
             leaf_hash,
             duplicate,
             head: Arc::clone(&head),
-        })
-        .collect())
+        }));
+    }
+    Ok(())
 }

@@ -24,7 +24,7 @@
 //!
 //! Set-up: this file writes its own tlog.toml (as `services.rs` does) rather than using
 //! `common::procs::Tlog`, whose `batch_max_wait_ms = 10` and `lease_ttl_ms = 2000` are test
-//! settings: the tlog runs with the production defaults (pool 16, batches of up to 4096 entries or
+//! settings: the tlog runs with the production defaults (pool 16, batches of up to 512 entries or
 //! 8 ms, 10 s lease). Its one tree `t` (origin `tlog.test - 7`, note name `tlog.test`) is signed
 //! with the Rekor key (object `tlog`, made by OpenSC's pkcs11-tool), which rekor also uses for
 //! SETs (`tree_id = 7`); rekor creates the tree at its start. rekor runs with its production

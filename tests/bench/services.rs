@@ -25,7 +25,7 @@
 //!   rate just measured. Latencies: `limit` is the goal (20 ms) and `ratio` = value / goal, so
 //!   ratio <= 1 is the goal. A failed request counts as infinitely late.
 //!
-//! The tlog runs with the production defaults (pool 16, batches of up to 4096 entries or 8 ms).
+//! The tlog runs with the production defaults (pool 16, batches of up to 512 entries or 8 ms).
 //! The load generator runs in this process, on the same two cores as the services and MariaDB.
 //! Knobs for experiments (the reported figures use the defaults): `SERVICES_BENCH_CLIENTS`
 //! (concurrent clients, default 128), `SERVICES_BENCH_BATCH_WAIT_MS` (the tlog's

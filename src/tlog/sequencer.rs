@@ -56,9 +56,6 @@ pub(super) struct AppendReq {
     pub queued: Instant,
 }
 
-/// How long a batch waits for the next append before it closes (bounded by `max_wait`).
-const LINGER: Duration = Duration::from_millis(2);
-
 /// Upper bounds (seconds) of the integration-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -295,14 +292,31 @@ pub(super) struct Runner {
 /// A commit in flight: the task that commits one prepared batch and answers its appends.
 type InFlight = tokio::task::JoinHandle<Result<(), TlogError>>;
 
-/// Wait for the batch in flight (if any) to finish; its error, if it failed.
-async fn settle(inflight: &mut Option<InFlight>) -> Result<(), TlogError> {
+/// The outcome of a commit task.
+fn outcome(joined: Result<Result<(), TlogError>, tokio::task::JoinError>) -> Result<(), TlogError> {
+    joined.map_err(|e| TlogError::Internal(format!("commit task failed: {e}")))?
+}
+
+/// Wait for the batch in flight (if any) to finish; its error, if it failed. `finished` holds
+/// the outcome of one that was seen finishing while a batch was collected.
+async fn settle(
+    inflight: &mut Option<InFlight>,
+    finished: &mut Option<Result<(), TlogError>>,
+) -> Result<(), TlogError> {
+    if let Some(r) = finished.take() {
+        return r;
+    }
     match inflight.take() {
         None => Ok(()),
-        Some(h) => h
-            .await
-            .map_err(|e| TlogError::Internal(format!("commit task failed: {e}")))?,
+        Some(h) => outcome(h.await),
     }
+}
+
+/// What happened while a batch was open.
+enum Collected {
+    Append(Option<AppendReq>),
+    Committed(Result<(), TlogError>),
+    Deadline,
 }
 
 /// Run the sequencer of one tree until `shutdown` flips to true.
@@ -331,6 +345,7 @@ pub(super) async fn run(
     let mut edge: Option<Edge> = None;
     let mut lease_until = Instant::now();
     let mut inflight: Option<InFlight> = None;
+    let mut finished: Option<Result<(), TlogError>> = None;
     // Identities of the batch in flight, with their indices.
     let mut inflight_ids: HashMap<Hash, u64> = HashMap::new();
     // Appends collected but not integrated because the batch before failed: they go first into
@@ -344,7 +359,7 @@ pub(super) async fn run(
         if edge.is_none() || Instant::now() + renew_every * 2 >= lease_until {
             if edge.is_none() {
                 // Load the state only once nothing is being committed.
-                let _ = settle(&mut inflight).await;
+                let _ = settle(&mut inflight, &mut finished).await;
                 inflight_ids.clear();
             }
             match store
@@ -409,15 +424,27 @@ pub(super) async fn run(
             let Some(first) = first else { break };
             batch.push(first);
         }
-        // The batch stays open while appends keep arriving (each within LINGER of the last),
-        // up to max_wait in all: under load batches fill, and a lone append is not held back
-        // for the whole max_wait.
+        // Group commit: the batch stays open while the batch before it is committing (up to
+        // max_wait, or max_batch appends), and closes as soon as the database is free. A lone
+        // append on an idle log is committed at once; under load batches grow with the commit
+        // time.
         let deadline = tokio::time::Instant::now() + opts.max_wait;
         while batch.len() < opts.max_batch {
-            let until = deadline.min(tokio::time::Instant::now() + LINGER);
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                Ok(None) | Err(_) => break,
+            let Some(task) = inflight.as_mut() else { break };
+            let event = tokio::select! {
+                biased;
+                r = task => Collected::Committed(outcome(r)),
+                r = rx.recv() => Collected::Append(r),
+                _ = tokio::time::sleep_until(deadline) => Collected::Deadline,
+            };
+            match event {
+                Collected::Append(Some(r)) => batch.push(r),
+                Collected::Committed(r) => {
+                    inflight = None;
+                    finished = Some(r);
+                    break;
+                }
+                Collected::Append(None) | Collected::Deadline => break,
             }
         }
         // Take whatever else is already queued, up to the cap, without waiting.
@@ -430,8 +457,8 @@ pub(super) async fn run(
 
         // If the batch in flight has failed meanwhile, the edge is ahead of the database:
         // reload it first, then integrate this batch.
-        if inflight.as_ref().is_some_and(|h| h.is_finished())
-            && settle(&mut inflight).await.is_err()
+        if (finished.is_some() || inflight.as_ref().is_some_and(|h| h.is_finished()))
+            && settle(&mut inflight, &mut finished).await.is_err()
         {
             carried = batch;
             edge = None;
@@ -454,7 +481,7 @@ pub(super) async fn run(
                 continue;
             }
         };
-        if settle(&mut inflight).await.is_err() {
+        if settle(&mut inflight, &mut finished).await.is_err() {
             // The batch before failed, and this one was built on top of it: integrate it again
             // once the edge is reloaded.
             carried = prepared.batch;
@@ -474,7 +501,7 @@ pub(super) async fn run(
         )));
     }
     // Shutting down: let the batch in flight finish, refuse what is queued, hand the lease over.
-    let _ = settle(&mut inflight).await;
+    let _ = settle(&mut inflight, &mut finished).await;
     let _ = active.send_replace(false);
     rx.close();
     for req in carried {

@@ -165,3 +165,19 @@ pub fn clients(port: u16, n: usize) -> Vec<Client> {
     // One client each (its own connection pool), so every task keeps its keep-alive connection.
     (0..n).map(|_| client(port)).collect()
 }
+
+/// The latency distribution (sorted by [`p99`]) in one line: p50, p90, p99, p99.9 and max.
+pub fn shape(sorted: &[f64]) -> String {
+    let at = |q: f64| {
+        let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[i]
+    };
+    format!(
+        "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        sorted[sorted.len() - 1]
+    )
+}

@@ -680,10 +680,10 @@ async fn upload_rounds(plan: &Plan, stack: &Stack, uploads: &Uploads<'_>, limit:
     tally.report("rekor", "rekor");
     eprintln!(
         "rekor bench: {} clients, {rate:.0} uploads/s closed loop; open loop at {half:.0}/s: {} \
-         requests, median {:.1} ms, p99 {p:.1} ms",
+         requests, {}",
         plan.clients,
         lat.len(),
-        lat[lat.len() / 2]
+        load::shape(&lat)
     );
     println!(
         "BENCH rekor-upload {rate:.0} entries/s limit={limit:.0} ratio={:.3}",

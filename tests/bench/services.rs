@@ -740,10 +740,10 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
     tally.report("services", "ctlog");
     eprintln!(
         "services bench: ctlog: {} clients, {rate:.0} submissions/s closed loop; open loop at \
-         {half:.0}/s: {} requests, median {:.1} ms, p99 {p:.1} ms",
+         {half:.0}/s: {} requests, {}",
         plan.clients,
         lat.len(),
-        lat[lat.len() / 2]
+        load::shape(&lat)
     );
     println!(
         "BENCH ctlog-add-pre-chain {rate:.0} submissions/s limit={limit:.0} ratio={:.3}",
@@ -839,10 +839,10 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack, limit: f64) -> u64 {
     tally.report("services", "fulcio");
     eprintln!(
         "services bench: fulcio: {} clients, {rate:.0} certs/s closed loop; open loop at \
-         {half:.0}/s: {} requests, median {:.1} ms, p99 {p:.1} ms",
+         {half:.0}/s: {} requests, {}",
         plan.clients,
         lat.len(),
-        lat[lat.len() / 2]
+        load::shape(&lat)
     );
     println!(
         "BENCH fulcio-issue {rate:.0} certs/s limit={limit:.0} ratio={:.3}",

@@ -33,8 +33,12 @@ use super::tls::{self, PemError};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body accepted unless [`Client::with_max_response_bytes`] says otherwise.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-/// Idle connections kept for reuse; internal callers are few, so a handful is plenty.
-const MAX_IDLE: usize = 8;
+/// Idle connections kept for reuse. A caller has as many requests in flight as it has clients
+/// waiting (ctlog -> tlog, fulcio -> ctlog, rekor -> tlog: one each), so under load this must
+/// cover that concurrency: with 8, 120 of 128 concurrent requests paid for a new connection
+/// (socket, connect, accept, close on both sides). An idle connection costs one descriptor and
+/// one small task on each side.
+const MAX_IDLE: usize = 512;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 

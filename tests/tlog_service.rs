@@ -14,7 +14,7 @@ use base64::Engine;
 use sigvault::http::client::{Client, Endpoint};
 use sigvault::merkle::{self, Hash};
 use sigvault::note;
-use sigvault::tlog::api::{TlogClient, decode_hashes};
+use sigvault::tlog::api::{BatchAppendResponse, BatchAppendResult, TlogClient, decode_hashes};
 
 const TOKENS: &[&str] = &["svc-crash", "svc-db", "svc-bad", "svc-two"];
 
@@ -332,11 +332,40 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
             .expect("request")
         }
     };
+    let too_many = format!(
+        "{{\"entries\":[{}]}}",
+        vec![r#"{"data":"aGk="}"#; 1025].join(",")
+    );
+    let too_many: &'static [u8] = Box::leak(too_many.into_bytes().into_boxed_slice());
     let cases: Vec<(sigvault::http::client::Response, u16, &str)> = vec![
         (
             post("/v1/trees/t/entries", b"{not json").await,
             400,
             "malformed",
+        ),
+        (
+            post("/v1/trees/t/entries/batch", b"{not json").await,
+            400,
+            "malformed batch",
+        ),
+        (
+            post("/v1/trees/t/entries/batch", br#"{"entries":[]}"#).await,
+            400,
+            "1 to 1024 appends, not 0",
+        ),
+        (
+            post("/v1/trees/t/entries/batch", too_many).await,
+            400,
+            "not 1025",
+        ),
+        (
+            post(
+                "/v1/trees/nope/entries/batch",
+                br#"{"entries":[{"data":"aGk="}]}"#,
+            )
+            .await,
+            404,
+            "unknown tree",
         ),
         (
             post("/v1/trees/t/entries", br#"{"data":"!!!"}"#).await,
@@ -450,6 +479,72 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
         c.head("t").await.expect("head").tree_size,
         size,
         "nothing was written"
+    );
+
+    // A batch answers each append on its own: a bad one fails alone, a copy within the batch
+    // is a duplicate of the first.
+    let r = post(
+        "/v1/trees/t/entries/batch",
+        br#"{"entries":[{"data":"YjE=","proof":true},{"data":"!!!"},{"data":"YjE="}]}"#,
+    )
+    .await;
+    assert_eq!(
+        r.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let b: BatchAppendResponse = serde_json::from_slice(&r.body).expect("batch response");
+    let [first, bad, copy] = &b.results[..] else {
+        panic!("three results: {b:?}");
+    };
+    let (BatchAppendResult::Ok(first), BatchAppendResult::Ok(copy)) = (first, copy) else {
+        panic!("the good appends succeed: {b:?}");
+    };
+    assert!(!first.duplicate && copy.duplicate && first.index == copy.index);
+    assert!(first.inclusion_proof.is_some() && copy.inclusion_proof.is_none());
+    assert!(
+        matches!(bad, BatchAppendResult::Error(e) if e.code == 400 && e.message.contains("base64")),
+        "{bad:?}"
+    );
+    assert_eq!(c.head("t").await.expect("head").tree_size, size + 1);
+
+    // Concurrent appends through the client are coalesced into batch requests and each gets
+    // its own index.
+    let public = tlog.public();
+    let batch_requests = || async {
+        let m = public
+            .request(Method::GET, "/metrics", None)
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("sigvault_tlog_batch_requests_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("batch request counter")
+    };
+    let before = batch_requests().await;
+    let mut tasks = Vec::new();
+    for i in 0..300u32 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.append("t", format!("coalesced {i}").as_bytes(), None, i % 2 == 0)
+                .await
+                .expect("append")
+        }));
+    }
+    let mut indices = std::collections::BTreeSet::new();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert!(!r.duplicate);
+        indices.insert(r.index);
+    }
+    assert_eq!(indices.len(), 300);
+    assert_eq!(c.head("t").await.expect("head").tree_size, size + 301);
+    let batches = batch_requests().await - before;
+    assert!(
+        (1..100).contains(&batches),
+        "300 concurrent appends should go out in a few batch requests, not {batches}"
     );
 }
 

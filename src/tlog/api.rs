@@ -4,6 +4,8 @@
 //! * `POST /v1/trees/{tree}` — create the tree once (201; 409 if it exists).
 //! * `GET  /v1/trees/{tree}/checkpoint` — [`HeadResponse`].
 //! * `POST /v1/trees/{tree}/entries` — [`AppendRequest`] → [`AppendResponse`] once durable.
+//! * `POST /v1/trees/{tree}/entries/batch` — [`BatchAppendRequest`] → [`BatchAppendResponse`]:
+//!   up to [`MAX_APPENDS_PER_BATCH`] appends that join the same batch, one result each.
 //! * `GET  /v1/trees/{tree}/entries?start=&end=` — [`EntriesResponse`] (at most 1000).
 //! * `GET  /v1/trees/{tree}/proof/inclusion?index=&size=` or `?leaf_hash=<hex>&size=` —
 //!   [`InclusionResponse`].
@@ -31,6 +33,29 @@ pub struct AppendRequest {
     /// Extra data (base64) stored with the entry but not hashed (a CT chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<String>,
+}
+
+/// Most appends in one batch request.
+pub const MAX_APPENDS_PER_BATCH: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAppendRequest {
+    pub entries: Vec<AppendRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchAppendResponse {
+    /// One per request entry, in order.
+    pub results: Vec<BatchAppendResult>,
+}
+
+/// `{"ok": AppendResponse}` or `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchAppendResult {
+    Ok(AppendResponse),
+    Error(ErrorBody),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,14 +140,40 @@ impl TlogClientError {
 /// Typed client of the tlog internal API, for ctlog and rekor. Given several endpoints (an
 /// active sequencer and its standbys) it tries them in order when one is unreachable or answers
 /// 503, so a takeover is invisible to callers beyond a short delay.
+///
+/// Appends from concurrent callers are coalesced: they wait in a queue, and whatever has queued
+/// while earlier batch requests were in flight goes out as one batch request (at most
+/// [`MAX_BATCHES_IN_FLIGHT`] at a time), so the tlog parses one HTTP request per batch rather
+/// than per entry. A lone append on an idle client goes out at once.
 #[derive(Clone)]
 pub struct TlogClient {
     endpoints: Vec<crate::http::client::Client>,
+    /// The queue of the coalescing task, started on the first append.
+    batcher: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>>,
+}
+
+/// Batch requests in flight at once from one client.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Largest body of a batch request the client builds (below the smallest body limit any tlog
+/// config gives a single append, which has room for 1 MiB of extra data in base64). One append
+/// bigger than this is sent alone.
+const MAX_BATCH_BODY: usize = 1 << 20;
+
+/// One append waiting to be sent.
+struct Pending {
+    tree: String,
+    req: AppendRequest,
+    /// Its size in a batch body (JSON, roughly).
+    size: usize,
+    reply: tokio::sync::oneshot::Sender<Result<AppendResponse, TlogClientError>>,
 }
 
 impl TlogClient {
     pub fn new(endpoints: Vec<crate::http::client::Client>) -> Self {
-        Self { endpoints }
+        Self {
+            endpoints,
+            batcher: Default::default(),
+        }
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -131,40 +182,154 @@ impl TlogClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, TlogClientError> {
-        let mut last = TlogClientError::Decode("no tlog endpoint configured".into());
-        for c in &self.endpoints {
-            let res = c
-                .request(
-                    method.clone(),
-                    path,
-                    body.clone().map(|b| (b, "application/json")),
-                )
-                .await;
-            let resp = match res {
-                Ok(r) => r,
-                Err(e) => {
-                    last = e.into();
-                    continue;
-                }
-            };
-            if resp.status.is_success() {
-                return serde_json::from_slice(&resp.body)
-                    .map_err(|e| TlogClientError::Decode(e.to_string()));
+        call(&self.endpoints, method, path, body).await
+    }
+}
+
+/// One request to the first endpoint that answers (not 503 and reachable).
+async fn call<T: serde::de::DeserializeOwned>(
+    endpoints: &[crate::http::client::Client],
+    method: axum::http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<T, TlogClientError> {
+    let mut last = TlogClientError::Decode("no tlog endpoint configured".into());
+    for c in endpoints {
+        let res = c
+            .request(
+                method.clone(),
+                path,
+                body.clone().map(|b| (b, "application/json")),
+            )
+            .await;
+        let resp = match res {
+            Ok(r) => r,
+            Err(e) => {
+                last = e.into();
+                continue;
             }
-            let message = serde_json::from_slice::<ErrorBody>(&resp.body)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
-            last = TlogClientError::Api {
-                status: resp.status.as_u16(),
-                message,
-            };
-            if resp.status.as_u16() != 503 {
-                return Err(last);
+        };
+        if resp.status.is_success() {
+            return serde_json::from_slice(&resp.body)
+                .map_err(|e| TlogClientError::Decode(e.to_string()));
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&resp.body)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
+        last = TlogClientError::Api {
+            status: resp.status.as_u16(),
+            message,
+        };
+        if resp.status.as_u16() != 503 {
+            return Err(last);
+        }
+    }
+    Err(last)
+}
+
+/// The coalescing task: sends what has queued as batch requests, at most
+/// [`MAX_BATCHES_IN_FLIGHT`] at a time. Ends when every client clone is gone.
+async fn coalesce(
+    endpoints: Vec<crate::http::client::Client>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+    let mut next: Option<Pending> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // While every permit is taken, appends keep queueing; they all go in the next batch.
+        let Ok(permit) = std::sync::Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let tree = first.tree.clone();
+        let mut size = first.size;
+        let mut batch = vec![first];
+        while batch.len() < MAX_APPENDS_PER_BATCH {
+            let Ok(p) = rx.try_recv() else { break };
+            if p.tree != tree || size + p.size > MAX_BATCH_BODY {
+                next = Some(p);
+                break;
+            }
+            size += p.size;
+            batch.push(p);
+        }
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            send_batch(&endpoints, &tree, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Send one batch request and hand each caller its result.
+async fn send_batch(endpoints: &[crate::http::client::Client], tree: &str, batch: Vec<Pending>) {
+    let (reqs, replies): (Vec<AppendRequest>, Vec<_>) =
+        batch.into_iter().map(|p| (p.req, p.reply)).unzip();
+    let n = reqs.len();
+    let body = match serde_json::to_vec(&BatchAppendRequest { entries: reqs }) {
+        Ok(b) => b,
+        Err(e) => {
+            for r in replies {
+                let _ = r.send(Err(TlogClientError::Decode(e.to_string())));
+            }
+            return;
+        }
+    };
+    let res: Result<BatchAppendResponse, TlogClientError> = call(
+        endpoints,
+        axum::http::Method::POST,
+        &format!("/v1/trees/{tree}/entries/batch"),
+        Some(body),
+    )
+    .await;
+    match res {
+        Ok(r) if r.results.len() == n => {
+            for (reply, result) in replies.into_iter().zip(r.results) {
+                let _ = reply.send(match result {
+                    BatchAppendResult::Ok(ok) => Ok(ok),
+                    BatchAppendResult::Error(e) => Err(TlogClientError::Api {
+                        status: e.code,
+                        message: e.message,
+                    }),
+                });
             }
         }
-        Err(last)
+        Ok(r) => {
+            let msg = format!("tlog answered {} results for {n} appends", r.results.len());
+            for reply in replies {
+                let _ = reply.send(Err(TlogClientError::Decode(msg.clone())));
+            }
+        }
+        Err(e) => {
+            // The whole request failed: every append in it gets the same answer (transport
+            // errors stay retryable: 503).
+            let (status, message) = match &e {
+                TlogClientError::Api { status, message } => (*status, message.clone()),
+                TlogClientError::Transport(_) => (503, e.to_string()),
+                TlogClientError::Decode(m) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(TlogClientError::Decode(m.clone())));
+                    }
+                    return;
+                }
+            };
+            for reply in replies {
+                let _ = reply.send(Err(TlogClientError::Api {
+                    status,
+                    message: message.clone(),
+                }));
+            }
+        }
     }
+}
 
+impl TlogClient {
     /// Create `tree` (once; a 409 error if it exists).
     pub async fn create_tree(&self, tree: &str) -> Result<HeadResponse, TlogClientError> {
         self.call(axum::http::Method::POST, &format!("/v1/trees/{tree}"), None)
@@ -210,13 +375,24 @@ impl TlogClient {
             proof,
             extra: extra.map(|x| b64.encode(x)),
         };
-        let body = serde_json::to_vec(&req).map_err(|e| TlogClientError::Decode(e.to_string()))?;
-        self.call(
-            axum::http::Method::POST,
-            &format!("/v1/trees/{tree}/entries"),
-            Some(body),
-        )
-        .await
+        let size = req.data.len() + req.extra.as_ref().map_or(0, String::len) + 128;
+        let queue = self.batcher.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(coalesce(self.endpoints.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send(Pending {
+                tree: tree.to_owned(),
+                req,
+                size,
+                reply,
+            })
+            .map_err(|_| TlogClientError::Decode("the append queue is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| TlogClientError::Decode("the append was dropped unanswered".into()))?
     }
 
     /// Entries `[start, end)` (the server returns at most [`MAX_ENTRIES_PER_REQUEST`]).

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub proofs_served: AtomicU64,
     pub tiles_served: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Batch append requests (each carrying one or more appends).
+    pub batch_requests: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -86,6 +88,7 @@ pub fn internal_router(state: AppState) -> axum::Router {
         .route("/v1/trees/{tree}", post(create_tree))
         .route("/v1/trees/{tree}/checkpoint", get(head))
         .route("/v1/trees/{tree}/entries", post(append).get(entries))
+        .route("/v1/trees/{tree}/entries/batch", post(append_batch))
         .route("/v1/trees/{tree}/proof/inclusion", get(inclusion))
         .route("/v1/trees/{tree}/proof/consistency", get(consistency))
         .route("/healthz", get(healthz))
@@ -140,6 +143,65 @@ async fn append(
         st.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
         bad(format!("malformed append request: {e}"))
     })?;
+    append_one(&st, &tree, req).await.map(Json)
+}
+
+/// Several appends in one request: each is queued at once, so they join the same batch; each
+/// gets its own result (an error for one does not fail the others).
+async fn append_batch(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<BatchAppendResponse>, ApiError> {
+    let req: BatchAppendRequest = serde_json::from_slice(&body).map_err(|e| {
+        st.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+        bad(format!("malformed batch append request: {e}"))
+    })?;
+    if req.entries.is_empty() || req.entries.len() > MAX_APPENDS_PER_BATCH {
+        st.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+        return Err(bad(format!(
+            "a batch holds 1 to {MAX_APPENDS_PER_BATCH} appends, not {}",
+            req.entries.len()
+        )));
+    }
+    st.metrics.batch_requests.fetch_add(1, Ordering::Relaxed);
+    // A standby answers the whole batch with 503, so the caller moves on to the next endpoint.
+    if !st.svc.tree(&tree)?.is_active() {
+        return Err(ApiError(TlogError::NotActive(tree)));
+    }
+    let results: Vec<BatchAppendResult> =
+        futures_util::future::join_all(req.entries.into_iter().map(|r| append_one(&st, &tree, r)))
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(ok) => BatchAppendResult::Ok(ok),
+                Err(ApiError(e)) => BatchAppendResult::Error(ErrorBody {
+                    code: e.status(),
+                    message: e.to_string(),
+                }),
+            })
+            .collect();
+    // Likewise when every append was refused as retryable (the lease was lost meanwhile).
+    if let Some(BatchAppendResult::Error(first)) = results.first() {
+        if first.code == 503
+            && results
+                .iter()
+                .all(|r| matches!(r, BatchAppendResult::Error(e) if e.code == 503))
+        {
+            return Err(ApiError(TlogError::NotActive(format!(
+                "{tree} ({})",
+                first.message
+            ))));
+        }
+    }
+    Ok(Json(BatchAppendResponse { results }))
+}
+
+async fn append_one(
+    st: &AppState,
+    tree: &str,
+    req: AppendRequest,
+) -> Result<AppendResponse, ApiError> {
     let data = B64
         .decode(req.data.as_bytes())
         .map_err(|_| bad("data is not standard base64"))?;
@@ -156,7 +218,7 @@ async fn append(
                 .map_err(|_| bad("extra is not standard base64"))
         })
         .transpose()?;
-    let res = match st.svc.append_with_extra(&tree, data, identity, extra).await {
+    let res = match st.svc.append_with_extra(tree, data, identity, extra).await {
         Ok(r) => r,
         Err(e) => {
             st.metrics.appends_failed.fetch_add(1, Ordering::Relaxed);
@@ -171,13 +233,13 @@ async fn append(
     let proof = if req.proof {
         Some(hexes(
             &st.svc
-                .inclusion_proof(&tree, res.index, res.head.size)
+                .inclusion_proof(tree, res.index, res.head.size)
                 .await?,
         ))
     } else {
         None
     };
-    Ok(Json(AppendResponse {
+    Ok(AppendResponse {
         index: res.index,
         leaf_hash: hex::encode(res.leaf_hash),
         duplicate: res.duplicate,
@@ -185,7 +247,7 @@ async fn append(
         root_hash: hex::encode(res.head.root),
         checkpoint: res.head.checkpoint.clone(),
         inclusion_proof: proof,
-    }))
+    })
 }
 
 #[derive(Deserialize)]
@@ -327,6 +389,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "sigvault_tlog_appends_failed_total",
         "Appends that failed.",
         m.appends_failed.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut s,
+        "sigvault_tlog_batch_requests_total",
+        "Batch append requests (the personalities coalesce concurrent appends into them).",
+        m.batch_requests.load(Ordering::Relaxed),
     );
     counter(
         &mut s,

@@ -285,23 +285,37 @@ impl HashAlg {
     }
 }
 
-/// Verify `sig` over a precomputed digest.
+/// Verify `sig` over a precomputed digest. ECDSA goes through aws-lc when it can decide
+/// (`pki::fastverify::verify_prehashed`), else through the curve crates; the signature must be
+/// strict DER either way.
 fn verify_digest(key: &PublicKey, alg: HashAlg, digest: &[u8], sig: &[u8]) -> Result<(), String> {
+    use crate::pki::fastverify::{PrehashCurve, verify_prehashed};
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     let bad = || "signature does not verify".to_string();
     let not_der = |e: p256::ecdsa::Error| format!("not a DER ECDSA signature ({e})");
+    let decided = |point: &[u8], curve| match verify_prehashed(curve, point, digest, sig) {
+        Some(true) => Some(Ok(())),
+        Some(false) => Some(Err(bad())),
+        None => None,
+    };
     match key {
         PublicKey::P256(k) => {
             let s = p256::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            k.verify_prehash(digest, &s).map_err(|_| bad())
+            let point = k.to_encoded_point(false);
+            decided(point.as_bytes(), PrehashCurve::P256)
+                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
         }
         PublicKey::P384(k) => {
             let s = p384::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            k.verify_prehash(digest, &s).map_err(|_| bad())
+            let point = k.to_encoded_point(false);
+            decided(point.as_bytes(), PrehashCurve::P384)
+                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
         }
         PublicKey::P521(k) => {
             let s = p521::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            k.verify_prehash(digest, &s).map_err(|_| bad())
+            let point = k.to_encoded_point(false);
+            decided(point.as_bytes(), PrehashCurve::P521)
+                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
         }
         PublicKey::Rsa(k) => {
             let scheme = match alg {

@@ -152,8 +152,10 @@ pub struct TlogClient {
     batcher: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>>,
 }
 
-/// Batch requests in flight at once from one client.
-pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Batch requests in flight at once from one client. With 4 the ctlog's p99 at half its
+/// closed-loop rate doubled (appends waited for a permit behind whole batches); 16 kept both
+/// the throughput gain and the tail.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 16;
 /// Largest body of a batch request the client builds (below the smallest body limit any tlog
 /// config gives a single append, which has room for 1 MiB of extra data in base64). One append
 /// bigger than this is sent alone.

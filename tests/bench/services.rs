@@ -12,9 +12,9 @@
 //!
 //! * The physical limit is the HSM: a bare `cryptoki` `C_Sign` loop (`CKM_ECDSA` over a 32-byte
 //!   digest) on a P-256 key in a token of the same token dir, 2 threads with one session each,
-//!   measured in the same run while the services are idle. An `add-pre-chain` costs one HSM
-//!   signature (the SCT); an issued certificate three (precertificate, SCT, final certificate),
-//!   hence `limit / 3` for Fulcio.
+//!   measured in the same run while the services are idle (the best of three 3 s rounds). An
+//!   `add-pre-chain` costs one HSM signature (the SCT); an issued certificate three
+//!   (precertificate, SCT, final certificate), hence `limit / 3` for Fulcio.
 //! * `ctlog-add-pre-chain`: distinct precertificates (made before the clock starts, signed with
 //!   the ceremony's issuing CA key in SoftHSM2), closed loop from many concurrent clients, each
 //!   its own keep-alive connection; 1 s warm-up, then 10 s measured. Goal: ratio >= 0.15.
@@ -184,8 +184,15 @@ async fn run(plan: &Plan) {
     // Its own cryptoki handle on the same library (process-wide login), kept until the end.
     let raw = Pkcs11::new(&module_path).expect("raw load");
     let _ = raw.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let limit = raw_sign_rate(&raw, &rt.label, plan.raw);
-    eprintln!("services bench: raw HSM P-256 C_Sign, 2 threads: {limit:.0} signs/s");
+    // The best of three rounds: a round that shares the cores with something else (the services
+    // settling after their start, MariaDB's background flushing) once read as little as half.
+    let rounds: Vec<f64> = (0..3)
+        .map(|_| raw_sign_rate(&raw, &rt.label, plan.raw))
+        .collect();
+    let limit = rounds.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "services bench: raw HSM P-256 C_Sign, 2 threads: {limit:.0} signs/s (best of {rounds:.0?})"
+    );
 
     // The issuing CA key, in its token, signs the precertificates.
     let it = common::token(TOKENS, "sv-issuing");

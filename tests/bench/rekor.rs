@@ -11,7 +11,8 @@
 //!   size), each doing back-to-back single-row `INSERT` + `COMMIT` transactions (~300-byte rows)
 //!   into a plain InnoDB table `(id BIGINT PK, leaf_hash BINARY(32), data VARBINARY(1024))` of a
 //!   database of its own on the same server; limit = total commits/s, measured in the same run
-//!   while the services are idle (after the first upload, before any load).
+//!   while the services are idle (after the first upload, before any load), the best of three
+//!   rounds.
 //! * `rekor-upload`: durable hashedrekord uploads per second, `POST /api/v1/log/entries`, each
 //!   answered 201 with its inclusion proof (and checkpoint and SET). Distinct artifacts, one
 //!   signing identity (a P-256 key and a self-signed certificate with an email SAN, made with
@@ -185,11 +186,18 @@ async fn run(plan: &Plan) {
     .execute(&raw)
     .await
     .expect("create the raw table");
-    let limit = raw_commit_rate(&raw, plan.raw_warmup, plan.raw).await;
+    // The best of three rounds, as the services bench does for the HSM: a round that shares the
+    // cores with something else reads low, and a low limit would flatter the ratio.
+    let mut rounds = Vec::new();
+    let next_row = Arc::new(AtomicU64::new(0));
+    for _ in 0..3 {
+        rounds.push(raw_commit_rate(&raw, &next_row, plan.raw_warmup, plan.raw).await);
+    }
+    let limit = rounds.iter().copied().fold(0.0, f64::max);
     raw.close().await;
     eprintln!(
         "rekor bench: raw MariaDB single-row INSERT + COMMIT, {RAW_CONNECTIONS} connections: \
-         {limit:.0} commits/s"
+         {limit:.0} commits/s (best of {rounds:.0?})"
     );
 
     let n = upload_rounds(plan, &stack, &uploads, limit).await;
@@ -522,19 +530,23 @@ async fn first_upload(stack: &Stack, uploads: &Uploads<'_>) {
 // --- The raw limit -----------------------------------------------------------------------------
 
 /// MariaDB's group-commit rate: `RAW_CONNECTIONS` tasks, each on its own connection doing
-/// back-to-back single-row `INSERT` + `COMMIT` transactions; after `warmup`, commits per second
-/// over `len`.
-async fn raw_commit_rate(raw: &MySqlPool, warmup: Duration, len: Duration) -> f64 {
+/// back-to-back single-row `INSERT` + `COMMIT` transactions (row ids from `next`, shared by the
+/// rounds); after `warmup`, commits per second over `len`.
+async fn raw_commit_rate(
+    raw: &MySqlPool,
+    next: &Arc<AtomicU64>,
+    warmup: Duration,
+    len: Duration,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..RAW_CONNECTIONS {
         let (raw, stop, done, next) = (
             raw.clone(),
             Arc::clone(&stop),
             Arc::clone(&done),
-            Arc::clone(&next),
+            Arc::clone(next),
         );
         tasks.push(tokio::spawn(async move {
             let mut conn = raw.acquire().await.expect("raw connection");

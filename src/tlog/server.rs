@@ -152,7 +152,7 @@ async fn append_batch(
     State(st): State<AppState>,
     Path(tree): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<BatchAppendResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: BatchAppendRequest = serde_json::from_slice(&body).map_err(|e| {
         st.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
         bad(format!("malformed batch append request: {e}"))
@@ -181,20 +181,28 @@ async fn append_batch(
                 }),
             })
             .collect();
-    // Likewise when every append was refused as retryable (the lease was lost meanwhile).
+    // Likewise when every append was refused as retryable (the lease was lost meanwhile, the
+    // queue was full): the whole batch gets that 503 with its own reason.
     if let Some(BatchAppendResult::Error(first)) = results.first() {
         if first.code == 503
             && results
                 .iter()
                 .all(|r| matches!(r, BatchAppendResult::Error(e) if e.code == 503))
         {
-            return Err(ApiError(TlogError::NotActive(format!(
-                "{tree} ({})",
-                first.message
-            ))));
+            let mut resp = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ErrorBody {
+                    code: 503,
+                    message: first.message.clone(),
+                }),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(resp);
         }
     }
-    Ok(Json(BatchAppendResponse { results }))
+    Ok(Json(BatchAppendResponse { results }).into_response())
 }
 
 async fn append_one(

@@ -12,6 +12,7 @@ pub mod fulcio;
 pub mod hsm;
 pub mod http;
 pub mod merkle;
+pub mod metrics;
 pub mod note;
 pub mod oidc;
 pub mod pki;

@@ -497,6 +497,28 @@ async fn precerts_and_certs_get_verifiable_scts_sths_and_proofs() {
     merkle::verify_consistency(size1, size2, &proof, &root1, &root2).expect("consistent STHs");
     let (_, roots) = get(&s, "get-roots").await;
     assert_eq!(roots["certificates"][0], b64(&s.root_der));
+
+    // /metrics counts the accepted submissions, and times each of them.
+    let r = s
+        .client
+        .request(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    let m = String::from_utf8_lossy(&r.body).into_owned();
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{m}"))
+    };
+    let accepted =
+        value("sigvault_ctlog_add_pre_chain_total") + value("sigvault_ctlog_add_chain_total");
+    assert!(accepted >= 3, "{m}");
+    assert_eq!(value("sigvault_ctlog_submission_seconds_count"), accepted);
+    assert_eq!(
+        value("sigvault_ctlog_submission_seconds_bucket{le=\"+Inf\"}"),
+        accepted
+    );
+    assert_eq!(value("sigvault_ctlog_tlog_append_seconds_count"), accepted);
     let _ = &s.url;
 }
 

@@ -11,7 +11,7 @@ use sigvault::hsm::{Module, Pkcs11Uri};
 use sigvault::merkle;
 use sigvault::note;
 use sigvault::signer::{SignatureAlgorithm, Signer};
-use sigvault::store::Store;
+use sigvault::store::{NewEntry, NewHead, Store, StoreError, TileWrite};
 use sigvault::tlog::{LogService, SequencerOptions, ServiceOptions, TlogError, TreeSpec};
 
 const TOKENS: &[&str] = &["tlog"];
@@ -374,4 +374,138 @@ async fn two_sequencers_one_tree_standby_takes_over() {
 /// Simulate a crash: abort the sequencer tasks so the lease is not released.
 async fn drop_without_release(svc: Arc<LogService>) {
     svc.abort();
+}
+
+/// The store's batch commit is the safety net under the sequencer: it writes only for the
+/// holder of an unexpired lease and only at the size the batch was built on; anything else
+/// fails with the named cause and leaves no row behind, including a stale writer whose entries
+/// collide with the new holder's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_only_for_the_lease_holder_at_its_size() {
+    let Some(db) = common::database("tlog_commit_checks") else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let entry = |i: u64, tag: u8| NewEntry {
+        index: i,
+        leaf_hash: [tag; 32],
+        identity_hash: [tag ^ 0x80; 32],
+        data: vec![tag; 3],
+        extra: None,
+    };
+    let tile = |n: usize, tag: u8| TileWrite {
+        level: 0,
+        index: 0,
+        hashes: vec![tag; 32 * n],
+    };
+    let cp = |n: u64| format!("checkpoint at {n}");
+    fn head(n: u64, c: &str) -> NewHead<'_> {
+        NewHead {
+            size: n,
+            root: [n as u8; 32],
+            checkpoint: c,
+        }
+    }
+    let c1 = cp(1);
+    let row = store
+        .create_tree(
+            "t",
+            "test.example - t",
+            b"key",
+            &entry(0, 0),
+            &tile(1, 0),
+            &head(1, &c1),
+        )
+        .await
+        .expect("create the tree");
+    let tree = row.id;
+    let ttl = Duration::from_secs(60);
+    assert!(store.acquire_lease(tree, "a", ttl).await.expect("lease"));
+    let state = || async {
+        let t = store
+            .tree("t")
+            .await
+            .expect("read the tree")
+            .expect("the tree");
+        let n = store.entries(tree, 0, 100).await.expect("entries").len();
+        let tiles = store.tiles(tree, &[(0, 0)]).await.expect("tiles");
+        (t.size, t.checkpoint, n, tiles[&(0, 0)].len() / 32)
+    };
+
+    // Not the lease holder.
+    let c2 = cp(2);
+    let err = store
+        .commit_batch(tree, "b", 1, &[entry(1, 1)], &[tile(2, 1)], &head(2, &c2))
+        .await
+        .expect_err("b does not hold the lease");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    assert_eq!(state().await, (1, c1.clone(), 1, 1));
+
+    // The holder, but built on a size the tree is not at.
+    let c6 = cp(6);
+    let err = store
+        .commit_batch(tree, "a", 5, &[entry(5, 5)], &[tile(6, 5)], &head(6, &c6))
+        .await
+        .expect_err("the tree is not at size 5");
+    assert!(
+        matches!(
+            err,
+            StoreError::SizeMismatch {
+                expected: 5,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(state().await, (1, c1.clone(), 1, 1));
+
+    // The holder at the right size commits entries, tile and head together.
+    store
+        .commit_batch(tree, "a", 1, &[entry(1, 1)], &[tile(2, 1)], &head(2, &c2))
+        .await
+        .expect("a commits");
+    assert_eq!(state().await, (2, c2.clone(), 2, 2));
+
+    // a's lease ends and b takes over and commits index 2; a's stale batch for index 2 meets
+    // b's row and fails as the lost lease it is, writing nothing.
+    store.release_lease(tree, "a").await.expect("release");
+    assert!(store.acquire_lease(tree, "b", ttl).await.expect("lease"));
+    let c3 = cp(3);
+    store
+        .commit_batch(tree, "b", 2, &[entry(2, 2)], &[tile(3, 2)], &head(3, &c3))
+        .await
+        .expect("b commits");
+    let stale = cp(33);
+    let err = store
+        .commit_batch(
+            tree,
+            "a",
+            2,
+            &[entry(2, 9)],
+            &[tile(3, 9)],
+            &head(3, &stale),
+        )
+        .await
+        .expect_err("a's lease is gone");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    assert_eq!(state().await, (3, c3.clone(), 3, 3));
+    let stored = store.entries(tree, 2, 3).await.expect("entries");
+    assert_eq!(stored[0].data, vec![2; 3], "b's entry stays");
+
+    // An expired lease no longer lets its holder write.
+    assert!(
+        store
+            .acquire_lease(tree, "b", Duration::from_millis(1))
+            .await
+            .expect("lease")
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let c4 = cp(4);
+    let err = store
+        .commit_batch(tree, "b", 3, &[entry(3, 3)], &[tile(4, 3)], &head(4, &c4))
+        .await
+        .expect_err("b's lease expired");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    assert_eq!(state().await, (3, c3, 3, 3));
 }

@@ -155,6 +155,8 @@ async fn serve_append_tiles_and_survive_sigkill() {
         "sigvault_tlog_queue_depth{tree=\"t\"}",
         "sigvault_tlog_last_batch_size{tree=\"t\"}",
         "sigvault_tlog_integration_seconds_bucket{tree=\"t\",le=\"+Inf\"}",
+        "sigvault_tlog_prepare_seconds_count{tree=\"t\"}",
+        "sigvault_tlog_commit_seconds_bucket{tree=\"t\",le=\"0.01\"}",
         "sigvault_tlog_tree_size{tree=\"t\"}",
     ] {
         assert!(m.contains(name), "{name} missing from /metrics:\n{m}");

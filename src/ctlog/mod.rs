@@ -111,6 +111,8 @@ pub struct CtLog {
     tree: String,
     policy: Policy,
     sth: Mutex<Option<Sth>>,
+    /// How long appends to the Merkle log service took, for `/metrics`.
+    append_latency: crate::metrics::Histogram,
 }
 
 /// Milliseconds since the epoch.
@@ -155,6 +157,7 @@ impl CtLog {
             tree,
             policy,
             sth: Mutex::new(None),
+            append_latency: Default::default(),
         })
     }
 
@@ -273,6 +276,7 @@ impl CtLog {
             extensions: Vec::new(),
         };
         let identity = identity_hash(&entry);
+        let appending = std::time::Instant::now();
         let res = self
             .tlog
             .append_with_extra(
@@ -283,6 +287,7 @@ impl CtLog {
                 false,
             )
             .await?;
+        self.append_latency.observe(appending.elapsed());
         let timestamp = if res.duplicate {
             // An SCT for the stored entry, with its original timestamp.
             let e = self
@@ -312,6 +317,11 @@ impl CtLog {
             extensions: Vec::new(),
             signature,
         })
+    }
+
+    /// Latency of appends to the Merkle log service.
+    pub fn tlog_append_latency(&self) -> &crate::metrics::Histogram {
+        &self.append_latency
     }
 
     /// The latest STH, re-signed when the tree has grown.

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::{CtLog, CtLogError};
+use crate::metrics::Histogram;
 use crate::pki::ct::AddChainResponse;
 use crate::tlog::api::decode_hashes;
 
@@ -23,6 +24,8 @@ pub struct Metrics {
     pub add_pre_chain: AtomicU64,
     pub rejected: AtomicU64,
     pub failed: AtomicU64,
+    /// Time to answer an accepted submission (parse, checks, durable log entry, SCT).
+    pub submission: Histogram,
 }
 
 #[derive(Clone)]
@@ -120,6 +123,7 @@ async fn submit(
     body: axum::body::Bytes,
     precert: bool,
 ) -> Result<Json<AddChainResponse>, ApiError> {
+    let started = std::time::Instant::now();
     let chain = match parse_chain(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -135,6 +139,7 @@ async fn submit(
                 &st.metrics.add_chain
             };
             m.fetch_add(1, Ordering::Relaxed);
+            st.metrics.submission.observe(started.elapsed());
             Ok(Json(AddChainResponse::from(&sct)))
         }
         Err(e) => {
@@ -381,5 +386,15 @@ async fn metrics(State(st): State<AppState>) -> Response {
             v.load(Ordering::Relaxed)
         ));
     }
+    m.submission.render_with_help(
+        "sigvault_ctlog_submission_seconds",
+        "Time to answer an accepted add-chain or add-pre-chain, SCT included.",
+        &mut s,
+    );
+    st.log.tlog_append_latency().render_with_help(
+        "sigvault_ctlog_tlog_append_seconds",
+        "Of that, the wait for the Merkle log service to make the entry durable.",
+        &mut s,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

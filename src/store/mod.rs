@@ -274,6 +274,13 @@ impl Store {
 
     /// Commit a batch: entries, tiles and the new head, atomically, if `holder` still holds the
     /// lease and the tree is still at `old_size`.
+    ///
+    /// Five round trips: BEGIN, the entries, the tiles, one `UPDATE` of the tree row that is
+    /// also the check (it matches only while `holder`'s lease is unexpired and the size is still
+    /// `old_size`; the row locks it takes make that check and the new head one atomic step), and
+    /// COMMIT. A writer that lost its lease fails at that `UPDATE`, or earlier on the new
+    /// holder's rows (a duplicate index); either way nothing it wrote survives, and the failure
+    /// is reported as the lost lease or the moved size it is.
     pub async fn commit_batch(
         &self,
         tree: u64,
@@ -284,51 +291,74 @@ impl Store {
         head: &NewHead<'_>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let lease = sqlx::query(
-            "SELECT holder, expires_at > UTC_TIMESTAMP(6) AS valid FROM leases WHERE tree_id = ? FOR UPDATE",
-        )
-        .bind(tree)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let held = match lease {
-            Some(r) => {
-                let h: String = r.try_get("holder")?;
-                let valid: i64 = r.try_get("valid")?;
-                h == holder && valid == 1
-            }
-            None => false,
-        };
-        if !held {
-            return Err(StoreError::LeaseLost(tree));
-        }
-        let size: u64 = sqlx::query("SELECT size FROM trees WHERE id = ? FOR UPDATE")
+        let written: Result<u64, StoreError> = async {
+            let mut tx = conn.begin().await?;
+            insert_entries(&mut tx, tree, entries).await?;
+            upsert_tiles(&mut tx, tree, tiles).await?;
+            let updated = sqlx::query(
+                "UPDATE trees t JOIN leases l ON l.tree_id = t.id \
+                 SET t.size = ?, t.root = ?, t.checkpoint = ?, t.updated_at = UTC_TIMESTAMP(6) \
+                 WHERE t.id = ? AND t.size = ? AND l.holder = ? AND l.expires_at > UTC_TIMESTAMP(6)",
+            )
+            .bind(head.size)
+            .bind(&head.root[..])
+            .bind(head.checkpoint)
             .bind(tree)
-            .fetch_one(&mut *tx)
+            .bind(old_size)
+            .bind(holder)
+            .execute(&mut *tx)
             .await?
-            .try_get("size")?;
-        if size != old_size {
-            return Err(StoreError::SizeMismatch {
-                tree,
-                expected: old_size,
-                actual: size,
-            });
+            .rows_affected();
+            if updated == 1 {
+                tx.commit().await?;
+            }
+            Ok(updated)
         }
-        insert_entries(&mut tx, tree, entries).await?;
-        upsert_tiles(&mut tx, tree, tiles).await?;
-        sqlx::query(
-            "UPDATE trees SET size = ?, root = ?, checkpoint = ?, updated_at = UTC_TIMESTAMP(6) \
-             WHERE id = ? AND size = ?",
+        .await;
+        // A failed transaction rolls back when its connection goes back to the pool.
+        drop(conn);
+        match written {
+            Ok(1) => Ok(()),
+            // The check did not match, or a write failed (a duplicate index is what a writer
+            // that lost its lease meets): name the cause if it is one of those two.
+            Ok(_) => Err(self
+                .writer_conflict(tree, holder, old_size)
+                .await
+                .unwrap_or_else(|| {
+                    StoreError::Corrupt(format!("tree {tree}: the head update matched no row"))
+                })),
+            Err(e) => Err(self
+                .writer_conflict(tree, holder, old_size)
+                .await
+                .unwrap_or(e)),
+        }
+    }
+
+    /// Why a batch could not commit, if another writer is the reason: the lease is not (or no
+    /// longer) `holder`'s, or the tree has moved past `old_size`. `None` when neither holds or
+    /// the database cannot tell.
+    async fn writer_conflict(&self, tree: u64, holder: &str, old_size: u64) -> Option<StoreError> {
+        let row = sqlx::query(
+            "SELECT t.size, l.holder, l.expires_at > UTC_TIMESTAMP(6) AS valid \
+             FROM trees t LEFT JOIN leases l ON l.tree_id = t.id WHERE t.id = ?",
         )
-        .bind(head.size)
-        .bind(&head.root[..])
-        .bind(head.checkpoint)
         .bind(tree)
-        .bind(old_size)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .fetch_optional(&self.pool)
+        .await
+        .ok()??;
+        let held = matches!(
+            (row.try_get::<Option<String>, _>("holder"), row.try_get::<Option<i64>, _>("valid")),
+            (Ok(Some(h)), Ok(Some(1))) if h == holder
+        );
+        if !held {
+            return Some(StoreError::LeaseLost(tree));
+        }
+        let size: u64 = row.try_get("size").ok()?;
+        (size != old_size).then_some(StoreError::SizeMismatch {
+            tree,
+            expected: old_size,
+            actual: size,
+        })
     }
 
     /// Hash tiles by (level, index), as stored (latest width).

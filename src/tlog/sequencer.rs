@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::merkle::tiles::{TILE_HEIGHT, TILE_WIDTH, layout};
 use crate::merkle::{self, CompactRange, Hash};
+use crate::metrics::Histogram;
 use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
 use crate::store::{NewEntry, NewHead, Store, TileWrite};
@@ -56,9 +57,6 @@ pub(super) struct AppendReq {
     pub queued: Instant,
 }
 
-/// Upper bounds (seconds) of the integration-latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
 /// Sequencer metrics of one tree, exported on `/metrics`.
 #[derive(Default)]
 pub struct SeqMetrics {
@@ -66,24 +64,12 @@ pub struct SeqMetrics {
     pub batch_entries: AtomicU64,
     pub last_batch_size: AtomicU64,
     pub failed_batches: AtomicU64,
-    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`], then +Inf.
-    pub latency_buckets: [AtomicU64; 11],
-    pub latency_sum_micros: AtomicU64,
-    pub latency_count: AtomicU64,
-}
-
-impl SeqMetrics {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let slot = LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency_buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-    }
+    /// Append-to-integrated latency.
+    pub latency: Histogram,
+    /// Time to integrate and sign a batch (dedup lookup, hashing, checkpoint signature).
+    pub prepare: Histogram,
+    /// Time of a batch's database transaction, from BEGIN to COMMIT.
+    pub commit: Histogram,
 }
 
 /// What an append gets back once its entry is durable and integrated.
@@ -467,8 +453,12 @@ pub(super) async fn run(
         }
 
         // --- Integrate into the edge and sign, while the previous batch commits. ---------------
+        let preparing = Instant::now();
         let prepared = match prepare(&store, &id, cur, batch, &inflight_ids).await {
-            Ok(p) => p,
+            Ok(p) => {
+                metrics.prepare.observe(preparing.elapsed());
+                p
+            }
             Err((e, batch)) => {
                 tracing::error!(tree = %id.name, error = %e, entries = batch.len(), "batch not integrated");
                 metrics.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -661,22 +651,27 @@ async fn commit(
             Some(h) => Ok(h),
             None => Err(TlogError::Internal("no committed head yet".into())),
         },
-        Some(head) => store
-            .commit_batch(
-                id.tree_id,
-                &holder,
-                old_size,
-                &new_entries,
-                &tiles,
-                &NewHead {
-                    size: head.size,
-                    root: head.root,
-                    checkpoint: &head.checkpoint,
-                },
-            )
-            .await
-            .map(|()| Arc::new(head))
-            .map_err(TlogError::from),
+        Some(head) => {
+            let committing = Instant::now();
+            let r = store
+                .commit_batch(
+                    id.tree_id,
+                    &holder,
+                    old_size,
+                    &new_entries,
+                    &tiles,
+                    &NewHead {
+                        size: head.size,
+                        root: head.root,
+                        checkpoint: &head.checkpoint,
+                    },
+                )
+                .await
+                .map(|()| Arc::new(head))
+                .map_err(TlogError::from);
+            metrics.commit.observe(committing.elapsed());
+            r
+        }
     };
     let head = match committed {
         Ok(h) => h,
@@ -709,7 +704,7 @@ async fn commit(
         .last_batch_size
         .store(batch.len() as u64, Ordering::Relaxed);
     for ((req, (index, duplicate)), leaf_hash) in batch.into_iter().zip(assigned).zip(leaf_hashes) {
-        metrics.observe(req.queued.elapsed());
+        metrics.latency.observe(req.queued.elapsed());
         let _ = req.reply.send(Ok(Appended {
             index,
             // For a duplicate, the stored entry's leaf hash may differ (same identity, other

@@ -481,26 +481,27 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     s.push_str("# HELP sigvault_tlog_integration_seconds Append-to-integrated latency.\n# TYPE sigvault_tlog_integration_seconds histogram\n");
     for (n, t) in &trees {
-        let m = t.metrics();
-        let mut cum = 0;
-        for (i, b) in super::sequencer::LATENCY_BUCKETS.iter().enumerate() {
-            cum += m.latency_buckets[i].load(Ordering::Relaxed);
-            s.push_str(&format!(
-                "sigvault_tlog_integration_seconds_bucket{{tree=\"{n}\",le=\"{b}\"}} {cum}\n"
-            ));
-        }
-        cum += m.latency_buckets[10].load(Ordering::Relaxed);
-        s.push_str(&format!(
-            "sigvault_tlog_integration_seconds_bucket{{tree=\"{n}\",le=\"+Inf\"}} {cum}\n"
-        ));
-        s.push_str(&format!(
-            "sigvault_tlog_integration_seconds_sum{{tree=\"{n}\"}} {}\n",
-            m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        s.push_str(&format!(
-            "sigvault_tlog_integration_seconds_count{{tree=\"{n}\"}} {}\n",
-            m.latency_count.load(Ordering::Relaxed)
-        ));
+        t.metrics().latency.render(
+            "sigvault_tlog_integration_seconds",
+            &format!("tree=\"{n}\""),
+            &mut s,
+        );
+    }
+    s.push_str("# HELP sigvault_tlog_prepare_seconds Time to integrate and sign a batch (dedup lookup, hashing, checkpoint signature).\n# TYPE sigvault_tlog_prepare_seconds histogram\n");
+    for (n, t) in &trees {
+        t.metrics().prepare.render(
+            "sigvault_tlog_prepare_seconds",
+            &format!("tree=\"{n}\""),
+            &mut s,
+        );
+    }
+    s.push_str("# HELP sigvault_tlog_commit_seconds Time of a batch's database transaction.\n# TYPE sigvault_tlog_commit_seconds histogram\n");
+    for (n, t) in &trees {
+        t.metrics().commit.render(
+            "sigvault_tlog_commit_seconds",
+            &format!("tree=\"{n}\""),
+            &mut s,
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

@@ -151,7 +151,12 @@ impl Edge {
             .iter()
             .enumerate()
             .filter(|(_, (_, h))| !h.is_empty() && h.len() < usize::from(TILE_WIDTH))
-            .map(|(level, (index, h))| ((level as u8, *index), Arc::new(h.clone())))
+            .map(|(level, (index, h))| {
+                (
+                    (level as u8, *index),
+                    Arc::new(reader::TileHashes::new(h.clone())),
+                )
+            })
             .collect()
     }
 
@@ -689,7 +694,7 @@ async fn commit(
         for t in &tiles {
             if t.hashes.len() == usize::from(TILE_WIDTH) * 32 {
                 if let Ok(h) = merkle::tiles::decode_tile(&t.hashes, TILE_WIDTH) {
-                    cache.put((t.level, t.index), Arc::new(h));
+                    cache.put((t.level, t.index), Arc::new(reader::TileHashes::new(h)));
                 }
             }
         }

@@ -463,20 +463,50 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
     }
     // A body far over the cap: the server answers 413 without reading it all and closes the
     // connection, so the client sees either the 413 or the connection closing under its write.
-    match raw
+    for path in ["/v1/trees/t/entries", "/v1/trees/t/entries/batch"] {
+        match raw
+            .request(
+                Method::POST,
+                path,
+                Some((vec![b'x'; 8 << 20], "application/json")),
+            )
+            .await
+        {
+            Ok(r) => assert_eq!(r.status.as_u16(), 413, "{path}"),
+            Err(e) => assert!(
+                !e.to_string().contains("timed out"),
+                "{path}: the server should refuse at once (413 or closing the connection under \
+                 the write): {e}"
+            ),
+        }
+    }
+    // In a batch, an entry over the size cap is refused on its own (413), and only it.
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 2049]);
+    let r = raw
         .request(
             Method::POST,
-            "/v1/trees/t/entries",
-            Some((vec![b'x'; 8 << 20], "application/json")),
+            "/v1/trees/t/entries/batch",
+            Some((
+                format!(r#"{{"entries":[{{"data":"{big}"}},{{"data":"YmlnLW5laWdoYm91cg=="}}]}}"#)
+                    .into_bytes(),
+                "application/json",
+            )),
         )
         .await
-    {
-        Ok(r) => assert_eq!(r.status.as_u16(), 413),
-        Err(e) => assert!(
-            !e.to_string().contains("timed out"),
-            "the server should refuse at once (413 or closing the connection under the write): {e}"
-        ),
-    }
+        .expect("batch with an oversize entry");
+    assert_eq!(
+        r.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let b: BatchAppendResponse = serde_json::from_slice(&r.body).expect("batch response");
+    assert!(
+        matches!(&b.results[..], [BatchAppendResult::Error(e), BatchAppendResult::Ok(_)]
+            if e.code == 413 && e.message.contains("exceeds")),
+        "{b:?}"
+    );
+    let size = size + 1;
     assert_eq!(
         c.head("t").await.expect("head").tree_size,
         size,

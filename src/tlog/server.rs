@@ -479,29 +479,29 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "counter",
         &|t| Some(t.metrics().batch_entries.load(Ordering::Relaxed)),
     );
-    s.push_str("# HELP sigvault_tlog_integration_seconds Append-to-integrated latency.\n# TYPE sigvault_tlog_integration_seconds histogram\n");
-    for (n, t) in &trees {
-        t.metrics().latency.render(
+    type Pick = fn(&super::sequencer::SeqMetrics) -> &crate::metrics::Histogram;
+    let histograms: [(&str, &str, Pick); 3] = [
+        (
             "sigvault_tlog_integration_seconds",
-            &format!("tree=\"{n}\""),
-            &mut s,
-        );
-    }
-    s.push_str("# HELP sigvault_tlog_prepare_seconds Time to integrate and sign a batch (dedup lookup, hashing, checkpoint signature).\n# TYPE sigvault_tlog_prepare_seconds histogram\n");
-    for (n, t) in &trees {
-        t.metrics().prepare.render(
+            "Append-to-integrated latency.",
+            |m| &m.latency,
+        ),
+        (
             "sigvault_tlog_prepare_seconds",
-            &format!("tree=\"{n}\""),
-            &mut s,
-        );
-    }
-    s.push_str("# HELP sigvault_tlog_commit_seconds Time of a batch's database transaction.\n# TYPE sigvault_tlog_commit_seconds histogram\n");
-    for (n, t) in &trees {
-        t.metrics().commit.render(
+            "Time to integrate and sign a batch (dedup lookup, hashing, checkpoint signature).",
+            |m| &m.prepare,
+        ),
+        (
             "sigvault_tlog_commit_seconds",
-            &format!("tree=\"{n}\""),
-            &mut s,
-        );
+            "Time of a batch's database transaction.",
+            |m| &m.commit,
+        ),
+    ];
+    for (name, help, pick) in histograms {
+        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        for (n, t) in &trees {
+            pick(t.metrics()).render(name, &format!("tree=\"{n}\""), &mut s);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

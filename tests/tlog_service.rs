@@ -510,7 +510,7 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
     assert_eq!(
         c.head("t").await.expect("head").tree_size,
         size,
-        "nothing was written"
+        "only the neighbour of the oversize entry was written"
     );
 
     // A batch answers each append on its own: a bad one fails alone, a copy within the batch

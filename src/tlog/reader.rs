@@ -15,7 +15,8 @@ use crate::merkle::tiles::{
 use crate::merkle::{self, Hash, NodeId, NodeSource, ProofNodes};
 use crate::store::{Store, StoreError};
 
-/// Cap on cached full tiles (8 KiB each): 128 MiB, every tile of a tree of 4 million entries.
+/// Cap on cached full tiles: every tile of a tree of 4 million entries. Each holds its 8 KiB row
+/// and, once a proof has used it, its inner nodes (under 8 KiB more): at most 256 MiB in all.
 const MAX_CACHED_TILES: usize = 16_384;
 
 /// Errors reading the tree.

@@ -399,6 +399,66 @@ fn openssl_text(path: &Path) -> String {
 async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     let Some(s) = setup().await else { return };
 
+    // --- Readiness: the CT log answers with a tree head signed by the configured log key.
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 200, "{text}");
+    assert!(text.contains("ct log tree size "), "{text}");
+    // Not ready with another key configured for the log, or with the log unreachable.
+    let config = std::fs::read_to_string(s.dir.join("fulcio.toml")).expect("config");
+    let wrong_key = config.replace("ctlog.pub.pem", "rekor.pub.pem");
+    let unreachable = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("ct_log_url") {
+                format!("ct_log_url = \"http://127.0.0.1:{}/ct\"", free_port())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (name, config, why) in [
+        (
+            "wrong-key",
+            wrong_key,
+            "does not verify with the configured CT log key",
+        ),
+        ("no-ct", unreachable, "the CT log is unreachable"),
+    ] {
+        let port = free_port();
+        let config = config
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen") {
+                    format!("listen = \"127.0.0.1:{port}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = s.dir.join(format!("fulcio-{name}.toml"));
+        std::fs::write(&path, config).expect("write");
+        let f = Service::start(&["fulcio", "serve"], &path, &s.dir, &format!("{name}.log"));
+        let c = Client::new(
+            format!("http://127.0.0.1:{port}").parse().expect("ep"),
+            None,
+        )
+        .expect("client");
+        let r = c
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 503, "{name}: {text}\n{}", f.log());
+        assert!(text.contains(why), "{name}: {text}");
+    }
+
     // --- Dex after a GitHub login: public key + proof of possession over the email.
     let token = s.dex.token(dex_claims("octocat@example.com")).await;
     let (k, pem) = client_key();

@@ -363,6 +363,15 @@ async fn limits_answer_413_503_and_shed_load() {
             }),
         )
         .route(
+            "/busy",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: the log is standing by\n",
+                )
+            }),
+        )
+        .route(
             "/hold",
             get({
                 let (entered, release, holding) =
@@ -410,6 +419,14 @@ async fn limits_answer_413_503_and_shed_load() {
     let slow = c.request(Method::GET, "/sleep", None).await.expect("slow");
     assert_eq!(slow.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(&slow.body)["code"], 503);
+    assert_eq!(
+        json(&slow.body)["message"],
+        "request took too long to process"
+    );
+    // A handler's own 503 keeps its body: the reason is not replaced by the timeout's.
+    let busy = c.request(Method::GET, "/busy", None).await.expect("busy");
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.body, "busy: the log is standing by\n");
 
     // One request in flight is the limit: a second one is shed at once with Retry-After.
     // (/hold is released before the 300 ms timeout would end it.)

@@ -611,6 +611,14 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
     assert!(String::from_utf8_lossy(&r.body).contains("tree t: standby"));
     // Reads work on the standby (they come from the database).
     assert!(b.client().head("t").await.expect("head").tree_size >= 1);
+    // ...but it does not claim to sequence: what the personalities' readiness asks.
+    let err = b.client().sequencer("t").await.expect_err("standby");
+    assert!(
+        err.is_transient() && err.to_string().contains("not the active sequencer"),
+        "{err}"
+    );
+    let s = a.client().sequencer("t").await.expect("A sequences");
+    assert!(s.active && s.tree_size >= 1);
 
     // A client that knows both fails over when A dies.
     let both = TlogClient::new(vec![
@@ -621,6 +629,19 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
         .append("t", b"before", None, false)
         .await
         .expect("append via A");
+    // The standby listed first answers 503, so the client finds A.
+    let standby_first = TlogClient::new(vec![
+        Client::new(Endpoint::Unix(b.socket.clone()), None).expect("b"),
+        Client::new(Endpoint::Unix(a.socket.clone()), None).expect("a"),
+    ]);
+    assert_eq!(
+        standby_first
+            .sequencer("t")
+            .await
+            .expect("A found")
+            .tree_size,
+        first.index + 1
+    );
     a.kill9();
     let started = Instant::now();
     let second = loop {
@@ -637,6 +658,13 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
         "takeover within the lease time"
     );
     assert_eq!(second.index, first.index + 1);
+    assert!(
+        b.client()
+            .sequencer("t")
+            .await
+            .expect("B sequences now")
+            .active
+    );
     let c1 = b.openssl_verify(&first.checkpoint);
     let c2 = b.openssl_verify(&second.checkpoint);
     let p = b

@@ -345,8 +345,10 @@ async fn get_entry_and_proof(
     }))
 }
 
+/// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
+/// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.log.tlog().head(st.log.tree()).await {
+    match st.log.tlog().sequencer(st.log.tree()).await {
         Ok(h) => (
             StatusCode::OK,
             format!("ready\ntree size {}\n", h.tree_size),

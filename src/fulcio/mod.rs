@@ -226,6 +226,58 @@ impl Ca {
     }
 
     /// Submit the precertificate to the CT log and check the SCT it returns.
+    /// Readiness: the CT log answers `get-sth` with a tree head signed by the configured log
+    /// key (a certificate cannot be issued without its SCT). Returns the tree size.
+    pub async fn ct_log_ready(&self) -> Result<u64, FulcioError> {
+        #[derive(serde::Deserialize)]
+        struct Sth {
+            tree_size: u64,
+            timestamp: u64,
+            sha256_root_hash: String,
+            tree_head_signature: String,
+        }
+        let resp = self
+            .ct
+            .client
+            .request(
+                axum::http::Method::GET,
+                &format!("{}/ct/v1/get-sth", self.ct.prefix),
+                None,
+            )
+            .await
+            .map_err(|e| FulcioError::Unavailable(format!("the CT log is unreachable: {e}")))?;
+        if !resp.status.is_success() {
+            let msg = String::from_utf8_lossy(&resp.body).replace('\n', " ");
+            return Err(FulcioError::Unavailable(format!(
+                "the CT log answered get-sth with {}: {msg}",
+                resp.status
+            )));
+        }
+        let unreadable =
+            |e: String| FulcioError::Unavailable(format!("the CT log sent an unreadable STH: {e}"));
+        let sth: Sth = serde_json::from_slice(&resp.body).map_err(|e| unreadable(e.to_string()))?;
+        let root: [u8; 32] = B64
+            .decode(&sth.sha256_root_hash)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .ok_or_else(|| unreadable("sha256_root_hash is not 32 bytes of base64".into()))?;
+        let sig = B64
+            .decode(&sth.tree_head_signature)
+            .map_err(|e| unreadable(e.to_string()))
+            .and_then(|d| ct::DigitallySigned::decode(&d).map_err(|e| unreadable(e.to_string())))?;
+        verify_p256(
+            &self.ct.public_key,
+            &ct::sth_signed_data(sth.timestamp, sth.tree_size, &root),
+            &sig.signature,
+        )
+        .map_err(|_| {
+            FulcioError::Unavailable(
+                "the CT log's tree head does not verify with the configured CT log key".into(),
+            )
+        })?;
+        Ok(sth.tree_size)
+    }
+
     async fn log_precert(&self, precert: &Certificate) -> Result<Sct, FulcioError> {
         let pre_der = precert
             .to_der()

@@ -67,10 +67,19 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/signingCert", post(signing_cert_v1))
         .route("/api/v1/rootCert", get(root_cert))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(tower_http::cors::CorsLayer::permissive())
         .with_state(state)
+}
+
+/// Ready when the CT log answers with a tree head that verifies with the configured log key:
+/// without its SCT no certificate can be issued.
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.ca.ct_log_ready().await {
+        Ok(size) => (StatusCode::OK, format!("ready\nct log tree size {size}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -79,7 +80,11 @@ async fn overloaded(err: BoxError) -> Response {
 async fn json_errors(res: Response) -> Response {
     let message = match res.status() {
         StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the server accepts",
-        s if s == TIMEOUT_STATUS => "request took too long to process",
+        // The timeout layer answers with an empty body; a handler's own 503 carries its reason
+        // (plain text for the CT log and the readiness probes) and passes through untouched.
+        s if s == TIMEOUT_STATUS && res.body().size_hint().exact() == Some(0) => {
+            "request took too long to process"
+        }
         _ => return res,
     };
     let is_json = res

@@ -395,8 +395,10 @@ async fn public_key(
         .into_response())
 }
 
+/// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
+/// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.rekor.tlog().head(st.rekor.tree()).await {
+    match st.rekor.tlog().sequencer(st.rekor.tree()).await {
         Ok(h) => {
             let indexed = st
                 .rekor

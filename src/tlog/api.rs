@@ -3,6 +3,9 @@
 //! Paths (all under the internal listener, a Unix socket by default):
 //! * `POST /v1/trees/{tree}` — create the tree once (201; 409 if it exists).
 //! * `GET  /v1/trees/{tree}/checkpoint` — [`HeadResponse`].
+//! * `GET  /v1/trees/{tree}/sequencer` — [`SequencerResponse`] when this instance sequences the
+//!   tree (takes appends); 503 from a standby, so a client with several endpoints finds the
+//!   active one.
 //! * `POST /v1/trees/{tree}/entries` — [`AppendRequest`] → [`AppendResponse`] once durable.
 //! * `POST /v1/trees/{tree}/entries/batch` — [`BatchAppendRequest`] → [`BatchAppendResponse`]:
 //!   up to [`MAX_APPENDS_PER_BATCH`] appends that join the same batch, one result each.
@@ -77,6 +80,14 @@ pub struct HeadResponse {
     pub tree_size: u64,
     pub root_hash: String,
     pub checkpoint: String,
+}
+
+/// The answer of the instance that sequences a tree.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequencerResponse {
+    /// Always true (a standby answers 503).
+    pub active: bool,
+    pub tree_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -343,6 +354,18 @@ impl TlogClient {
         self.call(
             axum::http::Method::GET,
             &format!("/v1/trees/{tree}/checkpoint"),
+            None,
+        )
+        .await
+    }
+
+    /// Whether some endpoint sequences `tree`, i.e. takes appends now: what the personalities'
+    /// readiness means. A standby's 503 moves on to the next endpoint; if none is active the
+    /// error is the last one's (503 "not the active sequencer", or unreachable).
+    pub async fn sequencer(&self, tree: &str) -> Result<SequencerResponse, TlogClientError> {
+        self.call(
+            axum::http::Method::GET,
+            &format!("/v1/trees/{tree}/sequencer"),
             None,
         )
         .await

@@ -87,6 +87,7 @@ pub fn internal_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/trees/{tree}", post(create_tree))
         .route("/v1/trees/{tree}/checkpoint", get(head))
+        .route("/v1/trees/{tree}/sequencer", get(sequencer))
         .route("/v1/trees/{tree}/entries", post(append).get(entries))
         .route("/v1/trees/{tree}/entries/batch", post(append_batch))
         .route("/v1/trees/{tree}/proof/inclusion", get(inclusion))
@@ -131,6 +132,21 @@ async fn head(
         tree_size: h.size,
         root_hash: hex::encode(h.root),
         checkpoint: h.checkpoint.clone(),
+    }))
+}
+
+/// 200 when this instance sequences `tree`; a standby answers 503 (as it does to appends).
+async fn sequencer(
+    State(st): State<AppState>,
+    Path(tree): Path<String>,
+) -> Result<Json<SequencerResponse>, ApiError> {
+    if !st.svc.tree(&tree)?.is_active() {
+        return Err(ApiError(TlogError::NotActive(tree)));
+    }
+    let h = st.svc.head(&tree).await?;
+    Ok(Json(SequencerResponse {
+        active: true,
+        tree_size: h.size,
     }))
 }
 

@@ -43,7 +43,7 @@ const TOKENS: &[&str] = &[
 ];
 
 struct Setup {
-    _tlog: Tlog,
+    tlog: Tlog,
     ctlog: Service,
     url: String,
     ceremony: PathBuf,
@@ -158,7 +158,7 @@ max_body_bytes = 100000
         .expect("cert");
     let url = format!("http://127.0.0.1:{port}");
     Some(Setup {
-        _tlog: tlog,
+        tlog,
         ctlog,
         client: Client::new(url.parse().expect("endpoint"), None).expect("client"),
         url,
@@ -530,7 +530,7 @@ fn urlenc(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_submissions_get_400_and_append_nothing() {
-    let Some(s) = setup("ctlog_bad", "b").await else {
+    let Some(mut s) = setup("ctlog_bad", "b").await else {
         return;
     };
     let now = SystemTime::now() - Duration::from_secs(5);
@@ -639,6 +639,56 @@ async fn bad_submissions_get_400_and_append_nothing() {
     }
     let (_, sth) = get(&s, "get-sth").await;
     assert_eq!(sth_of(&sth).0, size, "nothing was appended");
+
+    // The tlog goes away: a submission gets 503 with Retry-After and its reason in the log's
+    // plain-text error shape, and the log is not ready; once the tlog is back (and has taken
+    // over the dead instance's lease) the same precertificate is logged.
+    let chain = serde_json::json!({"chain": [b64(&pre), b64(&s.issuing_der)]});
+    s.tlog.kill9();
+    let r = s
+        .client
+        .request(
+            Method::POST,
+            "/test/ct/v1/add-pre-chain",
+            Some((chain.to_string().into_bytes(), "application/json")),
+        )
+        .await
+        .expect("request");
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status.as_u16(), 503, "{text}");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(
+        text.starts_with("Service Unavailable\n") && text.contains("tlog unreachable"),
+        "{text}"
+    );
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert_eq!(r.status.as_u16(), 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("tlog"));
+    s.tlog.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .client
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        if r.status.as_u16() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ctlog never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, text) = post(&s, "add-pre-chain", chain).await;
+    assert_eq!(status, 200, "ready means a submission goes through: {text}");
+    let (_, sth) = get(&s, "get-sth").await;
+    assert_eq!(sth_of(&sth).0, size + 1, "exactly the one precertificate");
 }
 
 /// A software key standing in for a CA the log does not trust (test-only; never a log key).

@@ -146,6 +146,7 @@ for c in ceremony tlog ctlog fulcio rekor; do
   check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
 done
 check "deb: /usr/share/sigvault/softhsm/ceremony.sh 0755" deb_has -rwxr-xr-x usr/share/sigvault/softhsm/ceremony.sh
+check "deb: /usr/share/sigvault/mariadb.cnf 0644" deb_has -rw-r--r-- usr/share/sigvault/mariadb.cnf
 for d in README.md copyright changelog.Debian.gz; do
   check "deb: /usr/share/doc/sigvault/$d" deb_has -rw-r--r-- "usr/share/doc/sigvault/$d"
 done
@@ -187,6 +188,7 @@ for c in ceremony tlog ctlog fulcio rekor; do
     bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
 done
 check "rpm: /usr/share/sigvault/softhsm/ceremony.sh 0755" rpm_has -rwxr-xr-x /usr/share/sigvault/softhsm/ceremony.sh
+check "rpm: /usr/share/sigvault/mariadb.cnf 0644" rpm_has -rw-r--r-- /usr/share/sigvault/mariadb.cnf
 check "rpm: /usr/share/doc/sigvault/README.md" rpm_has -rw-r--r-- /usr/share/doc/sigvault/README.md
 check "rpm: requires libc (automatic)" bash -c "rpm -qp --requires '$RPM' | grep -q '^libc.so.6'"
 check "rpm: softhsm, mariadb-server, opensc recommended, not required" \
@@ -447,7 +449,7 @@ else
   start_as_unit tlog; wait_ready tlog http://127.0.0.1:8090/healthz
   start_as_unit rekor; wait_ready rekor http://127.0.0.1:3000/readyz
   start_as_unit ctlog; wait_ready ctlog http://127.0.0.1:6962/readyz
-  start_as_unit fulcio; wait_ready fulcio http://127.0.0.1:5555/healthz
+  start_as_unit fulcio; wait_ready fulcio http://127.0.0.1:5555/readyz
   for svc in tlog rekor ctlog fulcio; do
     pid=$(cat "$WORK/$svc.pid")
     check "root: $svc runs as sigvault-$svc's uid with no capabilities and no_new_privs" \

@@ -120,10 +120,11 @@ start_mariadb() {
   fi
   if alive mariadb; then return 0; fi
   say "starting the private MariaDB on 127.0.0.1:$DB_PORT"
-  mariadbd --no-defaults --user="$(id -un)" --datadir="$data" --socket="$RUN/mysqld.sock" \
-    --pid-file="$RUN/mariadb.pid" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
-    --log-error="$LOGS/mariadb.log" --skip-log-bin --innodb-buffer-pool-size=256M \
-    >/dev/null 2>&1 &
+  # The settings operators install (config/mariadb.cnf), with a smaller buffer pool.
+  mariadbd --defaults-file="$repo/config/mariadb.cnf" --user="$(id -un)" --datadir="$data" \
+    --socket="$RUN/mysqld.sock" --pid-file="$RUN/mariadb.pid" --port="$DB_PORT" \
+    --bind-address=127.0.0.1 --skip-name-resolve --log-error="$LOGS/mariadb.log" --skip-log-bin \
+    --innodb-buffer-pool-size=256M >/dev/null 2>&1 &
   for i in $(seq 1 300); do
     mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot ping >/dev/null 2>&1 && break
     [ "$i" = 300 ] && { tail_log mariadb; die "MariaDB did not start within 30 s"; }
@@ -374,7 +375,7 @@ up() {
   start_service tlog "unix:$RUN/tlog.sock"
   start_service rekor "http://127.0.0.1:$REKOR_PORT/readyz"
   start_service ctlog "http://127.0.0.1:$CTLOG_PORT/readyz"
-  start_service fulcio "http://127.0.0.1:$FULCIO_PORT/healthz"
+  start_service fulcio "http://127.0.0.1:$FULCIO_PORT/readyz"
   trust_files
   install_clients
   if [ "${SIGVAULT_SKIP_DEMO:-0}" != 1 ]; then

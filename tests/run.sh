@@ -75,9 +75,10 @@ say "starting a private MariaDB on 127.0.0.1:$PORT (data in $WORK/db)"
 mariadb-install-db --no-defaults --user=root --datadir="$WORK/db" --skip-test-db \
   --auth-root-authentication-method=socket >"$WORK/install-db.log" 2>&1 \
   || { cat "$WORK/install-db.log" >&2; die "mariadb-install-db failed"; }
-mariadbd --no-defaults --user=root --datadir="$WORK/db" --socket="$WORK/mysqld.sock" \
-  --pid-file="$WORK/mysqld.pid" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
-  --log-error="$WORK/mariadb.err" --skip-log-bin --innodb-buffer-pool-size=1G \
+# The server settings operators install (config/mariadb.cnf), and nothing from the system's files.
+mariadbd --defaults-file="$repo/config/mariadb.cnf" --user=root --datadir="$WORK/db" \
+  --socket="$WORK/mysqld.sock" --pid-file="$WORK/mysqld.pid" --port="$PORT" \
+  --bind-address=127.0.0.1 --skip-name-resolve --log-error="$WORK/mariadb.err" --skip-log-bin \
   --max-connections=500 >/dev/null 2>&1 &
 DB_PID=$!
 for i in $(seq 1 300); do

@@ -63,6 +63,14 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         super::ctlog::check_public_key(&signer, p)?;
     }
     let store = connect(&cfg).await?;
+    match store.server_advice().await {
+        Ok(advice) => {
+            for a in advice {
+                tracing::warn!("database: {a}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the database server's settings"),
+    }
     if r.migrate_on_start {
         store.migrate().await?;
     }

@@ -39,6 +39,11 @@ impl IndexStore {
         })
     }
 
+    /// The database server's settings that matter to sigvault ([`super::server_advice`]).
+    pub async fn server_advice(&self) -> Result<Vec<String>, StoreError> {
+        super::server_advice(&self.pool).await
+    }
+
     /// Create or upgrade the index tables.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR

@@ -127,6 +127,19 @@ pub async fn serve_public(
     Ok(())
 }
 
+/// Log, at start-up, what the database server's settings mean for sigvault
+/// ([`crate::store::server_advice`]); never fatal.
+fn warn_about_database(advice: Result<Vec<String>, crate::store::StoreError>) {
+    match advice {
+        Ok(advice) => {
+            for a in advice {
+                tracing::warn!("database: {a}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the database server's settings"),
+    }
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -63,14 +63,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         super::ctlog::check_public_key(&signer, p)?;
     }
     let store = connect(&cfg).await?;
-    match store.server_advice().await {
-        Ok(advice) => {
-            for a in advice {
-                tracing::warn!("database: {a}");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot read the database server's settings"),
-    }
+    super::warn_about_database(store.server_advice().await);
     if r.migrate_on_start {
         store.migrate().await?;
     }

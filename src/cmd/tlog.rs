@@ -86,14 +86,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let t = &cfg.tlog;
     let specs = tree_specs(&cfg)?;
     let store = connect(&cfg).await?;
-    match store.server_advice().await {
-        Ok(advice) => {
-            for a in advice {
-                tracing::warn!("database: {a}");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot read the database server's settings"),
-    }
+    super::warn_about_database(store.server_advice().await);
     if t.migrate_on_start {
         store.migrate().await?;
     }

@@ -225,7 +225,6 @@ impl Ca {
         crate::pki::cert_pem(&cert).map_err(|e| FulcioError::Internal(e.to_string()))
     }
 
-    /// Submit the precertificate to the CT log and check the SCT it returns.
     /// Readiness: the CT log answers `get-sth` with a tree head signed by the configured log
     /// key (a certificate cannot be issued without its SCT). Returns the tree size.
     pub async fn ct_log_ready(&self) -> Result<u64, FulcioError> {
@@ -278,6 +277,7 @@ impl Ca {
         Ok(sth.tree_size)
     }
 
+    /// Submit the precertificate to the CT log and check the SCT it returns.
     async fn log_precert(&self, precert: &Certificate) -> Result<Sct, FulcioError> {
         let pre_der = precert
             .to_der()

@@ -556,7 +556,6 @@ pub fn advice(flush_log_at_trx_commit: u64, redo_log_bytes: u64) -> Vec<String> 
     out
 }
 
-/// Remove a password from a message that may quote a URL.
 /// A connection pool for `url` (`mysql://user:password@host:port/database`); the password never
 /// appears in an error.
 async fn connect_pool(url: &SecretString, max_connections: u32) -> Result<MySqlPool, StoreError> {
@@ -572,6 +571,7 @@ async fn connect_pool(url: &SecretString, max_connections: u32) -> Result<MySqlP
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
+/// Remove a password from a message that may quote a URL.
 fn redact(msg: &str) -> String {
     match (msg.find("://"), msg.find('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &msg[..s], &msg[at..]),

@@ -502,6 +502,19 @@ fn check_entry(body: &[u8], spki: &[u8]) -> Result<u64, String> {
 async fn first_upload(stack: &Stack, uploads: &Uploads<'_>) {
     let c = client(stack.port);
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Ready means a tlog instance sequences the tree: then the first upload goes through.
+    while !c
+        .request(Method::GET, "/readyz", None)
+        .await
+        .is_ok_and(|r| r.status == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "rekor never became ready\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let body = uploads.one();
     loop {
         let r = c

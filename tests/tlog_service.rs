@@ -394,6 +394,13 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
             "unknown tree",
         ),
         (
+            raw.request(Method::GET, "/v1/trees/nope/sequencer", None)
+                .await
+                .expect("request"),
+            404,
+            "unknown tree",
+        ),
+        (
             raw.request(
                 Method::POST,
                 "/v1/trees/t/entries",

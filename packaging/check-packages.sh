@@ -415,7 +415,7 @@ else
   done
   unit_field() { sed -n "s/^$2=//p" "$ROOT/lib/systemd/system/sigvault-$1.service"; }
   start_as_unit() {
-    local svc=$1 user group groups cdir rd name src
+    local svc=$1 user group groups cdir rd sd name src
     user=$(unit_field "$svc" User); group=$(unit_field "$svc" Group)
     groups=$(unit_field "$svc" SupplementaryGroups | tr ' ' ',')
     cdir=/run/credentials/sigvault-$svc.service
@@ -430,8 +430,15 @@ else
       mkdir -p "$ROOT/run/$rd"; in_root chown "$user:$group" "/run/$rd"
       chmod "$(unit_field "$svc" RuntimeDirectoryMode)" "$ROOT/run/$rd"
     fi
+    local state_env=()
+    sd=$(unit_field "$svc" StateDirectory)
+    if [ -n "$sd" ]; then # as StateDirectory= makes it, handed over as $STATE_DIRECTORY
+      mkdir -p "$ROOT/var/lib/$sd"; in_root chown "$user:$group" "/var/lib/$sd"
+      chmod "$(unit_field "$svc" StateDirectoryMode)" "$ROOT/var/lib/$sd"
+      state_env=(STATE_DIRECTORY="/var/lib/$sd")
+    fi
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
-      CREDENTIALS_DIRECTORY="$cdir" SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf \
+      CREDENTIALS_DIRECTORY="$cdir" SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf "${state_env[@]}" \
       setpriv --reuid="$user" --regid="$group" --groups="$groups" --inh-caps=-all --bounding-set=-all \
       --no-new-privs /usr/bin/sigvault "$svc" serve --config "/etc/sigvault/$svc.toml" \
       >"$WORK/$svc.run.log" 2>&1 &
@@ -477,6 +484,11 @@ else
     fi
     rm -f "$WORK/$svc.pid"
   done
+  check "root: the tlog's rollback guard is on, in its StateDirectory" \
+    grep -q 'rollback guard on.*/var/lib/sigvault-tlog' "$WORK/tlog.run.log"
+  check "root: the tlog recorded each tree's last head at shutdown, in a directory only it can read" \
+    bash -c "[ \"\$(chroot '$ROOT' stat -c '%U %a' /var/lib/sigvault-tlog)\" = 'sigvault-tlog 700' ] &&
+      grep -q '^size [1-9]' '$ROOT/var/lib/sigvault-tlog/rekor.head' && grep -q '^size [1-9]' '$ROOT/var/lib/sigvault-tlog/ctlog.head'"
 fi
 
 # --- 7. remove, then purge ---------------------------------------------------------------------------
@@ -496,6 +508,10 @@ done
 for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tlog-clients; do
   check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
 done
+if [ -n "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then
+  check "after purge: the rollback guard's records kept (like the ceremony record)" \
+    test -s "$ROOT/var/lib/sigvault-tlog/rekor.head"
+fi
 keys_after=$(find "$ROOT/var/lib/softhsm/tokens" -type f | sort | xargs sha256sum 2>/dev/null | sha256sum)
 check "after purge: HSM tokens untouched" test "$keys_before" = "$keys_after"
 check "after purge: ceremony record kept in /var/lib/sigvault/ceremony" test -s "$ROOT/var/lib/sigvault/ceremony/transcript.json"

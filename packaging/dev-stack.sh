@@ -189,6 +189,7 @@ database_url = { file = "$s/tlog-db.url" }
 migrate_on_start = true
 internal_listen = "unix:$RUN/tlog.sock"
 public_listen = "127.0.0.1:$TILES_PORT"
+state_dir = "$STATE/tlog-state"
 [[tlog.trees]]
 name = "rekor"
 origin = "127.0.0.1:$REKOR_PORT - 1"

@@ -63,6 +63,7 @@ fn opts(instance: &str) -> ServiceOptions {
         },
         max_entry_size: 4096,
         instance: instance.into(),
+        state_dir: None,
     }
 }
 
@@ -508,4 +509,139 @@ async fn a_batch_commits_only_for_the_lease_holder_at_its_size() {
         .expect_err("b's lease expired");
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
     assert_eq!(state().await, (3, c3, 3, 3));
+}
+
+async fn wait_refused(svc: &LogService, tree: &str) -> String {
+    for _ in 0..200 {
+        if let Some(why) = svc.tree(tree).expect("tree").refusal() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("tree {tree} was never refused");
+}
+
+/// The rollback guard: an instance that has committed a tree up to some size refuses to
+/// sequence it on a database that is behind that (an older backup) or that holds another tree
+/// at that size, and to create it on a database without it; on the right database it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_guard_refuses_an_older_or_other_database() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let (Some(live), Some(backup), Some(other), Some(empty)) = (
+        common::database("tlog_guard_live"),
+        common::database("tlog_guard_backup"),
+        common::database("tlog_guard_other"),
+        common::database("tlog_guard_empty"),
+    ) else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("tempdir");
+    let guarded = |instance: &str| ServiceOptions {
+        state_dir: Some(state.path().join("tlog")),
+        ..opts(instance)
+    };
+    let entry = |i: usize| format!("entry {i}").into_bytes();
+
+    // The "backup": the same tree with only its first 5 entries, written by an instance
+    // without the guard (the same sentinel, the same entries in the same order).
+    let b = LogService::start(store_for(&backup).await, vec![spec("t")], opts("old"))
+        .await
+        .expect("start");
+    b.create_tree("t").await.expect("create");
+    wait_active(&b, "t").await;
+    for i in 0..5 {
+        b.append("t", entry(i), None).await.expect("append");
+    }
+    b.shutdown().await;
+    // Another database with the same tree name and origin, but other entries.
+    let o = LogService::start(store_for(&other).await, vec![spec("t")], opts("old"))
+        .await
+        .expect("start");
+    o.create_tree("t").await.expect("create");
+    wait_active(&o, "t").await;
+    for i in 0..30 {
+        o.append("t", format!("other {i}").into_bytes(), None)
+            .await
+            .expect("append");
+    }
+    o.shutdown().await;
+
+    // The guarded instance commits 20 entries to the live database; at shutdown its record
+    // says size 21 (sentinel included).
+    let live_store = store_for(&live).await;
+    let a = LogService::start(live_store.clone(), vec![spec("t")], guarded("a"))
+        .await
+        .expect("start");
+    a.create_tree("t").await.expect("create");
+    wait_active(&a, "t").await;
+    for i in 0..20 {
+        a.append("t", entry(i), None).await.expect("append");
+    }
+    let seen = a.head("t").await.expect("head");
+    assert_eq!(seen.size, 21);
+    a.shutdown().await;
+    let record = std::fs::read_to_string(state.path().join("tlog/t.head")).expect("record");
+    assert_eq!(
+        record,
+        format!("size 21\nroot {}\n", hex::encode(seen.root)),
+        "the record holds the last committed head"
+    );
+
+    // Put on the backup, it refuses the tree: no lease kept, appends refused, nothing written.
+    let backup_store = store_for(&backup).await;
+    let r = LogService::start(backup_store.clone(), vec![spec("t")], guarded("a"))
+        .await
+        .expect("start");
+    let why = wait_refused(&r, "t").await;
+    assert!(
+        why.contains("up to size 21") && why.contains("only 6 entries") && why.contains("backup"),
+        "{why}"
+    );
+    assert!(!r.tree("t").expect("t").is_active());
+    assert!(matches!(
+        r.append("t", entry(99), None).await,
+        Err(TlogError::NotActive(_))
+    ));
+    assert_eq!(
+        backup_store.tree("t").await.expect("row").expect("t").size,
+        6
+    );
+    r.shutdown().await;
+
+    // On a database whose tree is longer but has another root at size 21: refused too.
+    let r = LogService::start(store_for(&other).await, vec![spec("t")], guarded("a"))
+        .await
+        .expect("start");
+    let why = wait_refused(&r, "t").await;
+    assert!(
+        why.contains("at size 21") && why.contains(&hex::encode(seen.root)),
+        "{why}"
+    );
+    r.shutdown().await;
+
+    // On a database without the tree, creating it again is refused and writes nothing.
+    let empty_store = store_for(&empty).await;
+    let r = LogService::start(empty_store.clone(), vec![spec("t")], guarded("a"))
+        .await
+        .expect("start");
+    match r.create_tree("t").await {
+        Err(TlogError::Refused(why)) => assert!(why.contains("no such tree"), "{why}"),
+        other => panic!("create on an empty database: {:?}", other.map(|h| h.size)),
+    }
+    assert!(empty_store.tree("t").await.expect("query").is_none());
+    r.shutdown().await;
+
+    // Back on the live database it sequences again, and the record follows.
+    let a = LogService::start(live_store, vec![spec("t")], guarded("a"))
+        .await
+        .expect("start");
+    wait_active(&a, "t").await;
+    assert!(a.tree("t").expect("t").refusal().is_none());
+    let r = a.append("t", entry(20), None).await.expect("append");
+    assert_eq!(r.index, 21);
+    a.shutdown().await;
+    let record = std::fs::read_to_string(state.path().join("tlog/t.head")).expect("record");
+    assert!(record.starts_with("size 22\n"), "{record}");
 }

@@ -16,7 +16,7 @@ use sigvault::merkle::{self, Hash};
 use sigvault::note;
 use sigvault::tlog::api::{BatchAppendResponse, BatchAppendResult, TlogClient, decode_hashes};
 
-const TOKENS: &[&str] = &["svc-crash", "svc-db", "svc-bad", "svc-two"];
+const TOKENS: &[&str] = &["svc-crash", "svc-db", "svc-bad", "svc-two", "svc-guard"];
 
 /// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
 async fn root_from_public_tiles(public: &Client, size: u64) -> Hash {
@@ -687,4 +687,130 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
         &c2.root,
     )
     .expect("no fork across the takeover");
+}
+
+/// An operator restores the tlog database from an older backup (`mariadb-dump`, then `mariadb`
+/// from that dump) and starts the tlog again: the rollback guard refuses to sequence the tree,
+/// and says why on /readyz, on the sequencer probe and in its log; nothing is appended. Put back
+/// to the newest state, it sequences again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_from_an_older_backup_is_refused() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_guard") else {
+        return;
+    };
+    let dump = |file: &std::path::Path| {
+        let out = std::process::Command::new("mariadb-dump")
+            .arg("--no-defaults")
+            .arg(format!("--host={}", db.host))
+            .arg(format!("--port={}", db.port))
+            .arg(format!("--user={}", db.user))
+            .arg(format!("--password={}", db.password))
+            .arg("--single-transaction")
+            .arg(&db.database)
+            .output()
+            .expect("mariadb-dump");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(file, out.stdout).expect("write dump");
+    };
+    let restore = |file: &std::path::Path| {
+        let (ok, _, e) = db.sql(&format!("source {}", file.display()));
+        assert!(ok, "restore: {e}");
+    };
+    let mut tlog = Tlog::new("svc-guard", common::token(TOKENS, "svc-guard"), &db);
+    let c = tlog.client();
+    c.create_tree("t").await.expect("create");
+    tlog.wait_active().await;
+    for i in 0..5 {
+        c.append("t", format!("early {i}").as_bytes(), None, false)
+            .await
+            .expect("append");
+    }
+    let old = tlog.dir.join("old.sql");
+    dump(&old);
+    for i in 0..10 {
+        c.append("t", format!("late {i}").as_bytes(), None, false)
+            .await
+            .expect("append");
+    }
+    let newest = c.head("t").await.expect("head");
+    tlog.stop();
+    let new = tlog.dir.join("new.sql");
+    dump(&new);
+
+    restore(&old);
+    tlog.start();
+    let public = tlog.public();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let r = public
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status == 503 || Instant::now() > deadline {
+            break (r.status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(
+        ready.1.contains("tree t: refused")
+            && ready
+                .1
+                .contains(&format!("up to size {}", newest.tree_size))
+            && ready.1.contains("older backup"),
+        "{}",
+        ready.1
+    );
+    let err = tlog.client().sequencer("t").await.expect_err("refused");
+    assert!(
+        err.to_string().contains("refusing to sequence tree 't'"),
+        "{err}"
+    );
+    let err = tlog
+        .client()
+        .append("t", b"after the restore", None, false)
+        .await
+        .expect_err("nothing appended");
+    assert!(err.is_transient(), "{err}");
+    let head = tlog.client().head("t").await.expect("head");
+    assert!(
+        head.tree_size < newest.tree_size,
+        "the old backup is in place"
+    );
+    let log = tlog.log();
+    assert_eq!(
+        log.matches("refusing to sequence tree").count(),
+        1,
+        "said once in the log:\n{log}"
+    );
+    tlog.stop();
+
+    // The newest state back in place: it sequences again, on top of what it signed.
+    restore(&new);
+    tlog.start();
+    tlog.wait_active().await;
+    let r = tlog
+        .client()
+        .append("t", b"after the right restore", None, false)
+        .await
+        .expect("append");
+    assert!(
+        r.index >= newest.tree_size,
+        "{} < {}",
+        r.index,
+        newest.tree_size
+    );
+    let r = public
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }

@@ -80,6 +80,17 @@ pub async fn migrate(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The rollback guard's directory: `[tlog] state_dir`, else the first directory systemd made
+/// for the unit's `StateDirectory=` (`$STATE_DIRECTORY`), else none (the guard is off).
+fn state_dir(configured: Option<&Path>) -> Option<std::path::PathBuf> {
+    if let Some(d) = configured {
+        return Some(d.to_owned());
+    }
+    let from_systemd = std::env::var_os("STATE_DIRECTORY")?;
+    let first = from_systemd.to_str()?.split(':').next()?;
+    (!first.is_empty()).then(|| first.into())
+}
+
 /// `sigvault tlog serve`.
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_tlog(file)?;
@@ -99,7 +110,15 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         },
         max_entry_size: t.max_entry_size,
         instance: crate::tlog::default_instance_id(),
+        state_dir: state_dir(t.state_dir.as_deref()),
     };
+    match &opts.state_dir {
+        Some(d) => tracing::info!(dir = %d.display(), "rollback guard on: head records kept here"),
+        None => tracing::warn!(
+            "rollback guard off: no [tlog] state_dir and no systemd StateDirectory; nothing stops \
+             this instance from sequencing on a database restored from an older backup (a fork)"
+        ),
+    }
     let svc = LogService::start(store, specs, opts).await?;
     let state = crate::tlog::server::AppState {
         svc: Arc::clone(&svc),

@@ -235,6 +235,10 @@ pub struct TlogSection {
     /// Appends allowed to wait per tree before new ones get 503.
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
+    /// The rollback guard's directory (records of the heads this instance committed); default:
+    /// systemd's `$STATE_DIRECTORY`, else the guard is off.
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
     /// The trees this service serves.
     pub trees: Vec<TlogTreeConfig>,
 }

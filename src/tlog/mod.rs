@@ -4,6 +4,7 @@
 //! [`api`], over its internal HTTP API.
 
 pub mod api;
+pub mod guard;
 pub mod reader;
 pub mod sequencer;
 pub mod server;
@@ -41,6 +42,10 @@ pub enum TlogError {
     TreeExists(String),
     #[error("this instance is not the active sequencer of tree '{0}'; retry on the active one")]
     NotActive(String),
+    /// The rollback guard refuses the tree: the database is behind or beside what this instance
+    /// signed.
+    #[error("{0}")]
+    Refused(String),
     #[error("too many appends waiting for tree '{0}'; retry later")]
     Overloaded(String),
     #[error("entry of {size} bytes exceeds the limit of {max} bytes")]
@@ -63,7 +68,9 @@ impl TlogError {
     /// Whether a retry (perhaps elsewhere) may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown => true,
+            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown | Self::Refused(_) => {
+                true
+            }
             Self::Store(e) => e.is_transient(),
             _ => false,
         }
@@ -89,7 +96,7 @@ impl TlogError {
             Self::TreeExists(_) => 409,
             Self::TooLarge { .. } => 413,
             Self::BadRequest(_) => 400,
-            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown => 503,
+            Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown | Self::Refused(_) => 503,
             Self::Store(e) if e.is_transient() => 503,
             _ => 500,
         }
@@ -126,6 +133,9 @@ pub struct ServiceOptions {
     pub max_entry_size: usize,
     /// Identifies this instance in leases (host, pid and a random suffix by default).
     pub instance: String,
+    /// Where the rollback guard keeps its record of the heads this instance committed
+    /// ([`guard`]); `None` turns the guard off.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -134,6 +144,7 @@ impl Default for ServiceOptions {
             sequencer: SequencerOptions::default(),
             max_entry_size: 65_535,
             instance: default_instance_id(),
+            state_dir: None,
         }
     }
 }
@@ -159,6 +170,8 @@ pub struct Tree {
     head: watch::Sender<Option<Arc<Head>>>,
     cache: Arc<reader::TileCache>,
     metrics: Arc<sequencer::SeqMetrics>,
+    /// Why the rollback guard refuses this tree, if it does.
+    refused: watch::Sender<Option<String>>,
 }
 
 impl Tree {
@@ -191,6 +204,10 @@ impl Tree {
     pub fn metrics(&self) -> &sequencer::SeqMetrics {
         &self.metrics
     }
+    /// Why this instance refuses to sequence the tree (the rollback guard), if it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.refused.borrow().clone()
+    }
     /// The latest head this instance knows without asking the database.
     pub fn cached_head(&self) -> Option<Arc<Head>> {
         self.head.borrow().clone()
@@ -204,6 +221,10 @@ pub struct LogService {
     opts: ServiceOptions,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The rollback guard's records (`None`: guard off).
+    witness: Option<Arc<guard::Witness>>,
+    /// The tasks that keep those records, stopped after the sequencers.
+    witness_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Tree names: short, URL-safe, stable.
@@ -222,6 +243,12 @@ impl LogService {
         trees: Vec<TreeSpec>,
         opts: ServiceOptions,
     ) -> Result<Arc<Self>, TlogError> {
+        let witness = match &opts.state_dir {
+            Some(dir) => Some(Arc::new(
+                guard::Witness::open(dir).map_err(TlogError::Internal)?,
+            )),
+            None => None,
+        };
         let mut map = HashMap::new();
         for spec in trees {
             if !valid_tree_name(&spec.name) {
@@ -250,6 +277,7 @@ impl LogService {
                 active: watch::Sender::new(false),
                 cache: Arc::new(reader::TileCache::default()),
                 metrics: Arc::default(),
+                refused: watch::Sender::new(None),
             };
             if map.insert(tree.spec.name.clone(), Arc::new(tree)).is_some() {
                 return Err(TlogError::BadRequest(
@@ -263,6 +291,8 @@ impl LogService {
             opts,
             shutdown: watch::Sender::new(false),
             tasks: std::sync::Mutex::new(Vec::new()),
+            witness,
+            witness_tasks: std::sync::Mutex::new(Vec::new()),
         });
         for tree in svc.trees.values() {
             if tree.db_id().is_some() {
@@ -293,12 +323,32 @@ impl LogService {
             active: tree.active.clone(),
             head_tx: tree.head.clone(),
             metrics: Arc::clone(&tree.metrics),
+            witness: self.witness.clone(),
+            refused: tree.refused.clone(),
         };
+        if let Some(w) = &self.witness {
+            let task = tokio::spawn(guard::follow(
+                Arc::clone(w),
+                tree.spec.name.clone(),
+                tree.head.subscribe(),
+            ));
+            self.witness_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
         let handle = tokio::spawn(sequencer::run(runner, rx, self.shutdown.subscribe()));
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(handle);
+    }
+
+    fn stop_witness_tasks(&self) {
+        for t in std::mem::take(&mut *self.witness_tasks.lock().unwrap_or_else(|p| p.into_inner()))
+        {
+            t.abort();
+        }
     }
 
     /// Stop sequencing: refuse new appends, finish nothing more, release leases.
@@ -309,6 +359,7 @@ impl LogService {
         for t in tasks {
             let _ = t.await;
         }
+        self.stop_witness_tasks();
     }
 
     /// Stop every sequencer at once, without releasing leases: what a crash looks like to the
@@ -317,6 +368,7 @@ impl LogService {
         for t in std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner())) {
             t.abort();
         }
+        self.stop_witness_tasks();
         for t in self.trees.values() {
             let _ = t.active.send_replace(false);
         }
@@ -360,6 +412,18 @@ impl LogService {
             let _ = tree.id.send_replace(Some(row.id));
             self.spawn_sequencer(tree);
             return Err(TlogError::TreeExists(name.into()));
+        }
+        // A tree this instance has committed to before is missing from the database: creating it
+        // again would sign a second, different tree under the same origin.
+        if let Some(w) = &self.witness {
+            if let Some(seen) = w.read(name).map_err(TlogError::Refused)? {
+                return Err(TlogError::Refused(format!(
+                    "refusing to create tree '{name}': this instance signed checkpoints of it up to size {}, \
+                     but the database has no such tree. Was the database restored from an older backup, \
+                     or is this the wrong database? See README, \"Backups and recovery\"",
+                    seen.size
+                )));
+            }
         }
         let data = format!("sigvault tree sentinel: {}", tree.spec.origin).into_bytes();
         let leaf = merkle::leaf_hash(&data);

@@ -20,6 +20,7 @@ use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
 use crate::store::{NewEntry, NewHead, Store, TileWrite};
 
+use super::guard::Witness;
 use super::reader::{self, TileCache};
 use super::{Head, TlogError};
 
@@ -278,6 +279,10 @@ pub(super) struct Runner {
     /// Published: the latest head this sequencer committed.
     pub head_tx: watch::Sender<Option<Arc<Head>>>,
     pub metrics: Arc<SeqMetrics>,
+    /// The rollback guard's record of what this instance committed (`None`: guard off).
+    pub witness: Option<Arc<Witness>>,
+    /// Published: why this instance refuses to sequence the tree, if it does.
+    pub refused: watch::Sender<Option<String>>,
 }
 
 /// A commit in flight: the task that commits one prepared batch and answers its appends.
@@ -331,6 +336,8 @@ pub(super) async fn run(
         active,
         head_tx,
         metrics,
+        witness,
+        refused,
     } = r;
     let renew_every = opts.lease_ttl / 3;
     let mut edge: Option<Edge> = None;
@@ -360,13 +367,23 @@ pub(super) async fn run(
                 Ok(true) => {
                     lease_until = Instant::now() + opts.lease_ttl;
                     if edge.is_none() {
-                        match load_state(&store, &cache, &id).await {
+                        match load_state(&store, &cache, &id, witness.as_deref()).await {
                             Ok((e, head)) => {
                                 cache.publish_edge(e.partial_tiles());
                                 tracing::info!(tree = %id.name, size = e.size(), "took the sequencer lease");
+                                let _ = refused.send_replace(None);
                                 let _ = head_tx.send_replace(Some(Arc::new(head)));
                                 edge = Some(e);
                                 let _ = active.send_replace(true);
+                            }
+                            Err(TlogError::Refused(why)) => {
+                                // Said once, not at every retry; /readyz and the sequencer probe
+                                // keep saying it.
+                                if refused.borrow().as_deref() != Some(why.as_str()) {
+                                    tracing::error!(tree = %id.name, "{why}");
+                                }
+                                let _ = refused.send_replace(Some(why));
+                                let _ = store.release_lease(id.tree_id, &holder).await;
                             }
                             Err(e) => {
                                 tracing::error!(tree = %id.name, error = %e, "cannot load tree state");
@@ -506,19 +523,48 @@ pub(super) async fn run(
         let _ = req.reply.send(Err(TlogError::ShuttingDown));
     }
     if edge.is_some() {
+        // The record is written a moment after each commit: bring it up to date before the
+        // lease is handed over.
+        let last = head_tx.borrow().clone();
+        if let (Some(w), Some(h)) = (&witness, last) {
+            let (w, name) = (Arc::clone(w), id.name.clone());
+            match tokio::task::spawn_blocking(move || w.record(&name, h.size, &h.root)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
+                }
+                Err(e) => {
+                    tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
+                }
+            }
+        }
         let _ = store.release_lease(id.tree_id, &holder).await;
     }
 }
 
+/// Load the tree's right edge from the database, after checking the database against what this
+/// instance has committed before (the rollback guard).
 async fn load_state(
     store: &Store,
     cache: &TileCache,
     id: &TreeIdentity,
+    witness: Option<&Witness>,
 ) -> Result<(Edge, Head), TlogError> {
     let row = store
         .tree(&id.name)
         .await?
         .ok_or_else(|| TlogError::UnknownTree(id.name.clone()))?;
+    if let Some(w) = witness {
+        if let Some(seen) = w.read(&id.name).map_err(TlogError::Refused)? {
+            super::guard::check(&id.name, &seen, row.size, &row.root, |size| async move {
+                reader::root_at(store, cache, row.id, size)
+                    .await
+                    .map_err(|e| TlogError::from(e).to_string())
+            })
+            .await
+            .map_err(TlogError::Refused)?;
+        }
+    }
     let edge = Edge::load(store, cache, row.id, row.size, &row.root).await?;
     Ok((
         edge,

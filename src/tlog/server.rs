@@ -140,7 +140,11 @@ async fn sequencer(
     State(st): State<AppState>,
     Path(tree): Path<String>,
 ) -> Result<Json<SequencerResponse>, ApiError> {
-    if !st.svc.tree(&tree)?.is_active() {
+    let t = st.svc.tree(&tree)?;
+    if let Some(why) = t.refusal() {
+        return Err(ApiError(TlogError::Refused(why)));
+    }
+    if !t.is_active() {
         return Err(ApiError(TlogError::NotActive(tree)));
     }
     let h = st.svc.head(&tree).await?;
@@ -182,7 +186,11 @@ async fn append_batch(
     }
     st.metrics.batch_requests.fetch_add(1, Ordering::Relaxed);
     // A standby answers the whole batch with 503, so the caller moves on to the next endpoint.
-    if !st.svc.tree(&tree)?.is_active() {
+    let t = st.svc.tree(&tree)?;
+    if let Some(why) = t.refusal() {
+        return Err(ApiError(TlogError::Refused(why)));
+    }
+    if !t.is_active() {
         return Err(ApiError(TlogError::NotActive(tree)));
     }
     let results: Vec<BatchAppendResult> =
@@ -367,22 +375,36 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the database answers; reports which trees this instance sequences.
+/// Ready when the database answers and the rollback guard refuses no tree; reports which trees
+/// this instance sequences.
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.svc.store().ping().await {
         Ok(()) => {
-            let mut s = String::from("ready\n");
+            let mut trees = String::new();
+            let mut refused = false;
             for n in st.svc.tree_names() {
                 if let Ok(t) = st.svc.tree(&n) {
-                    let role = match (t.db_id(), t.is_active()) {
-                        (None, _) => "not created",
-                        (Some(_), true) => "active",
-                        (Some(_), false) => "standby",
+                    let role = match (t.refusal(), t.db_id(), t.is_active()) {
+                        (Some(why), _, _) => {
+                            refused = true;
+                            format!("refused: {why}")
+                        }
+                        (None, None, _) => "not created".into(),
+                        (None, Some(_), true) => "active".into(),
+                        (None, Some(_), false) => "standby".into(),
                     };
-                    s.push_str(&format!("tree {n}: {role}\n"));
+                    trees.push_str(&format!("tree {n}: {role}\n"));
                 }
             }
-            (StatusCode::OK, s).into_response()
+            if refused {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready\n{trees}"),
+                )
+                    .into_response()
+            } else {
+                (StatusCode::OK, format!("ready\n{trees}")).into_response()
+            }
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response(),
     }

@@ -236,7 +236,7 @@ impl Stack {
         std::fs::write(
             dir.join("tlog.toml"),
             format!(
-                "[hsm]\nmodule = \"{module}\"\n[tlog]\ndatabase_url = {{ file = \"{d}/db.url\" }}\nmigrate_on_start = true\ninternal_listen = \"unix:{sock}\"\npublic_listen = \"127.0.0.1:{port}\"\n{wait}[[tlog.trees]]\nname = \"{TREE}\"\norigin = \"{NOTE_NAME} - {TREE_ID}\"\nnote_name = \"{NOTE_NAME}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n",
+                "[hsm]\nmodule = \"{module}\"\n[tlog]\ndatabase_url = {{ file = \"{d}/db.url\" }}\nmigrate_on_start = true\ninternal_listen = \"unix:{sock}\"\npublic_listen = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n{wait}[[tlog.trees]]\nname = \"{TREE}\"\norigin = \"{NOTE_NAME} - {TREE_ID}\"\nnote_name = \"{NOTE_NAME}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n",
                 module = common::module().display(),
                 d = dir.display(),
                 sock = tlog_sock.display(),

@@ -119,6 +119,7 @@ public_listen = "{public}"
 max_entry_size = {max_entry}
 batch_max_wait_ms = 10
 lease_ttl_ms = 2000
+state_dir = "{dir}/state"
 [[tlog.trees]]
 name = "t"
 origin = "tlog.test - 7"
@@ -256,8 +257,14 @@ pin = {{ file = "{pin}" }}
 
 impl Drop for Tlog {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            // SIGTERM, then wait for the graceful shutdown.
+        self.stop();
+    }
+}
+
+impl Tlog {
+    /// SIGTERM, then wait for the graceful shutdown (SIGKILL after 15 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").arg(c.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
@@ -267,6 +274,7 @@ impl Drop for Tlog {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

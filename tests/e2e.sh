@@ -44,6 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# sigstore-rs (the `sigstore` crate, version pinned by tests/clients/rs/Cargo.lock), built before
+# the stack comes up: a few minutes on two cores the first time.
+echo "==> building the sigstore-rs client (tests/clients/rs)"
+RS=$repo/tests/clients/rs/target/debug/sigstore-rs-client
+CARGO_TARGET_DIR=$repo/tests/clients/rs/target cargo build --locked --quiet \
+  --manifest-path "$repo/tests/clients/rs/Cargo.toml"
+
 echo "==> packaging/dev-stack.sh up (state dir $STATE)"
 packaging/dev-stack.sh up
 ok "dev-stack up: sigstore-python signed, sigstore-js verified, and the reverse"
@@ -65,6 +72,7 @@ echo "sigstore-python: $("$PY" --version)"
 echo "sigstore-js:     $("$NODE" -p "require('$repo/tests/clients/js/node_modules/sigstore/package.json').version")"
 echo "@sigstore/cli:   $("$NODE" -p "require('$repo/tests/clients/js/node_modules/@sigstore/cli/package.json').version")"
 echo "node:            $("$NODE" --version)"
+echo "sigstore-rs:     $(sed -n '/^name = "sigstore"$/{n;s/^version = //p}' "$repo/tests/clients/rs/Cargo.lock")"
 
 for f in trust-config.json trusted_root.json signing_config.json endpoints.env; do
   expect_ok "state dir has $f" test -s "$STATE/$f"
@@ -158,9 +166,37 @@ expect_ok "js verifies the GitHub bundle (URI SAN, GitHub issuer)" "${JS[@]}" ve
 expect_fail "python verify github rejects the developer's (non-GitHub) bundle" "$PY" --trust-config "$TC" verify github \
   --bundle py.sigstore.json --repository octo-org/octo-repo artifact.txt
 
+echo "==> sigstore-rs: signs through sigvault's Fulcio and Rekor, verifies against its trusted root"
+# sigstore-rs 0.14 signs with its own Fulcio and Rekor clients (its one-call signer is fixed to
+# the public-good instance: tests/clients/rs/src/main.rs says why) and verifies with its bundle
+# verifier: chain to the trusted root's CA, the SCT against its CT log key, SAN and issuer, the
+# signature, the log entry's body and time (not the SET or inclusion proof: sigstore-rs 0.14
+# does not check them; python and js do, below).
+$ID_TOKEN_CMD >rs-token
+expect_ok "rs sign" "$RS" sign --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --token-file rs-token \
+  --bundle rs.sigstore.json artifact.txt
+expect_ok "rs verifies the rs bundle" "$RS" verify --trusted-root "$TR" --bundle rs.sigstore.json \
+  --identity "$ID" --issuer "$ISS" artifact.txt
+expect_ok "python verifies the rs bundle" "$PY" --trust-config "$TC" verify identity \
+  --bundle rs.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+expect_ok "js verifies the rs bundle" "${JS[@]}" verify --trusted-root "$TR" --bundle rs.sigstore.json \
+  --identity-email "$ID" --issuer "$ISS" artifact.txt
+for b in py js; do
+  expect_ok "rs verifies the $b bundle" "$RS" verify --trusted-root "$TR" --bundle $b.sigstore.json \
+    --identity "$ID" --issuer "$ISS" artifact.txt
+done
+expect_fail "rs rejects the rs bundle for a tampered artifact" "$RS" verify --trusted-root "$TR" \
+  --bundle rs.sigstore.json --identity "$ID" --issuer "$ISS" tampered.txt
+expect_fail "rs rejects the rs bundle for another identity" "$RS" verify --trusted-root "$TR" \
+  --bundle rs.sigstore.json --identity "mallory@sigvault.test" --issuer "$ISS" artifact.txt
+expect_fail "rs rejects the rs bundle for another issuer" "$RS" verify --trusted-root "$TR" \
+  --bundle rs.sigstore.json --identity "$ID" --issuer "https://accounts.example.com" artifact.txt
+expect_fail "rs rejects the py bundle for a tampered artifact" "$RS" verify --trusted-root "$TR" \
+  --bundle py.sigstore.json --identity "$ID" --issuer "$ISS" tampered.txt
+
 echo "==> the logs agree with what the clients hold"
 expect_ok "every bundle's Rekor entry is found by its UUID" python3 - "$REKOR_URL" py.sigstore.json js.sigstore.json \
-  py-att.sigstore.json js-att.sigstore.json gh.sigstore.json <<'EOF'
+  py-att.sigstore.json js-att.sigstore.json gh.sigstore.json rs.sigstore.json <<'EOF'
 import base64, hashlib, json, sys, urllib.request
 rekor = sys.argv[1]
 for path in sys.argv[2:]:

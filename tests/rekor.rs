@@ -384,6 +384,10 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // `{"<uuid>":{...}}` and a newline, as upstream's Go encoder writes it (sigstore-rs cuts the
+    // entry out by offsets from the end).
+    assert!(r.body.starts_with(b"{\"") && r.body.ends_with(b"}}\n"));
+    assert_eq!(r.headers["content-type"], "application/json");
     let v = json_of(&r);
     let (hr_id, body, hr_index) = check_entry(&s, &v);
     assert_eq!(r.headers["etag"], hr_id.as_str());

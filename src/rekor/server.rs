@@ -55,7 +55,7 @@ impl IntoResponse for ApiError {
             return status.into_response();
         }
         let body = serde_json::json!({"code": code, "message": self.0.to_string()});
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = (status, Json(body)).into_response();
         match &self.0 {
             RekorError::Conflict(id) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{id}")) {
@@ -69,6 +69,34 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// A JSON response body ending in a newline, byte for byte as upstream's Go server writes it
+/// (`json.Encoder`). Clients may depend on that: sigstore-rs 0.14 cuts the entry out of the
+/// `POST /api/v1/log/entries` response by fixed offsets from the end and fails without the
+/// newline.
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(mut body) => {
+                body.push(b'\n');
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    body,
+                )
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a response");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
     }
 }
 
@@ -113,7 +141,7 @@ async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> Response
         Ok(entry) => {
             st.metrics.created.fetch_add(1, Ordering::Relaxed);
             let id = entry.entry_id.clone();
-            let mut resp = (StatusCode::CREATED, axum::Json(entry_map([entry]))).into_response();
+            let mut resp = (StatusCode::CREATED, Json(entry_map([entry]))).into_response();
             let h = resp.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&id) {
                 h.insert(header::ETAG, v);
@@ -144,31 +172,31 @@ struct IndexQuery {
 async fn by_index(
     State(st): State<AppState>,
     Query(q): Query<IndexQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let s = q.log_index.ok_or_else(|| bad("logIndex is required"))?;
     let i: u64 = s
         .parse()
         .map_err(|_| bad("logIndex must be a non-negative integer"))?;
     let e = st.rekor.entry_by_index(i).await?;
-    Ok(axum::Json(entry_map([e])))
+    Ok(Json(entry_map([e])))
 }
 
 async fn by_id(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let (tree, uuid) = super::parse_entry_id(&id)?;
     if tree.is_some_and(|t| t != st.rekor.tree_id()) {
         return Err(ApiError(RekorError::NotFound));
     }
     let e = st.rekor.entry_by_uuid(&uuid).await?;
-    Ok(axum::Json(entry_map([e])))
+    Ok(Json(entry_map([e])))
 }
 
 async fn retrieve(
     State(st): State<AppState>,
     body: axum::body::Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let v = json_value(&body)?;
     let obj = v
         .as_object()
@@ -225,7 +253,7 @@ async fn retrieve(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(axum::Json(Value::Array(
+    Ok(Json(Value::Array(
         found.into_iter().map(|e| entry_map([e])).collect(),
     )))
 }
@@ -248,7 +276,7 @@ fn prefixed_hash(h: &str) -> String {
 async fn search_index(
     State(st): State<AppState>,
     body: axum::body::Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let Some(ix) = st.rekor.indexer() else {
         return Err(ApiError(RekorError::Internal(
             "Search Index API not enabled in this Rekor instance".into(),
@@ -329,13 +357,13 @@ async fn search_index(
         .await
         .map_err(RekorError::from)?;
     let ids = index::search(ix, head.tree_size, &q).await?;
-    Ok(axum::Json(Value::Array(
+    Ok(Json(Value::Array(
         ids.into_iter().map(Value::String).collect(),
     )))
 }
 
-async fn log_info(State(st): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(st.rekor.log_info().await?))
+async fn log_info(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(st.rekor.log_info().await?))
 }
 
 #[derive(Deserialize)]
@@ -359,7 +387,7 @@ fn check_tree_param(st: &AppState, t: Option<&str>) -> Result<(), ApiError> {
 async fn proof(
     State(st): State<AppState>,
     Query(q): Query<ProofQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     check_tree_param(&st, q.tree_id.as_deref())?;
     let num = |v: Option<String>, name: &str, default: Option<u64>| -> Result<u64, ApiError> {
         match v {
@@ -374,7 +402,7 @@ async fn proof(
     if first == 0 || last == 0 {
         return Err(bad("firstSize and lastSize must be at least 1"));
     }
-    Ok(axum::Json(st.rekor.consistency(first, last).await?))
+    Ok(Json(st.rekor.consistency(first, last).await?))
 }
 
 #[derive(Deserialize)]

@@ -569,25 +569,47 @@ async fn the_rollback_guard_refuses_an_older_or_other_database() {
     o.shutdown().await;
 
     // The guarded instance commits 20 entries to the live database; at shutdown its record
-    // says size 21 (sentinel included).
+    // says size 21 (sentinel included). A standby on another "host" (its own state dir) that
+    // never sequences records what it sees the active one commit.
     let live_store = store_for(&live).await;
     let a = LogService::start(live_store.clone(), vec![spec("t")], guarded("a"))
         .await
         .expect("start");
     a.create_tree("t").await.expect("create");
     wait_active(&a, "t").await;
+    let standby_state = tempfile::tempdir().expect("tempdir");
+    let standby_opts = |instance: &str| ServiceOptions {
+        state_dir: Some(standby_state.path().to_owned()),
+        ..opts(instance)
+    };
+    let s = LogService::start(live_store.clone(), vec![spec("t")], standby_opts("s"))
+        .await
+        .expect("standby");
     for i in 0..20 {
         a.append("t", entry(i), None).await.expect("append");
     }
     let seen = a.head("t").await.expect("head");
     assert_eq!(seen.size, 21);
+    let expected = format!("size 21\nroot {}\n", hex::encode(seen.root));
+    // While A is still the active sequencer, the standby has recorded its head.
+    assert!(!s.tree("t").expect("t").is_active());
+    let standby_record = standby_state.path().join("t.head");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&standby_record).is_ok_and(|r| r == expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&standby_record).expect("standby record"),
+        expected,
+        "the standby recorded the head it saw"
+    );
+    assert!(!s.tree("t").expect("t").is_active(), "it only watched");
+    s.abort();
     a.shutdown().await;
     let record = std::fs::read_to_string(state.path().join("tlog/t.head")).expect("record");
-    assert_eq!(
-        record,
-        format!("size 21\nroot {}\n", hex::encode(seen.root)),
-        "the record holds the last committed head"
-    );
+    assert_eq!(record, expected, "the record holds the last committed head");
 
     // Put on the backup, it refuses the tree: no lease kept, appends refused, nothing written.
     let backup_store = store_for(&backup).await;
@@ -609,6 +631,18 @@ async fn the_rollback_guard_refuses_an_older_or_other_database() {
         6
     );
     r.shutdown().await;
+
+    // So does the standby, though it never sequenced this tree: it refuses while standing by.
+    let r = LogService::start(backup_store.clone(), vec![spec("t")], standby_opts("s2"))
+        .await
+        .expect("start");
+    let why = wait_refused(&r, "t").await;
+    assert!(why.contains("up to size 21"), "{why}");
+    r.shutdown().await;
+    assert_eq!(
+        backup_store.tree("t").await.expect("row").expect("t").size,
+        6
+    );
 
     // On a database whose tree is longer but has another root at size 21: refused too.
     let r = LogService::start(store_for(&other).await, vec![spec("t")], guarded("a"))

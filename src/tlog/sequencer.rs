@@ -414,6 +414,9 @@ pub(super) async fn run(
             while let Ok(req) = rx.try_recv() {
                 let _ = req.reply.send(Err(TlogError::NotActive(id.name.clone())));
             }
+            if let Some(w) = &witness {
+                observe(&store, &cache, &id, w, &refused).await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(renew_every.min(Duration::from_secs(1))) => {}
                 _ = shutdown.changed() => {}
@@ -539,6 +542,61 @@ pub(super) async fn run(
             }
         }
         let _ = store.release_lease(id.tree_id, &holder).await;
+    }
+}
+
+/// On standby, the rollback guard follows the active instance: the tree in the database must
+/// extend what this instance has recorded, and its newer heads are recorded as they appear. So
+/// a standby that takes over after the database was put back from an older backup refuses,
+/// even if it never sequenced before, and says so (on /readyz) while still standing by.
+async fn observe(
+    store: &Store,
+    cache: &TileCache,
+    id: &TreeIdentity,
+    witness: &Arc<Witness>,
+    refused: &watch::Sender<Option<String>>,
+) {
+    // A database that cannot be read now (down, or being restored) is judged next time.
+    let Ok(Some(row)) = store.tree(&id.name).await else {
+        return;
+    };
+    let verdict = match witness.read(&id.name) {
+        Err(e) => Err(e),
+        Ok(None) => Ok(true),
+        Ok(Some(seen)) => {
+            super::guard::check(&id.name, &seen, row.size, &row.root, |size| async move {
+                reader::root_at(store, cache, row.id, size)
+                    .await
+                    .map_err(|e| TlogError::from(e).to_string())
+            })
+            .await
+            .map(|()| row.size > seen.size)
+        }
+    };
+    match verdict {
+        Err(why) => {
+            if refused.borrow().as_deref() != Some(why.as_str()) {
+                tracing::error!(tree = %id.name, "{why}");
+            }
+            let _ = refused.send_replace(Some(why));
+        }
+        Ok(newer) => {
+            let _ = refused.send_replace(None);
+            if newer {
+                let (w, name) = (Arc::clone(witness), id.name.clone());
+                let wrote =
+                    tokio::task::spawn_blocking(move || w.record(&name, row.size, &row.root)).await;
+                match wrote {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
+                    }
+                    Err(e) => {
+                        tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use sigvault::merkle;
 
 use common::procs::{Service, Tlog, free_port};
 
-const TOKENS: &[&str] = &["rk-main", "rk-bad", "rk-crash", "rk-outage"];
+const TOKENS: &[&str] = &["rk-main", "rk-bad", "rk-crash", "rk-outage", "rk-frozen"];
 const TREE_ID: u64 = 7;
 
 struct Setup {
@@ -951,4 +951,97 @@ async fn rekor_answers_503_while_the_tlog_is_down_and_recovers() {
         1,
         "the index recovered from the lost connections"
     );
+}
+
+/// A frozen tree (`frozen = true` in tlog.toml, as after a shard is retired): rekor stays ready
+/// and serves every read, refuses uploads with 403 and a clear message, and nothing is appended;
+/// the tlog says so on its readiness and refuses appends itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekor_serves_a_frozen_tree_read_only() {
+    let Some(mut s) = setup("rekor_frozen", "rk-frozen").await else {
+        return;
+    };
+    let alice = identity("erin@example.org");
+    let upload = |i: u32| {
+        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
+    };
+    let r = s.post("/api/v1/log/entries", &upload(1)).await;
+    assert_eq!(r.status, 201);
+    let v = json_of(&r);
+    let (id, body, index) = check_entry(&s, &v);
+    let size = s.tree_size().await;
+
+    // Freeze the tree: the tlog restarts with `frozen = true` on it.
+    s.tlog.stop();
+    let mut config = std::fs::read_to_string(&s.tlog.config).expect("config");
+    assert!(
+        config.rfind("[[tlog.trees]]") > config.rfind("[tlog]") && config.ends_with('\n'),
+        "the tree's table is last"
+    );
+    config.push_str("frozen = true\n");
+    std::fs::write(&s.tlog.config, config).expect("write");
+    s.tlog.start();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.get("/readyz").await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status == 200 {
+            assert!(text.contains("read-only"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let m = json_of(&r);
+    assert_eq!(m["code"], 403);
+    assert!(
+        m["message"]
+            .as_str()
+            .expect("message")
+            .contains("read-only"),
+        "{m}"
+    );
+    // Reads: by UUID and by index, the same entry as before (a fresh SET each time: ECDSA is
+    // randomized); the log's size is unchanged.
+    let by_id = s.get(&format!("/api/v1/log/entries/{id}")).await;
+    assert_eq!(by_id.status, 200);
+    let (id2, body2, index2) = check_entry(&s, &json_of(&by_id));
+    assert_eq!((id2, body2, index2), (id.clone(), body, index));
+    let by_index = s
+        .get(&format!("/api/v1/log/entries?logIndex={index}"))
+        .await;
+    assert_eq!(by_index.status, 200);
+    let (id3, _, index3) = check_entry(&s, &json_of(&by_index));
+    assert_eq!((id3, index3), (id.clone(), index));
+    assert_eq!(s.tree_size().await, size);
+
+    // The tlog itself: frozen on /readyz, appends refused with 403, the probe says frozen.
+    let r = s
+        .tlog
+        .public()
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("tree t: frozen"));
+    let err = s
+        .tlog
+        .client()
+        .append("t", b"into a frozen tree", None, false)
+        .await
+        .expect_err("frozen");
+    assert!(
+        matches!(&err, sigvault::tlog::api::TlogClientError::Api { status: 403, message } if message.contains("frozen")),
+        "{err}"
+    );
+    let p = s.tlog.client().sequencer("t").await.expect("probe");
+    assert!(p.frozen && !p.active && p.tree_size == size);
+    assert_eq!(
+        s.tlog.client().head("t").await.expect("head").tree_size,
+        size
+    );
+    s.kill9();
 }

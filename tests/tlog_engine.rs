@@ -50,6 +50,7 @@ fn spec(name: &str) -> TreeSpec {
         origin: format!("test.example - {name}"),
         note_name: "test.example".into(),
         signer: signer(),
+        frozen: false,
     }
 }
 

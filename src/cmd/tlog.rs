@@ -48,6 +48,7 @@ pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<Vec<TreeSpec>> {
             origin: t.origin.clone(),
             note_name: t.note_name.clone(),
             signer: Arc::new(signer),
+            frozen: t.frozen,
         });
     }
     Ok(specs)

@@ -192,6 +192,9 @@ pub struct TlogTreeConfig {
     /// Checkpoint key (ECDSA P-256) and its token's PIN.
     pub key: Pkcs11Uri,
     pub pin: SecretSource,
+    /// Frozen: reads only, appends refused (the tree must exist).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// `[tlog]`: the Merkle log service.

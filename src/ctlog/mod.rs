@@ -57,6 +57,8 @@ pub enum CtLogError {
     NotFound(String),
     #[error("the log is busy; retry later ({0})")]
     Unavailable(String),
+    #[error("this log is read-only (its tree is frozen): it takes no new submissions")]
+    Frozen,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,6 +69,7 @@ impl CtLogError {
             Self::BadRequest(_) => 400,
             Self::NotFound(_) => 404,
             Self::Unavailable(_) => 503,
+            Self::Frozen => 403,
             Self::Internal(_) => 500,
         }
     }
@@ -81,6 +84,7 @@ impl From<TlogClientError> for CtLogError {
             TlogClientError::Api { status, message } if *status == 404 => {
                 Self::NotFound(message.clone())
             }
+            TlogClientError::Api { status: 403, .. } => Self::Frozen,
             _ if e.is_transient() => Self::Unavailable(e.to_string()),
             _ => Self::Internal(e.to_string()),
         }

@@ -349,6 +349,14 @@ async fn get_entry_and_proof(
 /// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.log.tlog().sequencer(st.log.tree()).await {
+        Ok(h) if h.frozen => (
+            StatusCode::OK,
+            format!(
+                "ready (read-only: the tree is frozen)\ntree size {}\n",
+                h.tree_size
+            ),
+        )
+            .into_response(),
         Ok(h) => (
             StatusCode::OK,
             format!("ready\ntree size {}\n", h.tree_size),

@@ -40,6 +40,10 @@ pub enum RekorError {
     Conflict(String),
     #[error("transparency log unavailable: {0}")]
     Unavailable(String),
+    #[error(
+        "this log is read-only (its tree is frozen): it takes no new entries; its entries and proofs are still served"
+    )]
+    Frozen,
     #[error("{0}")]
     Internal(String),
 }
@@ -52,6 +56,7 @@ impl RekorError {
             Self::NotFound => 404,
             Self::Conflict(_) => 409,
             Self::Unavailable(_) => 503,
+            Self::Frozen => 403,
             Self::Internal(_) => 500,
         }
     }
@@ -61,6 +66,7 @@ impl From<TlogClientError> for RekorError {
     fn from(e: TlogClientError) -> Self {
         match &e {
             TlogClientError::Api { status: 404, .. } => Self::NotFound,
+            TlogClientError::Api { status: 403, .. } => Self::Frozen,
             TlogClientError::Api {
                 status: 400,
                 message,

@@ -427,6 +427,14 @@ async fn public_key(
 /// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.rekor.tlog().sequencer(st.rekor.tree()).await {
+        Ok(h) if h.frozen => (
+            StatusCode::OK,
+            format!(
+                "ready (read-only: the tree is frozen)\ntree size {}\n",
+                h.tree_size
+            ),
+        )
+            .into_response(),
         Ok(h) => {
             let indexed = st
                 .rekor

@@ -85,8 +85,12 @@ pub struct HeadResponse {
 /// The answer of the instance that sequences a tree.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SequencerResponse {
-    /// Always true (a standby answers 503).
+    /// True on the instance that sequences the tree (a standby answers 503); false for a frozen
+    /// tree, which no instance sequences.
     pub active: bool,
+    /// The tree is frozen: reads only, appends are refused (403).
+    #[serde(default)]
+    pub frozen: bool,
     pub tree_size: u64,
 }
 

@@ -46,6 +46,10 @@ pub enum TlogError {
     /// signed.
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "tree '{0}' is frozen: it takes no new entries (its entries, proofs and tiles are still served)"
+    )]
+    Frozen(String),
     #[error("too many appends waiting for tree '{0}'; retry later")]
     Overloaded(String),
     #[error("entry of {size} bytes exceeds the limit of {max} bytes")]
@@ -94,6 +98,7 @@ impl TlogError {
         match self {
             Self::UnknownTree(_) | Self::NotCreated(_) => 404,
             Self::TreeExists(_) => 409,
+            Self::Frozen(_) => 403,
             Self::TooLarge { .. } => 413,
             Self::BadRequest(_) => 400,
             Self::NotActive(_) | Self::Overloaded(_) | Self::ShuttingDown | Self::Refused(_) => 503,
@@ -123,6 +128,8 @@ pub struct TreeSpec {
     pub note_name: String,
     /// The tree's checkpoint key.
     pub signer: Arc<dyn Signer>,
+    /// Frozen: no sequencer, no new entries; reads (checkpoint, tiles, proofs, entries) only.
+    pub frozen: bool,
 }
 
 /// Service-wide options.
@@ -177,6 +184,10 @@ pub struct Tree {
 impl Tree {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+    /// Is the tree frozen (read-only)?
+    pub fn is_frozen(&self) -> bool {
+        self.spec.frozen
     }
     /// Is this instance the tree's active sequencer right now?
     pub fn is_active(&self) -> bool {
@@ -260,6 +271,11 @@ impl LogService {
             let row = store.tree(&spec.name).await?;
             if let Some(row) = &row {
                 check_row(&spec, row)?;
+            } else if spec.frozen {
+                return Err(TlogError::BadRequest(format!(
+                    "tree '{}' is configured frozen but the database has no such tree",
+                    spec.name
+                )));
             }
             let (tx, rx) = mpsc::channel(opts.sequencer.queue_limit);
             let tree = Tree {
@@ -298,11 +314,17 @@ impl LogService {
             if tree.db_id().is_some() {
                 svc.spawn_sequencer(tree);
             }
+            if tree.is_frozen() {
+                tracing::info!(tree = %tree.spec.name, "tree is frozen: reads only");
+            }
         }
         Ok(svc)
     }
 
     fn spawn_sequencer(&self, tree: &Arc<Tree>) {
+        if tree.is_frozen() {
+            return;
+        }
         let Some(tree_id) = tree.db_id() else { return };
         let Some(rx) = tree.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
@@ -407,6 +429,11 @@ impl LogService {
     /// Create the tree once: its sentinel entry at index 0, first tile and checkpoint.
     pub async fn create_tree(&self, name: &str) -> Result<Arc<Head>, TlogError> {
         let tree = self.tree(name)?;
+        if tree.is_frozen() {
+            // A frozen tree exists (the service would not start otherwise): answer as for any
+            // existing tree, so a personality that creates its tree at start goes on.
+            return Err(TlogError::TreeExists(name.into()));
+        }
         if let Some(row) = self.store.tree(name).await? {
             check_row(&tree.spec, &row)?;
             let _ = tree.id.send_replace(Some(row.id));
@@ -515,6 +542,9 @@ impl LogService {
                     max: MAX_EXTRA_SIZE,
                 });
             }
+        }
+        if tree.is_frozen() {
+            return Err(TlogError::Frozen(name.into()));
         }
         if !tree.is_active() {
             return Err(TlogError::NotActive(name.into()));

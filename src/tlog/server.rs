@@ -141,6 +141,15 @@ async fn sequencer(
     Path(tree): Path<String>,
 ) -> Result<Json<SequencerResponse>, ApiError> {
     let t = st.svc.tree(&tree)?;
+    if t.is_frozen() {
+        // No instance sequences a frozen tree, and none needs to: it serves reads only.
+        let h = st.svc.head(&tree).await?;
+        return Ok(Json(SequencerResponse {
+            active: false,
+            frozen: true,
+            tree_size: h.size,
+        }));
+    }
     if let Some(why) = t.refusal() {
         return Err(ApiError(TlogError::Refused(why)));
     }
@@ -150,6 +159,7 @@ async fn sequencer(
     let h = st.svc.head(&tree).await?;
     Ok(Json(SequencerResponse {
         active: true,
+        frozen: false,
         tree_size: h.size,
     }))
 }
@@ -187,6 +197,9 @@ async fn append_batch(
     st.metrics.batch_requests.fetch_add(1, Ordering::Relaxed);
     // A standby answers the whole batch with 503, so the caller moves on to the next endpoint.
     let t = st.svc.tree(&tree)?;
+    if t.is_frozen() {
+        return Err(ApiError(TlogError::Frozen(tree)));
+    }
     if let Some(why) = t.refusal() {
         return Err(ApiError(TlogError::Refused(why)));
     }
@@ -385,6 +398,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
             for n in st.svc.tree_names() {
                 if let Ok(t) = st.svc.tree(&n) {
                     let role = match (t.refusal(), t.db_id(), t.is_active()) {
+                        _ if t.is_frozen() => "frozen (reads only)".into(),
                         (Some(why), _, _) => {
                             refused = true;
                             format!("refused: {why}")

@@ -227,6 +227,7 @@ async fn run(plan: &Plan, signer: Arc<dyn Signer>, db: common::TestDb) {
             origin: format!("{NOTE_NAME} - {TREE}"),
             note_name: NOTE_NAME.into(),
             signer: Arc::clone(&signer),
+            frozen: false,
         }],
         service_options(),
     )

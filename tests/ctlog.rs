@@ -689,6 +689,54 @@ async fn bad_submissions_get_400_and_append_nothing() {
     assert_eq!(status, 200, "ready means a submission goes through: {text}");
     let (_, sth) = get(&s, "get-sth").await;
     assert_eq!(sth_of(&sth).0, size + 1, "exactly the one precertificate");
+
+    // The tree is frozen (`frozen = true` in tlog.toml, the tlog restarted): the log stays
+    // ready and serves reads; a new submission gets 403 and its reason; nothing is appended.
+    s.tlog.stop();
+    let mut config = std::fs::read_to_string(&s.tlog.config).expect("config");
+    assert!(config.rfind("[[tlog.trees]]") > config.rfind("[tlog]") && config.ends_with('\n'));
+    config.push_str("frozen = true\n");
+    std::fs::write(&s.tlog.config, config).expect("write");
+    s.tlog.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .client
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        if r.status.as_u16() == 200 {
+            assert!(String::from_utf8_lossy(&r.body).contains("read-only"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ctlog never ready on the frozen tree"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = sign(
+        with_poison(leaf_tbs(&s.issuing, "after the freeze", now, 600)),
+        s.ca.as_ref(),
+    )
+    .to_der()
+    .expect("der");
+    let (status, text) = post(
+        &s,
+        "add-pre-chain",
+        serde_json::json!({"chain": [b64(&fresh), b64(&s.issuing_der)]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("read-only"), "{text}");
+    let (status, sth) = get(&s, "get-sth").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sth_of(&sth).0,
+        size + 1,
+        "nothing appended to the frozen tree"
+    );
+    verify_sth(&s, &sth);
 }
 
 /// A software key standing in for a CA the log does not trust (test-only; never a log key).

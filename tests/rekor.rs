@@ -20,7 +20,14 @@ use sigvault::merkle;
 
 use common::procs::{Service, Tlog, free_port};
 
-const TOKENS: &[&str] = &["rk-main", "rk-bad", "rk-crash", "rk-outage", "rk-frozen"];
+const TOKENS: &[&str] = &[
+    "rk-main",
+    "rk-bad",
+    "rk-crash",
+    "rk-outage",
+    "rk-frozen",
+    "rk-hsm",
+];
 const TREE_ID: u64 = 7;
 
 struct Setup {
@@ -1042,6 +1049,79 @@ async fn rekor_serves_a_frozen_tree_read_only() {
     assert_eq!(
         s.tlog.client().head("t").await.expect("head").tree_size,
         size
+    );
+    s.kill9();
+}
+
+/// The HSM goes away (the token's files vanish, as a removed or restarted HSM looks to a running
+/// PKCS#11 session): an upload gets a clear 5xx and nothing is appended; the tlog, whose
+/// checkpoint key fails, exits non-zero naming the token once it has failed for
+/// `HSM_FAILING_EXIT_AFTER` (systemd then restarts it); restarted with the token back, the same
+/// upload goes through and everything logged before is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
+    let Some(mut s) = setup("rekor_hsm", "rk-hsm").await else {
+        return;
+    };
+    let alice = identity("frank@example.org");
+    let upload = |i: u32| {
+        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
+    };
+    let r = s.post("/api/v1/log/entries", &upload(1)).await;
+    assert_eq!(r.status, 201);
+    let (first_id, _, _) = check_entry(&s, &json_of(&r));
+    let size = s.tree_size().await;
+
+    let label = &common::token(TOKENS, "rk-hsm").label;
+    let dir = common::token_dir(label);
+    let away = dir.with_extension("away");
+    std::fs::rename(&dir, &away).expect("take the token away");
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(r.status.as_u16() >= 500, "{} {text}", r.status);
+    assert!(text.contains("signing the checkpoint failed"), "{text}");
+
+    let started = std::time::Instant::now();
+    let status = s
+        .tlog
+        .wait_exit(Duration::from_secs(30))
+        .expect("the tlog exits when its HSM stays unusable");
+    assert!(!status.success(), "{status}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "not at the first failure"
+    );
+    let log = s.tlog.log();
+    assert!(
+        log.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )) && log.contains("exiting so that the service is restarted"),
+        "{log}"
+    );
+
+    // The token is back; the restarted tlog logs in afresh and the same upload goes through.
+    std::fs::rename(&away, &dir).expect("bring the token back");
+    s.tlog.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.get("/readyz").await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rekor never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        s.tree_size().await,
+        size + 1,
+        "the failed upload was not logged"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/log/entries/{first_id}"))
+            .await
+            .status,
+        200
     );
     s.kill9();
 }

@@ -50,6 +50,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let token = module.login(&c.key, &pin)?;
     drop(pin);
     let signer = token.signer(&c.key)?;
+    let hsm_signers = vec![signer.clone()];
     if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
         anyhow::bail!("the CT log key must be ECDSA P-256");
     }
@@ -104,6 +105,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &c.listen,
         c.tls.as_ref(),
         c.max_body_bytes,
+        hsm_signers,
     )
     .await
 }

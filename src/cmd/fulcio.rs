@@ -35,6 +35,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let token = module.login(&f.key, &pin)?;
     drop(pin);
     let signer = Arc::new(token.signer(&f.key)?);
+    let hsm_signers = vec![(*signer).clone()];
     let mut chain = Vec::new();
     for file in &f.ca_chain {
         chain.extend(super::ctlog::read_pem_certs(file)?);
@@ -77,6 +78,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &f.listen,
         f.tls.as_ref(),
         f.max_body_bytes,
+        hsm_signers,
     )
     .await
 }

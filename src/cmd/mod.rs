@@ -98,14 +98,60 @@ pub enum ServeCommand {
     },
 }
 
+/// How long an HSM token may fail every signature (the watchdog's probes included) before the
+/// service exits so that systemd restarts it (`Restart=on-failure`) into a fresh module load and
+/// login: what recovers a token that went away and came back, which a running PKCS#11 session
+/// cannot (SoftHSM2, and many HSMs after a restart, invalidate every handle).
+pub const HSM_FAILING_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves, with the reason, once the token of one of `signers` has failed every signature for
+/// [`HSM_FAILING_EXIT_AFTER`]. While a token is failing it is probed once a second, so a
+/// transient fault clears itself with the next good signature and costs no restart.
+pub async fn hsm_watchdog(signers: Vec<crate::hsm::HsmSigner>) -> String {
+    use crate::signer::Signer as _;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        for s in &signers {
+            let Some((failing_for, why)) = s.token().failing() else {
+                continue;
+            };
+            let probe = s.clone();
+            let recovered = matches!(
+                tokio::task::spawn_blocking(move || probe.sign(b"sigvault HSM probe")).await,
+                Ok(Ok(_))
+            );
+            if !recovered && failing_for >= HSM_FAILING_EXIT_AFTER {
+                return format!(
+                    "the HSM token '{}' has failed every signature for {} s (last: {why}); exiting so that the service is restarted with a fresh login",
+                    s.token().label(),
+                    failing_for.as_secs()
+                );
+            }
+        }
+    }
+}
+
+/// Until SIGTERM/SIGINT (`Ok`) or the HSM watchdog gives up on a token (`Err`, after logging).
+pub async fn until_stopped(signers: Vec<crate::hsm::HsmSigner>) -> anyhow::Result<()> {
+    tokio::select! {
+        () = crate::http::shutdown_signal() => Ok(()),
+        why = hsm_watchdog(signers) => {
+            tracing::error!("{why}");
+            Err(anyhow::anyhow!(why))
+        }
+    }
+}
+
 /// Serve `router` (wrapped in the request limits) on `listen` until SIGTERM/SIGINT: bind, tell
 /// systemd READY=1, and on the signal STOPPING=1 and a graceful shutdown. `name` is for logs.
+/// Also stops, with an error, when the HSM behind `signers` stays unusable ([`hsm_watchdog`]).
 pub async fn serve_public(
     name: &str,
     router: axum::Router,
     listen: &crate::http::ListenAddr,
     tls: Option<&crate::http::TlsFiles>,
     max_body_bytes: usize,
+    signers: Vec<crate::hsm::HsmSigner>,
 ) -> anyhow::Result<()> {
     let router = crate::http::with_limits(
         router,
@@ -120,11 +166,11 @@ pub async fn serve_public(
         let _ = stop_rx.wait_for(|v| *v).await;
     }));
     crate::http::sd_notify("READY=1\nSTATUS=serving");
-    crate::http::shutdown_signal().await;
+    let outcome = until_stopped(signers).await;
     crate::http::sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let _ = server.await;
-    Ok(())
+    outcome
 }
 
 /// Log, at start-up, what the database server's settings mean for sigvault

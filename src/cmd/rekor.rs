@@ -56,6 +56,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let token = module.login(&r.key, &pin)?;
     drop(pin);
     let signer = token.signer(&r.key)?;
+    let hsm_signers = vec![signer.clone()];
     if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
         anyhow::bail!("the Rekor key must be ECDSA P-256 (Sigstore clients verify SETs with it)");
     }
@@ -103,6 +104,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &r.listen,
         r.tls.as_ref(),
         r.max_body_bytes,
+        hsm_signers,
     )
     .await
 }

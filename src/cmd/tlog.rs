@@ -8,16 +8,17 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, TlogConfig};
-use crate::hsm::{Module, Token};
+use crate::hsm::{HsmSigner, Module, Token};
 use crate::signer::{SignatureAlgorithm, Signer};
 use crate::store::Store;
 use crate::tlog::{LogService, SequencerOptions, ServiceOptions, TreeSpec};
 
 /// Open every tree's checkpoint key, logging in once per token.
-pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<Vec<TreeSpec>> {
+pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<(Vec<TreeSpec>, Vec<HsmSigner>)> {
     let module = Module::load(&cfg.hsm.module)?;
     let mut tokens: HashMap<String, Arc<Token>> = HashMap::new();
     let mut specs = Vec::new();
+    let mut hsm_signers = Vec::new();
     for t in &cfg.tlog.trees {
         let token = match tokens.get(&t.key.token) {
             Some(tok) => Arc::clone(tok),
@@ -43,6 +44,7 @@ pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<Vec<TreeSpec>> {
         let sig = signer.sign(probe)?;
         verify_p256(signer.public_key_der(), probe, &sig)
             .with_context(|| format!("tree '{}': the HSM key failed its self-test", t.name))?;
+        hsm_signers.push(signer.clone());
         specs.push(TreeSpec {
             name: t.name.clone(),
             origin: t.origin.clone(),
@@ -51,7 +53,7 @@ pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<Vec<TreeSpec>> {
             frozen: t.frozen,
         });
     }
-    Ok(specs)
+    Ok((specs, hsm_signers))
 }
 
 fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> anyhow::Result<()> {
@@ -96,7 +98,7 @@ fn state_dir(configured: Option<&Path>) -> Option<std::path::PathBuf> {
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_tlog(file)?;
     let t = &cfg.tlog;
-    let specs = tree_specs(&cfg)?;
+    let (specs, hsm_signers) = tree_specs(&cfg)?;
     let store = connect(&cfg).await?;
     super::warn_about_database(store.server_advice().await);
     if t.migrate_on_start {
@@ -154,12 +156,12 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let a = tokio::spawn(internal_l.serve(internal, wait(stop_rx.clone())));
     let b = tokio::spawn(public_l.serve(public, wait(stop_rx.clone())));
     crate::http::sd_notify("READY=1\nSTATUS=serving");
-    crate::http::shutdown_signal().await;
+    let outcome = super::until_stopped(hsm_signers).await;
     tracing::info!("shutting down");
     crate::http::sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);
     svc.shutdown().await;
     let _ = a.await;
     let _ = b.await;
-    Ok(())
+    outcome
 }

@@ -273,6 +273,8 @@ impl Module {
             label,
             login: Mutex::new(session),
             pool: Mutex::new(Vec::new()),
+            failing: Mutex::new(None),
+            failing_flag: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
@@ -287,6 +289,11 @@ pub struct Token {
     login: Mutex<Session>,
     /// Idle sessions for signing: taken for one operation, put back after.
     pool: Mutex<Vec<Session>>,
+    /// Set by a failed signature and cleared by the next good one: since when, and why, the
+    /// token has been failing (see [`Token::failing`]).
+    failing: Mutex<Option<(std::time::Instant, String)>>,
+    /// Fast path for the signer: whether `failing` is set.
+    failing_flag: std::sync::atomic::AtomicBool,
 }
 
 /// Upper bound on idle pooled sessions; more concurrent signers than this still work, their
@@ -314,6 +321,39 @@ impl Token {
     fn with_mgmt<T>(&self, f: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
         let guard = self.login.lock().unwrap_or_else(|p| p.into_inner());
         f(&guard)
+    }
+
+    /// Since when, and why, signing with this token has been failing: `None` while the last
+    /// signature succeeded. An HSM that went away (a removed token, a network HSM that dropped
+    /// its sessions or restarted) shows here; the services exit when it lasts (see
+    /// `cmd::hsm_watchdog`), so systemd restarts them into a fresh login once it is back.
+    pub fn failing(&self) -> Option<(std::time::Duration, String)> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(since, why)| (since.elapsed(), why.clone()))
+    }
+
+    fn note_failure(&self, why: &str) {
+        let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            tracing::error!(token = %self.label, error = %why, "the HSM failed to sign");
+            *f = Some((std::time::Instant::now(), why.to_owned()));
+            self.failing_flag
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn note_success(&self) {
+        if self.failing_flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            if f.take().is_some() {
+                tracing::info!(token = %self.label, "the HSM signs again");
+            }
+            self.failing_flag
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn take_session(&self) -> Result<Session, HsmError> {
@@ -551,6 +591,7 @@ pub struct GeneratedKey {
 }
 
 /// A [`Signer`] backed by a private key inside a PKCS#11 token.
+#[derive(Clone)]
 pub struct HsmSigner {
     token: Arc<Token>,
     key: ObjectHandle,
@@ -581,23 +622,27 @@ impl HsmSigner {
 
     /// Sign a digest already computed with the algorithm's hash; returns raw r‖s.
     fn sign_digest_raw(&self, digest: &[u8]) -> Result<Vec<u8>, SignError> {
-        let session = self.token.take_session().map_err(|e| SignError::Device {
-            token: self.token.label.clone(),
-            key: self.uri.clone(),
-            reason: e.to_string(),
-        })?;
+        let failed = |reason: String| {
+            self.token.note_failure(&reason);
+            SignError::Device {
+                token: self.token.label.clone(),
+                key: self.uri.clone(),
+                reason,
+            }
+        };
+        let session = self
+            .token
+            .take_session()
+            .map_err(|e| failed(e.to_string()))?;
         // Mechanism holds raw pointers and is not Sync: build it per call.
         match session.sign(&Mechanism::Ecdsa, self.key, digest) {
             Ok(sig) => {
                 self.token.put_session(session);
+                self.token.note_success();
                 Ok(sig)
             }
             // A failed session is dropped (closed), not returned to the pool.
-            Err(e) => Err(SignError::Device {
-                token: self.token.label.clone(),
-                key: self.uri.clone(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(failed(e.to_string())),
         }
     }
 }

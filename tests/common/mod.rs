@@ -208,3 +208,24 @@ pub fn init_logs() {
         .try_init();
 }
 pub mod procs;
+
+/// The directory SoftHSM2 keeps the token labelled `label` in (under the run's private token
+/// directory), found by the label inside its `token.object`.
+pub fn token_dir(label: &str) -> PathBuf {
+    let conf = std::fs::read_to_string(std::env::var("SOFTHSM2_CONF").expect("SOFTHSM2_CONF"))
+        .expect("softhsm2.conf");
+    let dir = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("directories.tokendir"))
+        .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+        .expect("directories.tokendir");
+    for e in std::fs::read_dir(&dir).expect("token dir") {
+        let p = e.expect("entry").path();
+        if let Ok(obj) = std::fs::read(p.join("token.object")) {
+            if obj.windows(label.len()).any(|w| w == label.as_bytes()) {
+                return p;
+            }
+        }
+    }
+    panic!("no token labelled {label} under {dir}");
+}

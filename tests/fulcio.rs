@@ -851,6 +851,46 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // The HSM goes away (the issuing CA token's files vanish): nothing is issued (a 5xx with the
+    // reason), nothing reaches the CT log, and fulcio exits non-zero naming the token once it
+    // has failed every signature for a while, for systemd to restart it.
+    let label = &common::token(TOKENS, "fu-issuing").label;
+    let logged_before = s._tlog.client().head("t").await.expect("head").tree_size;
+    let dir = common::token_dir(label);
+    let away = dir.with_extension("away");
+    std::fs::rename(&dir, &away).expect("take the token away");
+    let token = s.dex.token(dex_claims("hsm@example.com")).await;
+    let (k, pem) = client_key();
+    let (status, v) = sign_v2(
+        &s,
+        key_request(&token, &pem, &pop(&k, "hsm@example.com")),
+        None,
+    )
+    .await;
+    assert!(status >= 500, "{status} {v}");
+    assert_eq!(
+        s._tlog.client().head("t").await.expect("head").tree_size,
+        logged_before,
+        "no precertificate reached the CT log"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(st) = s.fulcio.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "fulcio never exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    std::fs::rename(&away, &dir).expect("bring the token back");
+    assert!(!exit.success(), "{exit}");
+    let log = std::fs::read_to_string(s.fulcio.dir.join(&s.fulcio.log)).expect("log");
+    assert!(
+        log.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )),
+        "{log}"
+    );
 }
 async fn bearer_post(
     s: &Setup,

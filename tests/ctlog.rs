@@ -522,6 +522,23 @@ async fn precerts_and_certs_get_verifiable_scts_sths_and_proofs() {
     let _ = &s.url;
 }
 
+/// Wait (up to 30 s) for the CT log's /readyz to answer 200; its body.
+async fn wait_ready(s: &Setup) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .client
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        if r.status.as_u16() == 200 {
+            return String::from_utf8_lossy(&r.body).into_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "ctlog never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn urlenc(s: &str) -> String {
     s.replace('+', "%2B")
         .replace('/', "%2F")
@@ -669,22 +686,7 @@ async fn bad_submissions_get_400_and_append_nothing() {
     assert_eq!(r.status.as_u16(), 503);
     assert!(String::from_utf8_lossy(&r.body).contains("tlog"));
     s.tlog.start();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = s
-            .client
-            .request(Method::GET, "/readyz", None)
-            .await
-            .expect("readyz");
-        if r.status.as_u16() == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ctlog never ready again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&s).await;
     let (status, text) = post(&s, "add-pre-chain", chain).await;
     assert_eq!(status, 200, "ready means a submission goes through: {text}");
     let (_, sth) = get(&s, "get-sth").await;
@@ -692,29 +694,9 @@ async fn bad_submissions_get_400_and_append_nothing() {
 
     // The tree is frozen (`frozen = true` in tlog.toml, the tlog restarted): the log stays
     // ready and serves reads; a new submission gets 403 and its reason; nothing is appended.
-    s.tlog.stop();
-    let mut config = std::fs::read_to_string(&s.tlog.config).expect("config");
-    assert!(config.rfind("[[tlog.trees]]") > config.rfind("[tlog]") && config.ends_with('\n'));
-    config.push_str("frozen = true\n");
-    std::fs::write(&s.tlog.config, config).expect("write");
-    s.tlog.start();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = s
-            .client
-            .request(Method::GET, "/readyz", None)
-            .await
-            .expect("readyz");
-        if r.status.as_u16() == 200 {
-            assert!(String::from_utf8_lossy(&r.body).contains("read-only"));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ctlog never ready on the frozen tree"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.tlog.restart_frozen();
+    let ready = wait_ready(&s).await;
+    assert!(ready.contains("read-only"), "{ready}");
     let fresh = sign(
         with_poison(leaf_tbs(&s.issuing, "after the freeze", now, 600)),
         s.ca.as_ref(),

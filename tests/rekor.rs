@@ -979,15 +979,7 @@ async fn rekor_serves_a_frozen_tree_read_only() {
     let size = s.tree_size().await;
 
     // Freeze the tree: the tlog restarts with `frozen = true` on it.
-    s.tlog.stop();
-    let mut config = std::fs::read_to_string(&s.tlog.config).expect("config");
-    assert!(
-        config.rfind("[[tlog.trees]]") > config.rfind("[tlog]") && config.ends_with('\n'),
-        "the tree's table is last"
-    );
-    config.push_str("frozen = true\n");
-    std::fs::write(&s.tlog.config, config).expect("write");
-    s.tlog.start();
+    s.tlog.restart_frozen();
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

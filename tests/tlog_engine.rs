@@ -680,3 +680,30 @@ async fn the_rollback_guard_refuses_an_older_or_other_database() {
     let record = std::fs::read_to_string(state.path().join("tlog/t.head")).expect("record");
     assert!(record.starts_with("size 22\n"), "{record}");
 }
+
+/// A state directory the service cannot write is refused at start, with the path and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_state_dir_is_refused_at_start() {
+    let Some(db) = common::database("tlog_guard_dir") else {
+        return;
+    };
+    if !common::have_softhsm() {
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    let bad = file.path().join("state");
+    let opts = ServiceOptions {
+        state_dir: Some(bad.clone()),
+        ..opts("a")
+    };
+    match LogService::start(store_for(&db).await, vec![spec("t")], opts).await {
+        Err(e) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(&bad.display().to_string()) && m.contains("state_dir"),
+                "{m}"
+            );
+        }
+        Ok(_) => panic!("started with an unwritable state directory"),
+    }
+}

@@ -194,6 +194,20 @@ pin = {{ file = "{pin}" }}
         std::fs::read_to_string(self.dir.join("tlog.log")).unwrap_or_default()
     }
 
+    /// Stop, mark the tree frozen in the config (`frozen = true`, as an operator retiring it
+    /// would), start again.
+    pub fn restart_frozen(&mut self) {
+        self.stop();
+        let mut config = std::fs::read_to_string(&self.config).expect("config");
+        assert!(
+            config.rfind("[[tlog.trees]]") > config.rfind("[tlog]") && config.ends_with('\n'),
+            "the tree's table is last"
+        );
+        config.push_str("frozen = true\n");
+        std::fs::write(&self.config, config).expect("write");
+        self.start();
+    }
+
     /// Wait up to `timeout` for the process to exit by itself; its status if it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -869,6 +869,19 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     )
     .await;
     assert!(status >= 500, "{status} {v}");
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status.as_u16(), 503, "{why}");
+    assert!(
+        why.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )),
+        "{why}"
+    );
     assert_eq!(
         s._tlog.client().head("t").await.expect("head").tree_size,
         logged_before,

@@ -1072,6 +1072,25 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert!(r.status.as_u16() >= 500, "{} {text}", r.status);
     assert!(text.contains("signing the checkpoint failed"), "{text}");
+    // Until it gives up, the tlog says on /readyz why it cannot write, and so does rekor.
+    let r = s
+        .tlog
+        .public()
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("tlog readyz");
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{why}");
+    assert!(
+        why.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )),
+        "{why}"
+    );
+    let r = s.get("/readyz").await;
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{why}");
+    assert!(why.contains("has failed every signature"), "{why}");
 
     let started = std::time::Instant::now();
     let status = s

@@ -136,6 +136,10 @@ fn not_after_ms(c: &Certificate) -> u64 {
 }
 
 impl CtLog {
+    /// Why the signing key's HSM keeps failing, while it does (readiness says so).
+    pub fn hsm_failing(&self) -> Option<String> {
+        self.signer.failing()
+    }
     pub fn new(
         signer: Arc<dyn Signer>,
         roots: Vec<Certificate>,

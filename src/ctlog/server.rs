@@ -348,6 +348,9 @@ async fn get_entry_and_proof(
 /// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
 /// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
+    if let Some(why) = st.log.hsm_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     match st.log.tlog().sequencer(st.log.tree()).await {
         Ok(h) if h.frozen => (
             StatusCode::OK,

@@ -92,6 +92,10 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// Why the signing key's HSM keeps failing, while it does (readiness says so).
+    pub fn hsm_failing(&self) -> Option<String> {
+        self.signer.failing()
+    }
     /// `chain` is the issuing CA certificate then its issuers up to the root. Refuses a signer
     /// whose key is not the issuing certificate's key.
     pub fn new(

@@ -76,6 +76,9 @@ pub fn router(state: AppState) -> axum::Router {
 /// Ready when the CT log answers with a tree head that verifies with the configured log key:
 /// without its SCT no certificate can be issued.
 async fn readyz(State(st): State<AppState>) -> Response {
+    if let Some(why) = st.ca.hsm_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     match st.ca.ct_log_ready().await {
         Ok(size) => (StatusCode::OK, format!("ready\nct log tree size {size}\n")).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),

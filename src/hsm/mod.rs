@@ -656,6 +656,16 @@ impl Signer for HsmSigner {
         &self.spki
     }
 
+    fn failing(&self) -> Option<String> {
+        self.token.failing().map(|(for_how_long, why)| {
+            format!(
+                "the HSM token '{}' has failed every signature for {} s: {why}",
+                self.token.label,
+                for_how_long.as_secs()
+            )
+        })
+    }
+
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let digest = self.alg.digest(message);
         let raw = self.sign_digest_raw(&digest)?;

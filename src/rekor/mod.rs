@@ -117,6 +117,10 @@ pub struct LogEntry {
 }
 
 impl Rekor {
+    /// Why the signing key's HSM keeps failing, while it does (readiness says so).
+    pub fn hsm_failing(&self) -> Option<String> {
+        self.signer.failing()
+    }
     pub fn new(
         signer: Arc<dyn Signer>,
         tlog: TlogClient,

@@ -426,6 +426,9 @@ async fn public_key(
 /// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
 /// restarted tlog stands by until the old lease expires.
 async fn readyz(State(st): State<AppState>) -> Response {
+    if let Some(why) = st.rekor.hsm_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     match st.rekor.tlog().sequencer(st.rekor.tree()).await {
         Ok(h) if h.frozen => (
             StatusCode::OK,

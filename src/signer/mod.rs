@@ -93,6 +93,11 @@ pub trait Signer: Send + Sync {
     fn public_key_der(&self) -> &[u8];
     /// Sign `message`; returns a DER `ECDSA-Sig-Value`.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+    /// Why this signer's device keeps failing, while it does (for readiness probes). Default:
+    /// never.
+    fn failing(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Convert a raw PKCS#11 `CKM_ECDSA` signature (r‖s, each `scalar_len` bytes) into a DER

@@ -215,6 +215,10 @@ impl Tree {
     pub fn metrics(&self) -> &sequencer::SeqMetrics {
         &self.metrics
     }
+    /// Why the tree's checkpoint key's HSM keeps failing, while it does.
+    pub fn hsm_failing(&self) -> Option<String> {
+        self.spec.signer.failing()
+    }
     /// Why this instance refuses to sequence the tree (the rollback guard), if it does.
     pub fn refusal(&self) -> Option<String> {
         self.refused.borrow().clone()

@@ -156,6 +156,9 @@ async fn sequencer(
     if !t.is_active() {
         return Err(ApiError(TlogError::NotActive(tree)));
     }
+    if let Some(why) = t.hsm_failing() {
+        return Err(ApiError(TlogError::Signing(why)));
+    }
     let h = st.svc.head(&tree).await?;
     Ok(Json(SequencerResponse {
         active: true,
@@ -388,7 +391,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the database answers and the rollback guard refuses no tree; reports which trees
+/// Ready when the database answers, the rollback guard refuses no tree and no tree's key is
+/// failing in its HSM; reports which trees
 /// this instance sequences.
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.svc.store().ping().await {
@@ -397,6 +401,10 @@ async fn readyz(State(st): State<AppState>) -> Response {
             let mut refused = false;
             for n in st.svc.tree_names() {
                 if let Ok(t) = st.svc.tree(&n) {
+                    if let Some(why) = t.hsm_failing() {
+                        refused = true;
+                        trees.push_str(&format!("tree {n}: {why}\n"));
+                    }
                     let role = match (t.refusal(), t.db_id(), t.is_active()) {
                         _ if t.is_frozen() => "frozen (reads only)".into(),
                         (Some(why), _, _) => {

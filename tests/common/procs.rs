@@ -369,6 +369,9 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // exited already (and reaped): its pid may belong to another process now
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();

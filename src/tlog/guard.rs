@@ -120,16 +120,23 @@ pub(crate) async fn follow(
     while heads.changed().await.is_ok() {
         let head = heads.borrow_and_update().clone();
         if let Some(h) = head {
-            let (w, t) = (Arc::clone(&witness), tree.clone());
-            match tokio::task::spawn_blocking(move || w.record(&t, h.size, &h.root)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(tree = %tree, dir = %witness.dir.display(), error = %e, "cannot write the head record");
-                }
-                Err(e) => tracing::error!(tree = %tree, error = %e, "cannot write the head record"),
-            }
+            witness.record_logged(&tree, h.size, h.root).await;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+impl Witness {
+    /// [`Witness::record`] off the async runtime; a failure is logged (the record then trails
+    /// further behind, which weakens the guard but loses nothing).
+    pub(crate) async fn record_logged(self: &Arc<Self>, tree: &str, size: u64, root: Hash) {
+        let (w, t) = (Arc::clone(self), tree.to_owned());
+        let error = match tokio::task::spawn_blocking(move || w.record(&t, size, &root)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(tree, dir = %self.dir.display(), %error, "cannot write the head record");
     }
 }
 

@@ -18,7 +18,7 @@ use crate::merkle::{self, CompactRange, Hash};
 use crate::metrics::Histogram;
 use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
-use crate::store::{NewEntry, NewHead, Store, TileWrite};
+use crate::store::{NewEntry, NewHead, Store, TileWrite, TreeRow};
 
 use super::guard::Witness;
 use super::reader::{self, TileCache};
@@ -377,12 +377,7 @@ pub(super) async fn run(
                                 let _ = active.send_replace(true);
                             }
                             Err(TlogError::Refused(why)) => {
-                                // Said once, not at every retry; /readyz and the sequencer probe
-                                // keep saying it.
-                                if refused.borrow().as_deref() != Some(why.as_str()) {
-                                    tracing::error!(tree = %id.name, "{why}");
-                                }
-                                let _ = refused.send_replace(Some(why));
+                                refuse(&refused, &id.name, why);
                                 let _ = store.release_lease(id.tree_id, &holder).await;
                             }
                             Err(e) => {
@@ -530,19 +525,41 @@ pub(super) async fn run(
         // lease is handed over.
         let last = head_tx.borrow().clone();
         if let (Some(w), Some(h)) = (&witness, last) {
-            let (w, name) = (Arc::clone(w), id.name.clone());
-            match tokio::task::spawn_blocking(move || w.record(&name, h.size, &h.root)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
-                }
-                Err(e) => {
-                    tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
-                }
-            }
+            w.record_logged(&id.name, h.size, h.root).await;
         }
         let _ = store.release_lease(id.tree_id, &holder).await;
     }
+}
+
+/// Refuse the tree for `why`: published for /readyz and the sequencer probe, logged once (not at
+/// every retry).
+fn refuse(refused: &watch::Sender<Option<String>>, tree: &str, why: String) {
+    if refused.borrow().as_deref() != Some(why.as_str()) {
+        tracing::error!(tree, "{why}");
+    }
+    let _ = refused.send_replace(Some(why));
+}
+
+/// The rollback guard's verdict on the tree as the database holds it (`row`): the size of this
+/// instance's record if the database extends it, `None` if there is no record, `Err` with the
+/// reason to refuse the tree otherwise.
+async fn guard_verdict(
+    store: &Store,
+    cache: &TileCache,
+    id: &TreeIdentity,
+    witness: &Witness,
+    row: &TreeRow,
+) -> Result<Option<u64>, String> {
+    let Some(seen) = witness.read(&id.name)? else {
+        return Ok(None);
+    };
+    super::guard::check(&id.name, &seen, row.size, &row.root, |size| async move {
+        reader::root_at(store, cache, row.id, size)
+            .await
+            .map_err(|e| TlogError::from(e).to_string())
+    })
+    .await?;
+    Ok(Some(seen.size))
 }
 
 /// On standby, the rollback guard follows the active instance: the tree in the database must
@@ -560,41 +577,12 @@ async fn observe(
     let Ok(Some(row)) = store.tree(&id.name).await else {
         return;
     };
-    let verdict = match witness.read(&id.name) {
-        Err(e) => Err(e),
-        Ok(None) => Ok(true),
-        Ok(Some(seen)) => {
-            super::guard::check(&id.name, &seen, row.size, &row.root, |size| async move {
-                reader::root_at(store, cache, row.id, size)
-                    .await
-                    .map_err(|e| TlogError::from(e).to_string())
-            })
-            .await
-            .map(|()| row.size > seen.size)
-        }
-    };
-    match verdict {
-        Err(why) => {
-            if refused.borrow().as_deref() != Some(why.as_str()) {
-                tracing::error!(tree = %id.name, "{why}");
-            }
-            let _ = refused.send_replace(Some(why));
-        }
-        Ok(newer) => {
+    match guard_verdict(store, cache, id, witness, &row).await {
+        Err(why) => refuse(refused, &id.name, why),
+        Ok(recorded) => {
             let _ = refused.send_replace(None);
-            if newer {
-                let (w, name) = (Arc::clone(witness), id.name.clone());
-                let wrote =
-                    tokio::task::spawn_blocking(move || w.record(&name, row.size, &row.root)).await;
-                match wrote {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
-                    }
-                    Err(e) => {
-                        tracing::error!(tree = %id.name, error = %e, "cannot write the head record")
-                    }
-                }
+            if recorded.is_none_or(|size| row.size > size) {
+                witness.record_logged(&id.name, row.size, row.root).await;
             }
         }
     }
@@ -613,15 +601,9 @@ async fn load_state(
         .await?
         .ok_or_else(|| TlogError::UnknownTree(id.name.clone()))?;
     if let Some(w) = witness {
-        if let Some(seen) = w.read(&id.name).map_err(TlogError::Refused)? {
-            super::guard::check(&id.name, &seen, row.size, &row.root, |size| async move {
-                reader::root_at(store, cache, row.id, size)
-                    .await
-                    .map_err(|e| TlogError::from(e).to_string())
-            })
+        guard_verdict(store, cache, id, w, &row)
             .await
             .map_err(TlogError::Refused)?;
-        }
     }
     let edge = Edge::load(store, cache, row.id, row.size, &row.root).await?;
     Ok((

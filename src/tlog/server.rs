@@ -153,11 +153,13 @@ async fn sequencer(
     if let Some(why) = t.refusal() {
         return Err(ApiError(TlogError::Refused(why)));
     }
-    if !t.is_active() {
-        return Err(ApiError(TlogError::NotActive(tree)));
-    }
+    // A failing token first: after a failed batch the sequencer briefly stands down to reload
+    // its state, and "not active" would hide why.
     if let Some(why) = t.hsm_failing() {
         return Err(ApiError(TlogError::Signing(why)));
+    }
+    if !t.is_active() {
+        return Err(ApiError(TlogError::NotActive(tree)));
     }
     let h = st.svc.head(&tree).await?;
     Ok(Json(SequencerResponse {

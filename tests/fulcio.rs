@@ -887,14 +887,10 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         logged_before,
         "no precertificate reached the CT log"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(st) = s.fulcio.child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(std::time::Instant::now() < deadline, "fulcio never exited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let exit = s
+        .fulcio
+        .wait_exit(Duration::from_secs(30))
+        .expect("fulcio exits when its HSM stays unusable");
     std::fs::rename(&away, &dir).expect("bring the token back");
     assert!(!exit.success(), "{exit}");
     let log = std::fs::read_to_string(s.fulcio.dir.join(&s.fulcio.log)).expect("log");

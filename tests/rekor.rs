@@ -27,6 +27,8 @@ const TOKENS: &[&str] = &[
     "rk-outage",
     "rk-frozen",
     "rk-hsm",
+    "rk-set",
+    "rk-set2",
 ];
 const TREE_ID: u64 = 7;
 
@@ -1134,5 +1136,128 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
             .status,
         200
     );
+    s.kill9();
+}
+
+/// Rekor's own token fails after the tlog has made the entry durable (here the tlog signs its
+/// checkpoints in another token holding the same key, as a second HSM partition or a session that
+/// broke on one side only would): the upload answers 503 and the entry stays logged; the retry
+/// answers 409 pointing at it; once rekor has exited and been restarted with its token back, the
+/// entry is served with a SET that verifies, at the index the tlog gave it, and found by search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after_a_restart() {
+    if !common::have_softhsm() {
+        return;
+    }
+    // One P-256 key in two tokens: the tlog signs with the first, rekor with the second.
+    let keys = common::scratch("rekor_set_key");
+    let pem = keys.join("key.pem");
+    let (ok, o, e) = common::run(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        pem.to_str().expect("path"),
+    ]));
+    assert!(ok, "openssl genpkey: {o}{e}");
+    for tag in ["rk-set", "rk-set2"] {
+        common::procs::import_key(common::token(TOKENS, tag), &pem);
+    }
+    let Some(mut s) = setup("rekor_set", "rk-set").await else {
+        return;
+    };
+    let (tlog_token, own) = (
+        common::token(TOKENS, "rk-set"),
+        common::token(TOKENS, "rk-set2"),
+    );
+    s.kill9();
+    let config = std::fs::read_to_string(&s.config)
+        .expect("config")
+        .replace(
+            &tlog_token.pin_file.display().to_string(),
+            &own.pin_file.display().to_string(),
+        )
+        .replace(&tlog_token.label, &own.label);
+    assert!(config.contains(&own.label));
+    std::fs::write(&s.config, config).expect("write");
+    s.start();
+
+    let alice = identity("grace@example.org");
+    let upload = |i: u32| {
+        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
+    };
+    let r = s.post("/api/v1/log/entries", &upload(1)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    check_entry(&s, &json_of(&r));
+    let size = s.tree_size().await;
+
+    let dir = common::token_dir(&own.label);
+    let away = dir.with_extension("away");
+    std::fs::rename(&dir, &away).expect("take rekor's token away");
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{text}");
+    assert!(text.contains("error signing"), "{text}");
+    assert_eq!(s.tree_size().await, size + 1, "the entry is logged");
+
+    // The client's retry learns where the entry is; reading it needs a SET, which cannot be made.
+    let r = s.post("/api/v1/log/entries", &upload(2)).await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    let location = r.headers["location"].to_str().expect("ascii").to_owned();
+    let r = s.get(&location).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let r = s.get("/readyz").await;
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{why}");
+    assert!(
+        why.contains(&format!(
+            "the HSM token '{}' has failed every signature",
+            own.label
+        )),
+        "{why}"
+    );
+
+    let rekor = s.rekor.as_mut().expect("rekor");
+    let status = rekor
+        .wait_exit(Duration::from_secs(30))
+        .expect("rekor exits when its HSM stays unusable");
+    assert!(!status.success(), "{status}");
+    let log = rekor.log();
+    assert!(
+        log.contains(&format!(
+            "the HSM token '{}' has failed every signature",
+            own.label
+        )) && log.contains("exiting so that the service is restarted"),
+        "{log}"
+    );
+    s.rekor = None;
+
+    std::fs::rename(&away, &dir).expect("bring the token back");
+    s.start();
+    let r = s.get(&location).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (id, body, index) = check_entry(&s, &json_of(&r));
+    assert_eq!(location, format!("/api/v1/log/entries/{id}"));
+    assert_eq!(index, size, "at the index the tlog gave it");
+    let hash = format!("sha256:{}", hex::encode(Sha256::digest(2u32.to_be_bytes())));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .post(
+                "/api/v1/index/retrieve",
+                &serde_json::to_vec(&json!({ "hash": hash })).expect("json"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let found: Vec<String> = serde_json::from_slice(&r.body).expect("uuids");
+        if found.iter().any(|u| id.ends_with(u.as_str())) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!body.is_empty());
     s.kill9();
 }

@@ -345,28 +345,14 @@ async fn get_entry_and_proof(
     }))
 }
 
-/// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
-/// restarted tlog stands by until the old lease expires.
+/// Ready when its key signs and a tlog instance sequences the tree (takes appends), not merely
+/// answers reads.
 async fn readyz(State(st): State<AppState>) -> Response {
-    if let Some(why) = st.log.hsm_failing() {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
-    }
-    match st.log.tlog().sequencer(st.log.tree()).await {
-        Ok(h) if h.frozen => (
-            StatusCode::OK,
-            format!(
-                "ready (read-only: the tree is frozen)\ntree size {}\n",
-                h.tree_size
-            ),
-        )
-            .into_response(),
-        Ok(h) => (
-            StatusCode::OK,
-            format!("ready\ntree size {}\n", h.tree_size),
-        )
-            .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("tlog: {e}\n")).into_response(),
-    }
+    let log = &st.log;
+    log.tlog()
+        .personality_readyz(log.tree(), log.hsm_failing(), String::new)
+        .await
+        .into_response()
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

@@ -423,35 +423,21 @@ async fn public_key(
         .into_response())
 }
 
-/// Ready when a tlog instance sequences the tree (takes appends), not merely answers reads: a
-/// restarted tlog stands by until the old lease expires.
+/// Ready when its key signs and a tlog instance sequences the tree (takes appends), not merely
+/// answers reads; says how far the search index is.
 async fn readyz(State(st): State<AppState>) -> Response {
-    if let Some(why) = st.rekor.hsm_failing() {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
-    }
-    match st.rekor.tlog().sequencer(st.rekor.tree()).await {
-        Ok(h) if h.frozen => (
-            StatusCode::OK,
-            format!(
-                "ready (read-only: the tree is frozen)\ntree size {}\n",
-                h.tree_size
-            ),
-        )
-            .into_response(),
-        Ok(h) => {
-            let indexed = st
-                .rekor
-                .indexer()
-                .map(|i| format!("indexed {}\n", i.indexed()))
-                .unwrap_or_default();
-            (
-                StatusCode::OK,
-                format!("ready\ntree size {}\n{indexed}", h.tree_size),
-            )
-                .into_response()
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("tlog: {e}\n")).into_response(),
-    }
+    let rekor = &st.rekor;
+    let indexed = || {
+        rekor
+            .indexer()
+            .map(|i| format!("indexed {}\n", i.indexed()))
+            .unwrap_or_default()
+    };
+    rekor
+        .tlog()
+        .personality_readyz(rekor.tree(), rekor.hsm_failing(), indexed)
+        .await
+        .into_response()
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

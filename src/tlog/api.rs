@@ -375,6 +375,37 @@ impl TlogClient {
         .await
     }
 
+    /// The `/readyz` answer of a personality (rekor, the CT log) writing to `tree`: 503 with the
+    /// reason while its own signing key fails (`hsm_failing`) or no tlog instance sequences the
+    /// tree (a restarted tlog stands by until the old lease expires), else 200 with the tree
+    /// size, `detail` appended (what the personality adds, e.g. how far its index is); a frozen
+    /// tree is ready read-only.
+    pub async fn personality_readyz(
+        &self,
+        tree: &str,
+        hsm_failing: Option<String>,
+        detail: impl FnOnce() -> String,
+    ) -> (axum::http::StatusCode, String) {
+        use axum::http::StatusCode;
+        if let Some(why) = hsm_failing {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+        }
+        match self.sequencer(tree).await {
+            Ok(h) if h.frozen => (
+                StatusCode::OK,
+                format!(
+                    "ready (read-only: the tree is frozen)\ntree size {}\n",
+                    h.tree_size
+                ),
+            ),
+            Ok(h) => (
+                StatusCode::OK,
+                format!("ready\ntree size {}\n{}", h.tree_size, detail()),
+            ),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("tlog: {e}\n")),
+        }
+    }
+
     /// Append `data`; returns once durable (with the inclusion proof if `proof`).
     pub async fn append(
         &self,

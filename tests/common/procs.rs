@@ -31,6 +31,47 @@ pub fn free_port() -> u16 {
 
 /// Generate the checkpoint key with OpenSC's pkcs11-tool (not our code) and export its public key.
 pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
+    if !has_tlog_key(token) {
+        generate_tlog_key(token);
+    }
+    export_tlog_pubkey(token, dir)
+}
+
+/// Whether `token` already holds a public key labelled "tlog" (e.g. one `import_key` put there).
+fn has_tlog_key(token: &TestToken) -> bool {
+    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
+        "--module",
+        super::module().to_str().expect("path"),
+        "--token-label",
+        &token.label,
+        "--list-objects",
+        "--type",
+        "pubkey",
+    ]));
+    assert!(ok, "pkcs11-tool list: {o}{e}");
+    o.lines()
+        .any(|l| l.split_whitespace().eq(["label:", "tlog"]))
+}
+
+/// Import the PKCS#8 PEM key pair at `pem` into `token` as "tlog" (id 01): tests only, to put
+/// one key in two tokens (production keys are generated inside their token).
+pub fn import_key(token: &TestToken, pem: &Path) {
+    let (ok, o, e) = super::run(Command::new("softhsm2-util").args([
+        "--import",
+        pem.to_str().expect("path"),
+        "--token",
+        &token.label,
+        "--label",
+        "tlog",
+        "--id",
+        "01",
+        "--pin",
+        &token.pin,
+    ]));
+    assert!(ok, "softhsm2-util --import: {o}{e}");
+}
+
+fn generate_tlog_key(token: &TestToken) {
     let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
         "--module",
         super::module().to_str().expect("path"),
@@ -48,6 +89,9 @@ pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
         "01",
     ]));
     assert!(ok, "pkcs11-tool keygen: {o}{e}");
+}
+
+fn export_tlog_pubkey(token: &TestToken, dir: &Path) -> PathBuf {
     let der = dir.join("tlog.pub.der");
     let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
         "--module",
@@ -364,6 +408,19 @@ impl Service {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join(&self.log)).unwrap_or_default()
+    }
+
+    /// Wait up to `timeout` for the service to exit by itself; its status, or None if it still
+    /// runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 

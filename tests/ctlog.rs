@@ -26,7 +26,7 @@ use x509_cert::ext::Extension;
 
 use common::procs::{Service, Tlog, free_port};
 
-/// Each test gets its own set (suffix a or b): the ceremony must run once per set of tokens.
+/// Each test gets its own set (suffix a, b or c): the ceremony must run once per set of tokens.
 const TOKENS: &[&str] = &[
     "ct-root-a",
     "ct-issuing-a",
@@ -40,6 +40,12 @@ const TOKENS: &[&str] = &[
     "ct-rekor-b",
     "ct-tlogc-b",
     "ct-tlog-b",
+    "ct-root-c",
+    "ct-issuing-c",
+    "ct-ctlog-c",
+    "ct-rekor-c",
+    "ct-tlogc-c",
+    "ct-tlog-c",
 ];
 
 struct Setup {
@@ -751,4 +757,121 @@ impl Signer for SoftKey {
         let s: p256::ecdsa::Signature = self.key.sign(m);
         Ok(s.to_der().as_bytes().to_vec())
     }
+}
+
+/// The CT log's own token goes away: a precertificate is logged but its SCT cannot be signed
+/// (503; the entry stays, and no SCT is ever given before its entry is durable), `/readyz` names
+/// the token, and after `[hsm] exit_after_failing_secs` (3 here, not the default 10) the CT log
+/// exits non-zero. Restarted with the token back, the resubmission gets an SCT for that same
+/// entry (its original timestamp, no second entry), and the SCT verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers() {
+    let Some(mut s) = setup("ctlog_hsm", "c").await else {
+        return;
+    };
+    let cfg = s.ctlog.dir.join("ctlog.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replacen("[hsm]\n", "[hsm]\nexit_after_failing_secs = 3\n", 1),
+    )
+    .expect("write");
+    let dir = s.ctlog.dir.clone();
+    s.ctlog.stop();
+    s.ctlog = Service::start(&["ctlog", "serve"], &cfg, &dir, "ctlog.log");
+    wait_ready(&s).await;
+
+    let now = SystemTime::now() - Duration::from_secs(5);
+    let precert = |cn: &str| {
+        let plain = leaf_tbs(&s.issuing, cn, now, 600);
+        let der = sign(with_poison(plain.clone()), s.ca.as_ref())
+            .to_der()
+            .expect("der");
+        (plain.to_der().expect("der"), der)
+    };
+    let chain = |pre: &[u8]| serde_json::json!({"chain": [b64(pre), b64(&s.issuing_der)]});
+    let (_, first) = precert("before the outage");
+    let (status, body) = post(&s, "add-pre-chain", chain(&first)).await;
+    assert_eq!(status, 200, "{body}");
+    let size = s.tlog.client().head("t").await.expect("head").tree_size;
+
+    let label = &common::token(TOKENS, "ct-ctlog-c").label;
+    let token_dir = common::token_dir(label);
+    let away = token_dir.with_extension("away");
+    std::fs::rename(&token_dir, &away).expect("take the token away");
+    let gone = std::time::Instant::now();
+    let (plain, second) = precert("during the outage");
+    let (status, body) = post(&s, "add-pre-chain", chain(&second)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("signing failed"), "{body}");
+    assert_eq!(
+        s.tlog.client().head("t").await.expect("head").tree_size,
+        size + 1,
+        "the entry is durable before its SCT is signed"
+    );
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{why}");
+    assert!(
+        why.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )),
+        "{why}"
+    );
+
+    let status = s
+        .ctlog
+        .wait_exit(Duration::from_secs(30))
+        .expect("the CT log exits when its HSM stays unusable");
+    let waited = gone.elapsed();
+    assert!(!status.success(), "{status}");
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(10),
+        "exited after {waited:?}: the configured 3 s, not the default 10"
+    );
+    let log = s.ctlog.log();
+    assert!(
+        log.contains(&format!(
+            "the HSM token '{label}' has failed every signature"
+        )) && log.contains("exiting so that the service is restarted"),
+        "{log}"
+    );
+
+    std::fs::rename(&away, &token_dir).expect("bring the token back");
+    let restarted = SystemTime::now();
+    s.ctlog = Service::start(&["ctlog", "serve"], &cfg, &dir, "ctlog.log");
+    wait_ready(&s).await;
+    let (status, body) = post(&s, "add-pre-chain", chain(&second)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        s.tlog.client().head("t").await.expect("head").tree_size,
+        size + 1,
+        "the resubmission found the logged entry"
+    );
+    let sct: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let ts = sct["timestamp"].as_u64().expect("ts");
+    let restarted_ms = restarted
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert!(ts < restarted_ms, "the original timestamp, not a new one");
+    let ikh_spki = s
+        .issuing
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .expect("spki");
+    let sig = digitally_signed(
+        &B64.decode(sct["signature"].as_str().expect("sig"))
+            .expect("b64"),
+    );
+    openssl_verify(
+        &s.ceremony,
+        &sct_input(ts, 1, &precert_entry(&ikh_spki, &plain)),
+        &sig,
+    );
 }

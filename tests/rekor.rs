@@ -1050,7 +1050,7 @@ async fn rekor_serves_a_frozen_tree_read_only() {
 /// The HSM goes away (the token's files vanish, as a removed or restarted HSM looks to a running
 /// PKCS#11 session): an upload gets a clear 5xx and nothing is appended; the tlog, whose
 /// checkpoint key fails, exits non-zero naming the token once it has failed for
-/// `HSM_FAILING_EXIT_AFTER` (systemd then restarts it); restarted with the token back, the same
+/// `[hsm] exit_after_failing_secs` (systemd then restarts it); restarted with the token back, the same
 /// upload goes through and everything logged before is still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
@@ -1179,7 +1179,8 @@ async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after
             &tlog_token.pin_file.display().to_string(),
             &own.pin_file.display().to_string(),
         )
-        .replace(&tlog_token.label, &own.label);
+        .replace(&tlog_token.label, &own.label)
+        .replacen("[hsm]\n", "[hsm]\nexit_after_failing_secs = 2\n", 1);
     assert!(config.contains(&own.label));
     std::fs::write(&s.config, config).expect("write");
     s.start();

@@ -106,6 +106,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         c.tls.as_ref(),
         c.max_body_bytes,
         hsm_signers,
+        cfg.hsm.exit_after_failing(),
     )
     .await
 }

@@ -79,6 +79,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         f.tls.as_ref(),
         f.max_body_bytes,
         hsm_signers,
+        cfg.hsm.exit_after_failing(),
     )
     .await
 }

@@ -98,16 +98,16 @@ pub enum ServeCommand {
     },
 }
 
-/// How long an HSM token may fail every signature (the watchdog's probes included) before the
-/// service exits so that systemd restarts it (`Restart=on-failure`) into a fresh module load and
-/// login: what recovers a token that went away and came back, which a running PKCS#11 session
-/// cannot (SoftHSM2, and many HSMs after a restart, invalidate every handle).
-pub const HSM_FAILING_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Resolves, with the reason, once the token of one of `signers` has failed every signature for
-/// [`HSM_FAILING_EXIT_AFTER`]. While a token is failing it is probed once a second, so a
+/// `exit_after` (`[hsm] exit_after_failing_secs`), so that the service exits and systemd restarts
+/// it (`Restart=on-failure`) into a fresh module load and login: what recovers a token that went
+/// away and came back, which a running PKCS#11 session cannot (SoftHSM2, and many HSMs after a
+/// restart, invalidate every handle). While a token is failing it is probed once a second, so a
 /// transient fault clears itself with the next good signature and costs no restart.
-pub async fn hsm_watchdog(signers: Vec<crate::hsm::HsmSigner>) -> String {
+pub async fn hsm_watchdog(
+    signers: Vec<crate::hsm::HsmSigner>,
+    exit_after: std::time::Duration,
+) -> String {
     use crate::signer::Signer as _;
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -120,7 +120,7 @@ pub async fn hsm_watchdog(signers: Vec<crate::hsm::HsmSigner>) -> String {
                 tokio::task::spawn_blocking(move || probe.sign(b"sigvault HSM probe")).await,
                 Ok(Ok(_))
             );
-            if !recovered && failing_for >= HSM_FAILING_EXIT_AFTER {
+            if !recovered && failing_for >= exit_after {
                 return format!(
                     "the HSM token '{}' has failed every signature for {} s (last: {why}); exiting so that the service is restarted with a fresh login",
                     s.token().label(),
@@ -132,10 +132,13 @@ pub async fn hsm_watchdog(signers: Vec<crate::hsm::HsmSigner>) -> String {
 }
 
 /// Until SIGTERM/SIGINT (`Ok`) or the HSM watchdog gives up on a token (`Err`, after logging).
-pub async fn until_stopped(signers: Vec<crate::hsm::HsmSigner>) -> anyhow::Result<()> {
+pub async fn until_stopped(
+    signers: Vec<crate::hsm::HsmSigner>,
+    exit_after: std::time::Duration,
+) -> anyhow::Result<()> {
     tokio::select! {
         () = crate::http::shutdown_signal() => Ok(()),
-        why = hsm_watchdog(signers) => {
+        why = hsm_watchdog(signers, exit_after) => {
             tracing::error!("{why}");
             Err(anyhow::anyhow!(why))
         }
@@ -152,6 +155,7 @@ pub async fn serve_public(
     tls: Option<&crate::http::TlsFiles>,
     max_body_bytes: usize,
     signers: Vec<crate::hsm::HsmSigner>,
+    exit_after: std::time::Duration,
 ) -> anyhow::Result<()> {
     let router = crate::http::with_limits(
         router,
@@ -166,7 +170,7 @@ pub async fn serve_public(
         let _ = stop_rx.wait_for(|v| *v).await;
     }));
     crate::http::sd_notify("READY=1\nSTATUS=serving");
-    let outcome = until_stopped(signers).await;
+    let outcome = until_stopped(signers, exit_after).await;
     crate::http::sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let _ = server.await;

@@ -105,6 +105,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         r.tls.as_ref(),
         r.max_body_bytes,
         hsm_signers,
+        cfg.hsm.exit_after_failing(),
     )
     .await
 }

@@ -28,25 +28,52 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// `[hsm]`: which PKCS#11 module to load.
+/// `[hsm]`: which PKCS#11 module to load, and how long a service bears a token that fails.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HsmConfig {
     /// Path of the PKCS#11 library. Default: Debian's SoftHSM2 module.
     #[serde(default = "default_module")]
     pub module: PathBuf,
+    /// A service whose token has failed every signature (a probe once a second included) for
+    /// this long exits non-zero, so that systemd restarts it into a fresh module load and login.
+    /// Default 10; 1 to 3600. Services only (the ceremony serves nothing).
+    #[serde(default = "default_exit_after_failing_secs")]
+    pub exit_after_failing_secs: u64,
 }
 
 impl Default for HsmConfig {
     fn default() -> Self {
         Self {
             module: default_module(),
+            exit_after_failing_secs: default_exit_after_failing_secs(),
         }
+    }
+}
+
+impl HsmConfig {
+    /// How long a token may fail every signature before the service exits.
+    pub fn exit_after_failing(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.exit_after_failing_secs)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=3600).contains(&self.exit_after_failing_secs) {
+            return Err(format!(
+                "[hsm] exit_after_failing_secs must be 1 to 3600, not {}",
+                self.exit_after_failing_secs
+            ));
+        }
+        Ok(())
     }
 }
 
 fn default_module() -> PathBuf {
     DEFAULT_MODULE.into()
+}
+
+fn default_exit_after_failing_secs() -> u64 {
+    10
 }
 
 /// A key in a token and the PIN that unlocks the token.
@@ -140,6 +167,12 @@ impl CeremonyConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.hsm.exit_after_failing_secs != default_exit_after_failing_secs() {
+            return Err(
+                "[hsm] exit_after_failing_secs is for the services; the ceremony serves nothing"
+                    .into(),
+            );
+        }
         let c = &self.ceremony;
         if c.root.curve != Curve::P384 {
             tracing::warn!("root CA curve is not P-384 (DESIGN.md decision 3 recommends P-384)");
@@ -282,6 +315,7 @@ pub struct TlogConfig {
 
 impl TlogConfig {
     fn validate(&self) -> Result<(), String> {
+        self.hsm.validate()?;
         let t = &self.tlog;
         if t.trees.is_empty() {
             return Err("[tlog] needs at least one [[tlog.trees]]".into());
@@ -406,6 +440,7 @@ pub struct CtlogConfig {
 
 impl CtlogConfig {
     fn validate(&self) -> Result<(), String> {
+        self.hsm.validate()?;
         let c = &self.ctlog;
         if c.prefix.contains('/') || c.prefix.contains(char::is_whitespace) {
             return Err("[ctlog] prefix must be one path segment without '/'".into());
@@ -481,6 +516,7 @@ pub struct FulcioConfig {
 
 impl FulcioConfig {
     fn validate(&self) -> Result<(), String> {
+        self.hsm.validate()?;
         let f = &self.fulcio;
         if !(f.ct_log_url.starts_with("http://") || f.ct_log_url.starts_with("https://")) {
             return Err("[fulcio] ct_log_url must be an http:// or https:// URL".into());
@@ -564,6 +600,7 @@ pub struct RekorConfig {
 
 impl RekorConfig {
     fn validate(&self) -> Result<(), String> {
+        self.hsm.validate()?;
         let r = &self.rekor;
         if r.tlog.is_empty() {
             return Err("[rekor] tlog must list at least one endpoint".into());
@@ -943,5 +980,31 @@ pin = { file = "/p/t" }
         let bad = GOOD.replace("pin = { file = \"/p/k\" }", "pin = \"1234\"");
         let e = parse(p, &bad).expect_err("inline pin").to_string();
         assert!(e.contains("never written inline"), "{e}");
+    }
+
+    #[test]
+    fn the_hsm_watchdog_grace_is_bounded_and_for_services_only() {
+        let p = Path::new("rekor.toml");
+        let example = include_str!("../../config/rekor.toml");
+        let with = |v: &str| {
+            example.replace(
+                "exit_after_failing_secs = 10",
+                &format!("exit_after_failing_secs = {v}"),
+            )
+        };
+        match parse(p, &with("30")).expect("30 s") {
+            AnyConfig::Rekor(c) => assert_eq!(c.hsm.exit_after_failing().as_secs(), 30),
+            other => panic!("{}", other.kind()),
+        }
+        for v in ["0", "3601"] {
+            let e = parse(p, &with(v)).expect_err(v).to_string();
+            assert!(
+                e.contains("exit_after_failing_secs must be 1 to 3600"),
+                "{e}"
+            );
+        }
+        let bad = GOOD.replace("[hsm]\n", "[hsm]\nexit_after_failing_secs = 30\n");
+        let e = parse(p, &bad).expect_err("ceremony").to_string();
+        assert!(e.contains("the ceremony serves nothing"), "{e}");
     }
 }

@@ -424,8 +424,9 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
+impl Service {
+    /// SIGTERM, then SIGKILL after 15 s; returns once it has exited (also what dropping does).
+    pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return; // exited already (and reaped): its pid may belong to another process now
         }
@@ -440,5 +441,12 @@ impl Drop for Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

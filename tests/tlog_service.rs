@@ -16,7 +16,14 @@ use sigvault::merkle::{self, Hash};
 use sigvault::note;
 use sigvault::tlog::api::{BatchAppendResponse, BatchAppendResult, TlogClient, decode_hashes};
 
-const TOKENS: &[&str] = &["svc-crash", "svc-db", "svc-bad", "svc-two", "svc-guard"];
+const TOKENS: &[&str] = &[
+    "svc-crash",
+    "svc-db",
+    "svc-bad",
+    "svc-two",
+    "svc-guard",
+    "svc-stall",
+];
 
 /// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
 async fn root_from_public_tiles(public: &Client, size: u64) -> Hash {
@@ -813,4 +820,140 @@ async fn a_database_restored_from_an_older_backup_is_refused() {
         .await
         .expect("readyz");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// The database stalls (another session holds a write lock on the entries table for a moment):
+/// the sequencer cannot integrate, the append queue (`queue_limit = 8` here) fills, and further
+/// appends are refused at once with 503 and `Retry-After` (a whole batch request too, as one 503
+/// rather than a list of refusals), instead of piling up. Once the lock is released every append
+/// that was taken is acknowledged at its own index and nothing else was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_fills_the_queue_and_further_appends_get_503() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_stall") else {
+        return;
+    };
+    let mut tlog = Tlog::new("svc-stall", common::token(TOKENS, "svc-stall"), &db);
+    let c = tlog.client();
+    c.create_tree("t").await.expect("create");
+    tlog.restart_with("queue_limit = 8");
+    tlog.wait_active().await;
+    let size = c.head("t").await.expect("head").tree_size;
+
+    // The stock client holds the lock for 1 s (well within the test tlog's 2 s lease).
+    let mut lock = std::process::Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--host={}", db.host))
+        .arg(format!("--port={}", db.port))
+        .arg(format!("--user={}", db.user))
+        .arg(format!("--password={}", db.password))
+        .arg(format!("--database={}", db.database))
+        .arg("-e")
+        .arg("LOCK TABLES entries WRITE; SELECT SLEEP(1); UNLOCK TABLES;")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("mariadb");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, e) = db.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        );
+        assert!(ok, "{e}");
+        if out.trim() != "0" {
+            break; // the lock is held
+        }
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let singles: Vec<_> = (0..40u32)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.append("t", format!("stall {i}").as_bytes(), None, false)
+                    .await
+            })
+        })
+        .collect();
+    // Until the queue is full (the public /metrics says how deep it is).
+    let public = tlog.public();
+    loop {
+        let r = public
+            .request(Method::GET, "/metrics", None)
+            .await
+            .expect("metrics");
+        let m = String::from_utf8_lossy(&r.body).into_owned();
+        let depth: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("sigvault_tlog_queue_depth{tree=\"t\"} "))
+            .expect("queue depth")
+            .parse()
+            .expect("number");
+        if depth >= 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue never filled: {depth}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let raw = tlog.internal_raw();
+    let entries: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                r#"{{"data":"{}"}}"#,
+                base64::engine::general_purpose::STANDARD.encode(format!("batch {i}"))
+            )
+        })
+        .collect();
+    let r = raw
+        .request(
+            Method::POST,
+            "/v1/trees/t/entries/batch",
+            Some((
+                format!(r#"{{"entries":[{}]}}"#, entries.join(",")).into_bytes(),
+                "application/json",
+            )),
+        )
+        .await
+        .expect("batch");
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{text}");
+    assert_eq!(r.headers["retry-after"], "1");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["code"], 503, "{text}");
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("message")
+            .contains("too many appends waiting"),
+        "{text}"
+    );
+
+    assert!(lock.wait().expect("mariadb").success(), "the lock was held");
+    let mut indexes = Vec::new();
+    let mut refused = 0;
+    for t in singles {
+        match t.await.expect("task") {
+            Ok(a) => indexes.push(a.index),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("503") && msg.contains("too many appends waiting"),
+                    "{msg}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the queue never filled");
+    assert!(!indexes.is_empty(), "nothing was taken");
+    indexes.sort_unstable();
+    let want: Vec<u64> = (size..size + indexes.len() as u64).collect();
+    assert_eq!(indexes, want, "each taken append at its own index");
+    assert_eq!(
+        c.head("t").await.expect("head").tree_size,
+        size + indexes.len() as u64,
+        "nothing refused was written"
+    );
 }

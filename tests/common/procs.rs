@@ -252,6 +252,16 @@ pin = {{ file = "{pin}" }}
         self.start();
     }
 
+    /// Restart with `line` (e.g. `queue_limit = 8`) added to the `[tlog]` table.
+    pub fn restart_with(&mut self, line: &str) {
+        self.stop();
+        let config = std::fs::read_to_string(&self.config).expect("config");
+        assert!(config.contains("[tlog]\n"));
+        let config = config.replacen("[tlog]\n", &format!("[tlog]\n{line}\n"), 1);
+        std::fs::write(&self.config, config).expect("write");
+        self.start();
+    }
+
     /// Wait up to `timeout` for the process to exit by itself; its status if it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -483,6 +483,51 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         hex::encode(Sha256::digest(&payload)).as_str()
     );
 
+    // rekord 0.0.1 (x509): the artifact itself is sent, signed over with SHA-256; the log keeps
+    // its digest only, and the certificate as canonical PEM (sent here as CRLF, 76 columns).
+    let req = json!({
+        "apiVersion": "0.0.1",
+        "kind": "rekord",
+        "spec": {
+            "signature": {
+                "format": "x509",
+                "content": B64.encode(alice.sign(artifact)),
+                "publicKey": {"content": B64.encode(alice.odd_pem())},
+            },
+            "data": {"content": B64.encode(artifact)},
+        },
+    });
+    let r = s
+        .post(
+            "/api/v1/log/entries",
+            &serde_json::to_vec(&req).expect("json"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let (rk_id, body, _) = check_entry(&s, &json_of(&r));
+    let expect = format!(
+        r#"{{"apiVersion":"0.0.1","kind":"rekord","spec":{{"data":{{"hash":{{"algorithm":"sha256","value":"{art_digest}"}}}},"signature":{{"content":"{}","format":"x509","publicKey":{{"content":"{}"}}}}}}}}"#,
+        req["spec"]["signature"]["content"].as_str().expect("sig"),
+        B64.encode(canonical_pem(&pem_der(&alice.cert_pem)))
+    );
+    assert_eq!(String::from_utf8(body).expect("utf8"), expect);
+    let got = json_of(&s.get(&format!("/api/v1/log/entries/{rk_id}")).await);
+    check_entry(&s, &got);
+    // The same artifact and signature with the (matching) digest beside it: the same entry.
+    let mut again = req.clone();
+    again["spec"]["data"]["hash"] = json!({"algorithm": "sha256", "value": art_digest});
+    let r = s
+        .post(
+            "/api/v1/log/entries",
+            &serde_json::to_vec(&again).expect("json"),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.headers["location"],
+        format!("/api/v1/log/entries/{rk_id}").as_str()
+    );
+
     // GET by entry ID, by UUID and by index: the same body and time.
     let uuid = &hr_id[16..];
     let a = json_of(&s.get(&format!("/api/v1/log/entries/{hr_id}")).await);
@@ -553,19 +598,19 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         }
     };
     let ids = search(json!({"hash": format!("sha256:{art_digest}")})).await;
-    // hashedrekord (artifact digest) and both attestations (in-toto subject digest).
-    assert_eq!(ids.len(), 3, "{ids:?}");
-    assert!(ids.contains(&hr_id));
+    // hashedrekord and rekord (artifact digest), both attestations (in-toto subject digest).
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.contains(&hr_id) && ids.contains(&rk_id));
     assert_eq!(search(json!({"hash": art_digest})).await, ids);
     let by_key =
         search(json!({"publicKey": {"format": "x509", "content": B64.encode(&alice.cert_pem)}}))
             .await;
-    assert_eq!(by_key.len(), 3, "{by_key:?}");
+    assert_eq!(by_key.len(), 4, "{by_key:?}");
     let by_email = search(json!({"email": "alice@EXAMPLE.org"})).await;
     assert_eq!(by_email, by_key);
     let and =
         search(json!({"email": "alice@example.org", "hash": art_digest, "operator": "and"})).await;
-    assert_eq!(and.len(), 3);
+    assert_eq!(and.len(), 4);
     assert!(search(json!({"email": "bob@example.org"})).await.is_empty());
     let _ = (dsse_index, intoto_index);
 
@@ -628,8 +673,8 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         pem_der(&std::fs::read_to_string(&s.tlog.spki_pem).expect("pem"))
     );
     let m = String::from_utf8(s.get("/metrics").await.body.to_vec()).expect("utf8");
-    assert!(m.contains("sigvault_rekor_entries_created_total 8"), "{m}");
-    assert!(m.contains("sigvault_rekor_duplicates_total 1"), "{m}");
+    assert!(m.contains("sigvault_rekor_entries_created_total 9"), "{m}");
+    assert!(m.contains("sigvault_rekor_duplicates_total 2"), "{m}");
     drop(s);
 }
 
@@ -709,6 +754,51 @@ async fn rekor_refuses_bad_input_and_appends_nothing() {
         "missing spec",
         br#"{"kind":"hashedrekord","apiVersion":"0.0.1"}"#.to_vec(),
         "spec",
+    ));
+    // rekord 0.0.1: a hash alone, a hash that is not the content's, another format, a signature
+    // over something else.
+    let rekord = json!({
+        "apiVersion": "0.0.1",
+        "kind": "rekord",
+        "spec": {
+            "signature": {
+                "format": "x509",
+                "content": B64.encode(alice.sign(b"x")),
+                "publicKey": {"content": B64.encode(&alice.cert_pem)},
+            },
+            "data": {"content": B64.encode(b"x")},
+        },
+    });
+    let rekord_with = |f: &dyn Fn(&mut Value)| {
+        let mut v = rekord.clone();
+        f(&mut v);
+        serde_json::to_vec(&v).expect("json")
+    };
+    let x_digest = hex::encode(Sha256::digest(b"x"));
+    cases.push((
+        "rekord with a hash only",
+        rekord_with(&|v| {
+            v["spec"]["data"] = json!({"hash": {"algorithm": "sha256", "value": x_digest}})
+        }),
+        "spec.data.content: missing",
+    ));
+    cases.push((
+        "rekord with another hash",
+        rekord_with(&|v| {
+            v["spec"]["data"]["hash"] =
+                json!({"algorithm": "sha256", "value": hex::encode(Sha256::digest(b"y"))})
+        }),
+        "SHA mismatch",
+    ));
+    cases.push((
+        "rekord in ssh format",
+        rekord_with(&|v| v["spec"]["signature"]["format"] = json!("ssh")),
+        "\"ssh\" is not supported",
+    ));
+    cases.push((
+        "rekord signature over other content",
+        rekord_with(&|v| v["spec"]["data"]["content"] = json!(B64.encode(b"y"))),
+        "verifying signature",
     ));
     let (mut dsse_req, _) = dsse(&alice, b"payload");
     dsse_req["spec"]["proposedContent"]["verifiers"] =

@@ -4,7 +4,9 @@
 //! Kinds (SERVER-CONTRACT.md §3.3, CLIENT-CONTRACT.md §6.1 and §6.3):
 //! * `hashedrekord` 0.0.1 — a signature over an artifact digest, with a PEM key or certificate;
 //! * `dsse` 0.0.1 — a DSSE envelope (as a JSON string) and its verifiers;
-//! * `intoto` 0.0.2 — a DSSE envelope with double-base64 payload and signatures.
+//! * `intoto` 0.0.2 — a DSSE envelope with double-base64 payload and signatures;
+//! * `rekord` 0.0.1 — a signature over the artifact itself (sent whole, logged by its SHA-256),
+//!   format `x509` only (a PEM key or certificate).
 //!
 //! The canonical body is compact JSON with keys in lexical order at every level (what RFC 8785
 //! gives for these documents: only strings and small integers). Keys and certificates are
@@ -49,6 +51,9 @@ pub struct Canonical {
     pub index_keys: Vec<String>,
 }
 
+/// The kinds and versions this log takes, for error messages.
+const SUPPORTED: &str = "hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.2, rekord 0.0.1";
+
 /// Validate a proposed entry (`{"kind","apiVersion","spec"}`) and canonicalize it.
 pub fn canonicalize(proposed: &Value) -> Result<Canonical, EntryError> {
     let obj = proposed
@@ -64,14 +69,15 @@ pub fn canonicalize(proposed: &Value) -> Result<Canonical, EntryError> {
         ("hashedrekord", "0.0.1") => hashedrekord(spec)?,
         ("dsse", "0.0.1") => dsse(spec)?,
         ("intoto", "0.0.2") => intoto(spec)?,
-        ("hashedrekord" | "dsse" | "intoto", v) => {
+        ("rekord", "0.0.1") => rekord(spec)?,
+        ("hashedrekord" | "dsse" | "intoto" | "rekord", v) => {
             return Err(err(format!(
-                "{kind} apiVersion {v:?} is not supported (supported: hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.2)"
+                "{kind} apiVersion {v:?} is not supported (supported: {SUPPORTED})"
             )));
         }
         (k, _) => {
             return Err(err(format!(
-                "kind {k:?} is not supported (supported: hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.2)"
+                "kind {k:?} is not supported (supported: {SUPPORTED})"
             )));
         }
     };
@@ -332,7 +338,7 @@ fn verify_digest(key: &PublicKey, alg: HashAlg, digest: &[u8], sig: &[u8]) -> Re
 }
 
 /// Verify `sig` over `message` with SHA-256 (ECDSA, RSA PKCS#1 v1.5) or pure Ed25519: how DSSE
-/// signatures are checked.
+/// and rekord signatures are checked.
 fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), String> {
     match key {
         PublicKey::Ed25519(k) => {
@@ -431,6 +437,98 @@ fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
     keys.push(format!("{alg_name}:{value}").to_lowercase());
     Ok(Canonical {
         kind: "hashedrekord",
+        api_version: "0.0.1",
+        body: to_canonical(&body),
+        index_keys: keys,
+    })
+}
+
+// --- rekord 0.0.1 -----------------------------------------------------------------------------
+
+/// The legacy kind: the artifact travels whole (`data.content`) and the signature is over it,
+/// with SHA-256 (ECDSA on any curve, RSA PKCS#1 v1.5) or pure Ed25519. What is logged is its
+/// SHA-256 (`data.hash`), never the content. A hash alone cannot be verified and is refused, as
+/// upstream refuses it; a hash sent beside the content must be the content's.
+fn rekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
+    let sig_obj = obj_field(spec, "signature", "spec.")?;
+    match str_field(sig_obj, "format", "spec.signature.")? {
+        "x509" => {}
+        f @ ("pgp" | "minisign" | "ssh") => {
+            return Err(err(format!(
+                "spec.signature.format: {f:?} is not supported by this log (supported: x509)"
+            )));
+        }
+        other => {
+            return Err(err(format!(
+                "spec.signature.format: {other:?} is not one of pgp, minisign, x509, ssh"
+            )));
+        }
+    }
+    let sig = b64_field(sig_obj, "content", "spec.signature.")?;
+    let pk = obj_field(sig_obj, "publicKey", "spec.signature.")?;
+    let pk_content = b64_field(pk, "content", "spec.signature.publicKey.")?;
+    let data = obj_field(spec, "data", "spec.")?;
+    let given = match data.get("hash") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(h)) => {
+            match str_field(h, "algorithm", "spec.data.hash.")? {
+                "sha256" => {}
+                other => {
+                    return Err(err(format!(
+                        "spec.data.hash.algorithm: {other:?} is not supported (rekord: sha256)"
+                    )));
+                }
+            }
+            let v = str_field(h, "value", "spec.data.hash.")?;
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err(
+                    "spec.data.hash.value: a sha256 digest is 64 hex digits",
+                ));
+            }
+            Some(v)
+        }
+        Some(_) => return Err(err("spec.data.hash: must be an object")),
+    };
+    let content = match data.get("content") {
+        None | Some(Value::Null) => {
+            return Err(err(
+                "spec.data.content: missing (a rekord entry is verified over the artifact itself; to log a signature over a digest, use hashedrekord)",
+            ));
+        }
+        Some(_) => b64_field(data, "content", "spec.data.")?,
+    };
+    let computed = hex::encode(Sha256::digest(&content));
+    if let Some(g) = given {
+        if g != computed {
+            return Err(err(format!(
+                "spec.data.hash.value: SHA mismatch: the content's is {computed}, not {g}"
+            )));
+        }
+    }
+    if sig.is_empty() {
+        return Err(err("spec.signature.content: missing"));
+    }
+    let verifier = Verifier::parse(&pk_content, "spec.signature.publicKey.content")?;
+    verify_message(&verifier.key, &content, &sig)
+        .map_err(|e| err(format!("verifying signature: {e}")))?;
+
+    let body = json!({
+        "apiVersion": "0.0.1",
+        "kind": "rekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": computed}},
+            "signature": {
+                "content": B64.encode(&sig),
+                "format": "x509",
+                "publicKey": {"content": verifier.canonical_b64()},
+            },
+        },
+    });
+    let mut keys = vec![verifier.fingerprint()];
+    keys.extend(verifier.subjects());
+    keys.push(format!("sha256:{computed}"));
+    Ok(Canonical {
+        kind: "rekord",
         api_version: "0.0.1",
         body: to_canonical(&body),
         index_keys: keys,

@@ -194,6 +194,14 @@ expect_fail "rs rejects the rs bundle for another issuer" "$RS" verify --trusted
 expect_fail "rs rejects the py bundle for a tampered artifact" "$RS" verify --trusted-root "$TR" \
   --bundle py.sigstore.json --identity "$ID" --issuer "$ISS" tampered.txt
 
+echo "==> sigstore-rs: a rekord entry (the legacy kind: the artifact sent whole, format x509)"
+# sigstore-rs decodes the 201's body, re-encodes it canonically as the leaf, and checks the
+# inclusion proof and the checkpoint's signature with the key it is given.
+expect_ok "rs logs a rekord entry; its inclusion proof and checkpoint verify with the Rekor key" \
+  "$RS" rekord --rekor "$REKOR_URL" --rekor-key "$CEREMONY_DIR/rekor.pub.pem" artifact.txt
+expect_fail "rs rejects a rekord entry's checkpoint under another key (the CT log's)" \
+  "$RS" rekord --rekor "$REKOR_URL" --rekor-key "$CEREMONY_DIR/ctlog.pub.pem" tampered.txt
+
 echo "==> the logs agree with what the clients hold"
 expect_ok "every bundle's Rekor entry is found by its UUID" python3 - "$REKOR_URL" py.sigstore.json js.sigstore.json \
   py-att.sigstore.json js-att.sigstore.json gh.sigstore.json rs.sigstore.json <<'EOF'

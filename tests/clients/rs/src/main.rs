@@ -3,6 +3,7 @@
 //!
 //!   sigstore-rs-client sign --fulcio URL --rekor URL --token-file FILE --bundle OUT ARTIFACT
 //!   sigstore-rs-client verify --trusted-root FILE --bundle FILE --identity SAN --issuer ISS ARTIFACT
+//!   sigstore-rs-client rekord --rekor URL --rekor-key PEM ARTIFACT
 //!
 //! Signing talks to the given Fulcio and Rekor with sigstore-rs's own clients (see `sign` for why
 //! not through `bundle::sign::SigningContext`, which sigstore-rs 0.14 only builds for public-good).
@@ -28,6 +29,7 @@ use sigstore::{
         verify::{policy, Verifier},
         Bundle,
     },
+    crypto::{CosignVerificationKey, SigningScheme},
     fulcio::{oauth::OauthTokenProvider, FulcioClient, TokenProvider},
     oauth::IdentityToken,
     rekor::{
@@ -94,6 +96,18 @@ enum Command {
         /// Exact OIDC issuer recorded in the certificate
         #[arg(long, value_name = "ISS")]
         issuer: String,
+        artifact: PathBuf,
+    },
+    /// Log ARTIFACT in Rekor as a `rekord` 0.0.1 entry (format x509, an ephemeral P-256 key, the
+    /// artifact sent whole), then check the answer with sigstore-rs: the body it decodes, and
+    /// the inclusion proof and checkpoint against the Rekor public key.
+    Rekord {
+        /// Rekor base URL
+        #[arg(long, value_name = "URL")]
+        rekor: String,
+        /// The Rekor public key (PEM) the checkpoint must verify with
+        #[arg(long, value_name = "FILE")]
+        rekor_key: PathBuf,
         artifact: PathBuf,
     },
 }
@@ -258,6 +272,74 @@ async fn verify(
     Ok(())
 }
 
+/// DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, BIT STRING of 66
+/// bytes); the 65-byte uncompressed point follows.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+async fn rekord(rekor: &str, rekor_key: &PathBuf, artifact: &PathBuf) -> Result<()> {
+    let data = fs::read(artifact).with_context(|| format!("reading {}", artifact.display()))?;
+    let key_pem =
+        fs::read(rekor_key).with_context(|| format!("reading {}", rekor_key.display()))?;
+    let rekor_key =
+        CosignVerificationKey::from_pem(&key_pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .map_err(|e| anyhow!("parsing the Rekor key: {e}"))?;
+
+    let private_key = SigningKey::from(p256::SecretKey::random(&mut rand_core::OsRng));
+    let mut spki = P256_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(
+        private_key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes(),
+    );
+    let public_pem = x509_cert::der::pem::encode_string("PUBLIC KEY", LineEnding::LF, &spki)
+        .map_err(|e| anyhow!("PEM-encoding the key: {e}"))?;
+    let signature: Signature = private_key.sign_digest(Sha256::new_with_prefix(&data));
+    let digest = hex::encode(Sha256::digest(&data));
+
+    let rekor_config = RekorConfiguration {
+        base_path: rekor.trim_end_matches('/').to_owned(),
+        ..Default::default()
+    };
+    let entry = ProposedEntry::Rekord {
+        api_version: "0.0.1".to_owned(),
+        spec: serde_json::json!({
+            "signature": {
+                "format": "x509",
+                "content": BASE64.encode(signature.to_der().as_bytes()),
+                "publicKey": {"content": BASE64.encode(&public_pem)},
+            },
+            "data": {"content": BASE64.encode(&data)},
+        }),
+    };
+    let log_entry = create_log_entry(&rekor_config, entry)
+        .await
+        .map_err(|e| anyhow!("logging in Rekor: {e}"))?;
+
+    // What sigstore-rs decoded from the body: a rekord entry of this artifact's digest.
+    let body = serde_json::to_value(&log_entry.body)?;
+    if body["kind"] != "rekord" || body["spec"]["data"]["hash"]["value"] != digest.as_str() {
+        bail!("the logged body is not this artifact's rekord entry: {body}");
+    }
+    if body["spec"]["data"].get("content").is_some() {
+        bail!("the logged body keeps the artifact itself: {body}");
+    }
+    // sigstore-rs re-encodes the body canonically, hashes it as the leaf, and checks the proof
+    // to the root and the checkpoint's signature.
+    log_entry
+        .verify_inclusion(&rekor_key)
+        .map_err(|e| anyhow!("inclusion proof or checkpoint does not verify: {e}"))?;
+    println!(
+        "OK: rekord entry {} at index {}: inclusion proof and checkpoint verify",
+        log_entry.uuid.as_deref().unwrap_or("(no UUID)"),
+        log_entry.log_index
+    );
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Sign {
@@ -284,6 +366,11 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Rekord {
+            rekor,
+            rekor_key,
+            artifact,
+        } => rekord(&rekor, &rekor_key, &artifact).await,
     }
 }
 

@@ -29,6 +29,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Run a token tool (pkcs11-tool, softhsm2-util) that finds its token by label. Such a tool
+/// fails when another token of the shared store cannot be read at that moment (a test of this
+/// binary has taken its files away to play a vanished HSM), so a failure is retried for up to
+/// 40 s, past any such outage; the last outcome is returned.
+fn token_tool(program: &str, args: &[&str]) -> (bool, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = super::run(Command::new(program).args(args));
+        if out.0 || Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Generate the checkpoint key with OpenSC's pkcs11-tool (not our code) and export its public key.
 pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
     if !has_tlog_key(token) {
@@ -39,15 +54,18 @@ pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
 
 /// Whether `token` already holds a public key labelled "tlog" (e.g. one `import_key` put there).
 fn has_tlog_key(token: &TestToken) -> bool {
-    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
-        "--module",
-        super::module().to_str().expect("path"),
-        "--token-label",
-        &token.label,
-        "--list-objects",
-        "--type",
-        "pubkey",
-    ]));
+    let (ok, o, e) = token_tool(
+        "pkcs11-tool",
+        &[
+            "--module",
+            super::module().to_str().expect("path"),
+            "--token-label",
+            &token.label,
+            "--list-objects",
+            "--type",
+            "pubkey",
+        ],
+    );
     assert!(ok, "pkcs11-tool list: {o}{e}");
     o.lines()
         .any(|l| l.split_whitespace().eq(["label:", "tlog"]))
@@ -56,56 +74,65 @@ fn has_tlog_key(token: &TestToken) -> bool {
 /// Import the PKCS#8 PEM key pair at `pem` into `token` as "tlog" (id 01): tests only, to put
 /// one key in two tokens (production keys are generated inside their token).
 pub fn import_key(token: &TestToken, pem: &Path) {
-    let (ok, o, e) = super::run(Command::new("softhsm2-util").args([
-        "--import",
-        pem.to_str().expect("path"),
-        "--token",
-        &token.label,
-        "--label",
-        "tlog",
-        "--id",
-        "01",
-        "--pin",
-        &token.pin,
-    ]));
+    let (ok, o, e) = token_tool(
+        "softhsm2-util",
+        &[
+            "--import",
+            pem.to_str().expect("path"),
+            "--token",
+            &token.label,
+            "--label",
+            "tlog",
+            "--id",
+            "01",
+            "--pin",
+            &token.pin,
+        ],
+    );
     assert!(ok, "softhsm2-util --import: {o}{e}");
 }
 
 fn generate_tlog_key(token: &TestToken) {
-    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
-        "--module",
-        super::module().to_str().expect("path"),
-        "--token-label",
-        &token.label,
-        "--login",
-        "--pin",
-        &token.pin,
-        "--keypairgen",
-        "--key-type",
-        "EC:prime256v1",
-        "--label",
-        "tlog",
-        "--id",
-        "01",
-    ]));
+    let (ok, o, e) = token_tool(
+        "pkcs11-tool",
+        &[
+            "--module",
+            super::module().to_str().expect("path"),
+            "--token-label",
+            &token.label,
+            "--login",
+            "--pin",
+            &token.pin,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "tlog",
+            "--id",
+            "01",
+        ],
+    );
     assert!(ok, "pkcs11-tool keygen: {o}{e}");
 }
 
 fn export_tlog_pubkey(token: &TestToken, dir: &Path) -> PathBuf {
     let der = dir.join("tlog.pub.der");
-    let (ok, o, e) = super::run(Command::new("pkcs11-tool").args([
-        "--module",
-        super::module().to_str().expect("path"),
-        "--token-label",
-        &token.label,
-        "--read-object",
-        "--type",
-        "pubkey",
-        "--label",
-        "tlog",
-        "-o",
-        der.to_str().expect("path"),
-    ]));
+    let (ok, o, e) = token_tool(
+        "pkcs11-tool",
+        &[
+            "--module",
+            super::module().to_str().expect("path"),
+            "--token-label",
+            &token.label,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--label",
+            "tlog",
+            "-o",
+            der.to_str().expect("path"),
+        ],
+    );
     assert!(ok, "pkcs11-tool read pubkey: {o}{e}");
     let pem = dir.join("tlog.pub.pem");
     let (ok, o, e) = super::run(Command::new("openssl").args([

@@ -796,6 +796,27 @@ async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers
     let size = s.tlog.client().head("t").await.expect("head").tree_size;
 
     let label = &common::token(TOKENS, "ct-ctlog-c").label;
+    // /metrics counts the token's signatures and says whether it is failing.
+    let hsm_metric = |name: &'static str| {
+        let (s, label) = (&s, label.clone());
+        async move {
+            let r = s
+                .client
+                .request(Method::GET, "/metrics", None)
+                .await
+                .expect("metrics");
+            let m = String::from_utf8_lossy(&r.body).into_owned();
+            let line = format!("{name}{{token=\"{label}\"}} ");
+            m.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("no {line} in\n{m}"))
+                .parse::<u64>()
+                .expect("number")
+        }
+    };
+    assert!(hsm_metric("sigvault_hsm_signatures_total").await >= 1);
+    assert_eq!(hsm_metric("sigvault_hsm_signature_failures_total").await, 0);
+    assert_eq!(hsm_metric("sigvault_hsm_failing").await, 0);
     let token_dir = common::token_dir(label);
     let away = token_dir.with_extension("away");
     std::fs::rename(&token_dir, &away).expect("take the token away");
@@ -822,6 +843,8 @@ async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers
         )),
         "{why}"
     );
+    assert_eq!(hsm_metric("sigvault_hsm_failing").await, 1);
+    assert!(hsm_metric("sigvault_hsm_signature_failures_total").await >= 1);
 
     let status = s
         .ctlog

@@ -395,5 +395,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "Of that, the wait for the Merkle log service to make the entry durable.",
         &mut s,
     );
+    s.push_str(&crate::hsm::metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

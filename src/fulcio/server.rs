@@ -347,5 +347,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
             v.load(Ordering::Relaxed)
         ));
     }
+    s.push_str(&crate::hsm::metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

@@ -267,7 +267,7 @@ impl Module {
             }
             Err(e) => return Err(ck(&label, "C_Login")(e)),
         }
-        Ok(Arc::new(Token {
+        let token = Arc::new(Token {
             module: self.clone(),
             slot,
             label,
@@ -275,8 +275,67 @@ impl Module {
             pool: Mutex::new(Vec::new()),
             failing: Mutex::new(None),
             failing_flag: std::sync::atomic::AtomicBool::new(false),
-        }))
+            signatures: std::sync::atomic::AtomicU64::new(0),
+            failures: std::sync::atomic::AtomicU64::new(0),
+        });
+        let mut live = LOGGED_IN.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|t| t.strong_count() > 0);
+        live.push(Arc::downgrade(&token));
+        Ok(token)
     }
+}
+
+/// Every token this process is logged in to, for [`metrics_text`].
+static LOGGED_IN: Mutex<Vec<std::sync::Weak<Token>>> = Mutex::new(Vec::new());
+
+/// Prometheus lines for the tokens this process is logged in to, per token label (two logins to
+/// one token count together): signatures made, signatures failed, and whether the token is
+/// failing now (its last signature failed). What an operator alerts on before the watchdog
+/// restarts the service.
+pub fn metrics_text() -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    /// Per label: signatures, failures, failing now.
+    type Tally = (u64, u64, bool);
+    let mut by_label: std::collections::BTreeMap<String, Tally> = std::collections::BTreeMap::new();
+    for t in LOGGED_IN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+    {
+        let e = by_label.entry(t.label.clone()).or_default();
+        e.0 += t.signatures.load(Ordering::Relaxed);
+        e.1 += t.failures.load(Ordering::Relaxed);
+        e.2 |= t.failing_flag.load(Ordering::Relaxed);
+    }
+    let mut out = String::new();
+    let mut series = |name: &str, kind: &str, help: &str, pick: &dyn Fn(&Tally) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (label, v) in &by_label {
+            let label = label.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{token=\"{label}\"}} {}", pick(v));
+        }
+    };
+    series(
+        "sigvault_hsm_signatures_total",
+        "counter",
+        "Signatures the HSM token made for this process.",
+        &|v| v.0,
+    );
+    series(
+        "sigvault_hsm_signature_failures_total",
+        "counter",
+        "Signatures the HSM token failed (session, device or key errors).",
+        &|v| v.1,
+    );
+    series(
+        "sigvault_hsm_failing",
+        "gauge",
+        "1 while the token's last signature failed (the service exits when it lasts).",
+        &|v| u64::from(v.2),
+    );
+    out
 }
 
 /// A logged-in token. Holds the session that carries the login, and a pool of signing sessions.
@@ -294,6 +353,9 @@ pub struct Token {
     failing: Mutex<Option<(std::time::Instant, String)>>,
     /// Fast path for the signer: whether `failing` is set.
     failing_flag: std::sync::atomic::AtomicBool,
+    /// Signatures made and failed, for `/metrics`.
+    signatures: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 /// Upper bound on idle pooled sessions; more concurrent signers than this still work, their
@@ -336,6 +398,8 @@ impl Token {
     }
 
     fn note_failure(&self, why: &str) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
             tracing::error!(token = %self.label, error = %why, "the HSM failed to sign");
@@ -346,6 +410,8 @@ impl Token {
     }
 
     fn note_success(&self) {
+        self.signatures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.failing_flag.load(std::sync::atomic::Ordering::Relaxed) {
             let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
             if f.take().is_some() {

@@ -565,6 +565,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             pick(t.metrics()).render(name, &format!("tree=\"{n}\""), &mut s);
         }
     }
+    s.push_str(&crate::hsm::metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }
 

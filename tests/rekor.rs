@@ -184,6 +184,11 @@ impl Identity {
         let sig: p256::ecdsa::Signature = self.key.sign(msg);
         sig.to_der().as_bytes().to_vec()
     }
+    /// The same signature in IEEE P1363 form (r‖s, 64 bytes), as WebCrypto makes it.
+    fn sign_p1363(&self, msg: &[u8]) -> Vec<u8> {
+        let sig: p256::ecdsa::Signature = self.key.sign(msg);
+        sig.to_bytes().to_vec()
+    }
     /// The certificate PEM re-wrapped at 76 columns with CRLF: same DER, different text, which
     /// the log must canonicalize.
     fn odd_pem(&self) -> String {
@@ -528,6 +533,42 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         format!("/api/v1/log/entries/{rk_id}").as_str()
     );
 
+    // ECDSA signatures in IEEE P1363 form (r‖s) are taken too, as upstream takes them, and
+    // stored as sent: hashedrekord and rekord.
+    let carol = identity("carol@example.org");
+    let mut req = hashedrekord(&carol, b"p1363", &carol.cert_pem);
+    let p1363 = B64.encode(carol.sign_p1363(b"p1363"));
+    req["spec"]["signature"]["content"] = json!(p1363);
+    let r = s
+        .post(
+            "/api/v1/log/entries",
+            &serde_json::to_vec(&req).expect("json"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let (_, body, _) = check_entry(&s, &json_of(&r));
+    let b: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(b["spec"]["signature"]["content"], p1363.as_str());
+    let req = json!({
+        "apiVersion": "0.0.1",
+        "kind": "rekord",
+        "spec": {
+            "signature": {
+                "format": "x509",
+                "content": B64.encode(carol.sign_p1363(b"p1363 rekord")),
+                "publicKey": {"content": B64.encode(&carol.cert_pem)},
+            },
+            "data": {"content": B64.encode(b"p1363 rekord")},
+        },
+    });
+    let r = s
+        .post(
+            "/api/v1/log/entries",
+            &serde_json::to_vec(&req).expect("json"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
     // GET by entry ID, by UUID and by index: the same body and time.
     let uuid = &hr_id[16..];
     let a = json_of(&s.get(&format!("/api/v1/log/entries/{hr_id}")).await);
@@ -673,7 +714,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         pem_der(&std::fs::read_to_string(&s.tlog.spki_pem).expect("pem"))
     );
     let m = String::from_utf8(s.get("/metrics").await.body.to_vec()).expect("utf8");
-    assert!(m.contains("sigvault_rekor_entries_created_total 9"), "{m}");
+    assert!(m.contains("sigvault_rekor_entries_created_total 11"), "{m}");
     assert!(m.contains("sigvault_rekor_duplicates_total 2"), "{m}");
     drop(s);
 }
@@ -744,6 +785,18 @@ async fn rekor_refuses_bad_input_and_appends_nothing() {
                 json!(B64.encode(pem_der(&alice.cert_pem)))
         }),
         "DER is not accepted",
+    ));
+    cases.push((
+        "a signature neither DER nor P1363",
+        with(&|v| {
+            v["spec"]["signature"]["content"] = json!(B64.encode(&alice.sign_p1363(b"x")[..63]))
+        }),
+        "neither DER nor IEEE P1363",
+    ));
+    cases.push((
+        "a P1363 signature over something else",
+        with(&|v| v["spec"]["signature"]["content"] = json!(B64.encode(alice.sign_p1363(b"y")))),
+        "verifying signature",
     ));
     cases.push((
         "signature not base64",

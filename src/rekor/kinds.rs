@@ -291,10 +291,41 @@ impl HashAlg {
     }
 }
 
+/// An ECDSA signature as DER: DER as sent, or IEEE P1363 (r‖s at the curve's width, what
+/// WebCrypto and many HSM tools produce) converted, as upstream's verifier accepts both. The
+/// stored body keeps the bytes as sent. Signatures for other keys pass through.
+fn ecdsa_as_der<'s>(key: &PublicKey, sig: &'s [u8]) -> Result<std::borrow::Cow<'s, [u8]>, String> {
+    use std::borrow::Cow;
+    let neither = |width: usize| {
+        format!(
+            "not an ECDSA signature: neither DER nor IEEE P1363 ({width} bytes for this curve), {} bytes",
+            sig.len()
+        )
+    };
+    macro_rules! normalise {
+        ($curve:ident, $width:expr) => {
+            if $curve::ecdsa::Signature::from_der(sig).is_ok() {
+                Ok(Cow::Borrowed(sig))
+            } else {
+                $curve::ecdsa::Signature::from_slice(sig)
+                    .map(|s| Cow::Owned(s.to_der().as_bytes().to_vec()))
+                    .map_err(|_| neither($width))
+            }
+        };
+    }
+    match key {
+        PublicKey::P256(_) => normalise!(p256, 64),
+        PublicKey::P384(_) => normalise!(p384, 96),
+        PublicKey::P521(_) => normalise!(p521, 132),
+        _ => Ok(Cow::Borrowed(sig)),
+    }
+}
+
 /// Verify `sig` over a precomputed digest. ECDSA goes through aws-lc when it can decide
-/// (`pki::fastverify::verify_prehashed`), else through the curve crates; the signature must be
-/// strict DER either way.
+/// (`pki::fastverify::verify_prehashed`), else through the curve crates; an ECDSA signature is
+/// DER or IEEE P1363 ([`ecdsa_as_der`]).
 fn verify_digest(key: &PublicKey, alg: HashAlg, digest: &[u8], sig: &[u8]) -> Result<(), String> {
+    let sig = &*ecdsa_as_der(key, sig)?;
     use crate::pki::fastverify::{PrehashCurve, verify_prehashed};
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     let bad = || "signature does not verify".to_string();
@@ -340,6 +371,7 @@ fn verify_digest(key: &PublicKey, alg: HashAlg, digest: &[u8], sig: &[u8]) -> Re
 /// Verify `sig` over `message` with SHA-256 (ECDSA, RSA PKCS#1 v1.5) or pure Ed25519: how DSSE
 /// and rekord signatures are checked.
 fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), String> {
+    let sig = &*ecdsa_as_der(key, sig)?;
     match key {
         PublicKey::Ed25519(k) => {
             use ed25519_dalek::Verifier as _;

@@ -38,15 +38,15 @@ pub struct HsmConfig {
     /// A service whose token has failed every signature (a probe once a second included) for
     /// this long exits non-zero, so that systemd restarts it into a fresh module load and login.
     /// Default 10; 1 to 3600. Services only (the ceremony serves nothing).
-    #[serde(default = "default_exit_after_failing_secs")]
-    pub exit_after_failing_secs: u64,
+    #[serde(default)]
+    pub exit_after_failing_secs: Option<u64>,
 }
 
 impl Default for HsmConfig {
     fn default() -> Self {
         Self {
             module: default_module(),
-            exit_after_failing_secs: default_exit_after_failing_secs(),
+            exit_after_failing_secs: None,
         }
     }
 }
@@ -54,26 +54,21 @@ impl Default for HsmConfig {
 impl HsmConfig {
     /// How long a token may fail every signature before the service exits.
     pub fn exit_after_failing(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.exit_after_failing_secs)
+        std::time::Duration::from_secs(self.exit_after_failing_secs.unwrap_or(10))
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !(1..=3600).contains(&self.exit_after_failing_secs) {
-            return Err(format!(
-                "[hsm] exit_after_failing_secs must be 1 to 3600, not {}",
-                self.exit_after_failing_secs
-            ));
+        match self.exit_after_failing_secs {
+            Some(v) if !(1..=3600).contains(&v) => Err(format!(
+                "[hsm] exit_after_failing_secs must be 1 to 3600, not {v}"
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
 fn default_module() -> PathBuf {
     DEFAULT_MODULE.into()
-}
-
-fn default_exit_after_failing_secs() -> u64 {
-    10
 }
 
 /// A key in a token and the PIN that unlocks the token.
@@ -167,7 +162,7 @@ impl CeremonyConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.hsm.exit_after_failing_secs != default_exit_after_failing_secs() {
+        if self.hsm.exit_after_failing_secs.is_some() {
             return Err(
                 "[hsm] exit_after_failing_secs is for the services; the ceremony serves nothing"
                     .into(),

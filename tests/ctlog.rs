@@ -817,9 +817,7 @@ async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers
     assert!(hsm_metric("sigvault_hsm_signatures_total").await >= 1);
     assert_eq!(hsm_metric("sigvault_hsm_signature_failures_total").await, 0);
     assert_eq!(hsm_metric("sigvault_hsm_failing").await, 0);
-    let token_dir = common::token_dir(label);
-    let away = token_dir.with_extension("away");
-    std::fs::rename(&token_dir, &away).expect("take the token away");
+    let away = common::TokenAway::take(label);
     let gone = std::time::Instant::now();
     let (plain, second) = precert("during the outage");
     let (status, body) = post(&s, "add-pre-chain", chain(&second)).await;
@@ -837,12 +835,7 @@ async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers
         .expect("readyz");
     let why = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 503, "{why}");
-    assert!(
-        why.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )),
-        "{why}"
-    );
+    assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
     assert_eq!(hsm_metric("sigvault_hsm_failing").await, 1);
     assert!(hsm_metric("sigvault_hsm_signature_failures_total").await >= 1);
 
@@ -856,15 +849,9 @@ async fn when_the_ct_logs_token_goes_away_nothing_is_lost_and_a_restart_recovers
         waited >= Duration::from_secs(3) && waited < Duration::from_secs(10),
         "exited after {waited:?}: the configured 3 s, not the default 10"
     );
-    let log = s.ctlog.log();
-    assert!(
-        log.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )) && log.contains("exiting so that the service is restarted"),
-        "{log}"
-    );
+    common::assert_hsm_exit_logged(&s.ctlog.log(), label);
 
-    std::fs::rename(&away, &token_dir).expect("bring the token back");
+    away.restore();
     let restarted = SystemTime::now();
     s.ctlog = Service::start(&["ctlog", "serve"], &cfg, &dir, "ctlog.log");
     wait_ready(&s).await;

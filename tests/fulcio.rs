@@ -857,9 +857,7 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     // has failed every signature for a while, for systemd to restart it.
     let label = &common::token(TOKENS, "fu-issuing").label;
     let logged_before = s._tlog.client().head("t").await.expect("head").tree_size;
-    let dir = common::token_dir(label);
-    let away = dir.with_extension("away");
-    std::fs::rename(&dir, &away).expect("take the token away");
+    let away = common::TokenAway::take(label);
     let token = s.dex.token(dex_claims("hsm@example.com")).await;
     let (k, pem) = client_key();
     let (status, v) = sign_v2(
@@ -876,12 +874,7 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         .expect("readyz");
     let why = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status.as_u16(), 503, "{why}");
-    assert!(
-        why.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )),
-        "{why}"
-    );
+    assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
     assert_eq!(
         s._tlog.client().head("t").await.expect("head").tree_size,
         logged_before,
@@ -891,16 +884,11 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         .fulcio
         .wait_exit(Duration::from_secs(30))
         .expect("fulcio exits when its HSM stays unusable");
-    std::fs::rename(&away, &dir).expect("bring the token back");
+    away.restore();
     assert!(!exit.success(), "{exit}");
-    let log = std::fs::read_to_string(s.fulcio.dir.join(&s.fulcio.log)).expect("log");
-    assert!(
-        log.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )),
-        "{log}"
-    );
+    common::assert_hsm_exit_logged(&s.fulcio.log(), label);
 }
+
 async fn bearer_post(
     s: &Setup,
     path: &str,

@@ -1210,9 +1210,7 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
     let size = s.tree_size().await;
 
     let label = &common::token(TOKENS, "rk-hsm").label;
-    let dir = common::token_dir(label);
-    let away = dir.with_extension("away");
-    std::fs::rename(&dir, &away).expect("take the token away");
+    let away = common::TokenAway::take(label);
     let r = s.post("/api/v1/log/entries", &upload(2)).await;
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert!(r.status.as_u16() >= 500, "{} {text}", r.status);
@@ -1226,12 +1224,7 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
         .expect("tlog readyz");
     let why = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 503, "{why}");
-    assert!(
-        why.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )),
-        "{why}"
-    );
+    assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
     let r = s.get("/readyz").await;
     let why = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 503, "{why}");
@@ -1247,16 +1240,10 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
         started.elapsed() >= Duration::from_secs(5),
         "not at the first failure"
     );
-    let log = s.tlog.log();
-    assert!(
-        log.contains(&format!(
-            "the HSM token '{label}' has failed every signature"
-        )) && log.contains("exiting so that the service is restarted"),
-        "{log}"
-    );
+    common::assert_hsm_exit_logged(&s.tlog.log(), label);
 
     // The token is back; the restarted tlog logs in afresh and the same upload goes through.
-    std::fs::rename(&away, &dir).expect("bring the token back");
+    away.restore();
     s.tlog.start();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while s.get("/readyz").await.status != 200 {
@@ -1337,9 +1324,7 @@ async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after
     check_entry(&s, &json_of(&r));
     let size = s.tree_size().await;
 
-    let dir = common::token_dir(&own.label);
-    let away = dir.with_extension("away");
-    std::fs::rename(&dir, &away).expect("take rekor's token away");
+    let away = common::TokenAway::take(&own.label);
     let r = s.post("/api/v1/log/entries", &upload(2)).await;
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 503, "{text}");
@@ -1356,10 +1341,7 @@ async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after
     let why = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.status, 503, "{why}");
     assert!(
-        why.contains(&format!(
-            "the HSM token '{}' has failed every signature",
-            own.label
-        )),
+        why.contains(&common::hsm_failing_phrase(&own.label)),
         "{why}"
     );
 
@@ -1368,17 +1350,10 @@ async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after
         .wait_exit(Duration::from_secs(30))
         .expect("rekor exits when its HSM stays unusable");
     assert!(!status.success(), "{status}");
-    let log = rekor.log();
-    assert!(
-        log.contains(&format!(
-            "the HSM token '{}' has failed every signature",
-            own.label
-        )) && log.contains("exiting so that the service is restarted"),
-        "{log}"
-    );
+    common::assert_hsm_exit_logged(&rekor.log(), &own.label);
     s.rekor = None;
 
-    std::fs::rename(&away, &dir).expect("bring the token back");
+    away.restore();
     s.start();
     let r = s.get(&location).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -229,3 +229,52 @@ pub fn token_dir(label: &str) -> PathBuf {
     }
     panic!("no token labelled {label} under {dir}");
 }
+
+/// A token's files moved aside: how a removed or restarted HSM looks to a running PKCS#11
+/// session. `restore` puts them back; so does dropping it, so that a test failing meanwhile
+/// leaves the shared token store whole for the other tests of its binary.
+pub struct TokenAway {
+    dir: PathBuf,
+    away: PathBuf,
+    restored: bool,
+}
+
+impl TokenAway {
+    pub fn take(label: &str) -> Self {
+        let dir = token_dir(label);
+        let away = dir.with_extension("away");
+        std::fs::rename(&dir, &away).expect("take the token away");
+        Self {
+            dir,
+            away,
+            restored: false,
+        }
+    }
+
+    pub fn restore(mut self) {
+        std::fs::rename(&self.away, &self.dir).expect("bring the token back");
+        self.restored = true;
+    }
+}
+
+impl Drop for TokenAway {
+    fn drop(&mut self) {
+        if !self.restored {
+            let _ = std::fs::rename(&self.away, &self.dir);
+        }
+    }
+}
+
+/// What the services say (readyz, log) about a token that keeps failing.
+pub fn hsm_failing_phrase(label: &str) -> String {
+    format!("the HSM token '{label}' has failed every signature")
+}
+
+/// The log of a service that gave up on its token: names it and says why it exits.
+pub fn assert_hsm_exit_logged(log: &str, label: &str) {
+    assert!(
+        log.contains(&hsm_failing_phrase(label))
+            && log.contains("exiting so that the service is restarted"),
+        "{log}"
+    );
+}

@@ -698,8 +698,8 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
 
 /// An operator restores the tlog database from an older backup (`mariadb-dump`, then `mariadb`
 /// from that dump) and starts the tlog again: the rollback guard refuses to sequence the tree,
-/// and says why on /readyz, on the sequencer probe and in its log; nothing is appended. Put back
-/// to the newest state, it sequences again.
+/// and says why on /readyz, on the sequencer probe and in its log; nothing is appended, and it
+/// leaves the tree's lease alone. Put back to the newest state, it sequences again by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restored_from_an_older_backup_is_refused() {
     if !common::have_softhsm() {
@@ -798,11 +798,24 @@ async fn a_database_restored_from_an_older_backup_is_refused() {
         1,
         "said once in the log:\n{log}"
     );
-    tlog.stop();
+    // While it refuses, it leaves the lease alone (a healthy standby could take it): it does
+    // not take it every second only to hand it back.
+    let lease = || {
+        let (ok, out, e) = db.sql("SELECT holder, expires_at FROM leases");
+        assert!(ok, "{e}");
+        out
+    };
+    let before = lease();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        lease(),
+        before,
+        "the refusing instance took the lease again"
+    );
 
-    // The newest state back in place: it sequences again, on top of what it signed.
+    // The newest state back in place, while it runs: it sequences again, on top of what it
+    // signed, without a restart.
     restore(&new);
-    tlog.start();
     tlog.wait_active().await;
     let r = tlog
         .client()

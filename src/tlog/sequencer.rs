@@ -354,7 +354,11 @@ pub(super) async fn run(
             break;
         }
         // --- Hold the lease, or wait for it. ---------------------------------------------------
-        if edge.is_none() || Instant::now() + renew_every * 2 >= lease_until {
+        // A standby that refuses the tree (the rollback guard) does not take the lease only to
+        // hand it back: that would stand in the way of a healthy standby every second. It
+        // watches the database instead (below) and tries again once the guard is satisfied.
+        let refusing = edge.is_none() && witness.is_some() && refused.borrow().is_some();
+        if !refusing && (edge.is_none() || Instant::now() + renew_every * 2 >= lease_until) {
             if edge.is_none() {
                 // Load the state only once nothing is being committed.
                 let _ = settle(&mut inflight, &mut finished).await;

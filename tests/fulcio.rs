@@ -730,6 +730,19 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
             serde_json::json!({"credentials": {"oidcIdentityToken": good}}),
             "exactly one",
         ),
+        (
+            "proof not base64",
+            key_request(&good, &pem, "not base64!"),
+            "proofOfPossession is not base64",
+        ),
+        (
+            "CSR not base64",
+            serde_json::json!({
+                "credentials": {"oidcIdentityToken": good},
+                "certificateSigningRequest": "not base64!",
+            }),
+            "certificateSigningRequest is not base64",
+        ),
     ];
     for (what, body, words) in cases {
         let (status, v) = sign_v2(&s, body, None).await;

@@ -168,36 +168,41 @@ async fn v2(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Strin
         .filter(|t| !t.is_empty())
         .or_else(|| bearer(headers))
         .ok_or_else(|| invalid("no identity token: send credentials.oidcIdentityToken or an Authorization: Bearer header"))?;
-    let leaf = match (req.public_key_request, req.certificate_signing_request) {
+    match (req.public_key_request, req.certificate_signing_request) {
         (Some(pk), None) => {
-            let sig = B64
-                .decode(pk.proof_of_possession.trim())
-                .map_err(|_| invalid("proofOfPossession is not base64"))?;
-            st.ca
-                .issue(
-                    &token,
-                    KeyProof::Signature {
-                        public_key: pk.public_key.content.as_bytes(),
-                        signature: &sig,
-                    },
-                )
-                .await?
+            let sig = base64_field(&pk.proof_of_possession, "proofOfPossession")?;
+            let proof = KeyProof::Signature {
+                public_key: pk.public_key.content.as_bytes(),
+                signature: &sig,
+            };
+            issue_chain(st, &token, proof).await
         }
         (None, Some(csr)) => {
-            let csr = B64
-                .decode(csr.trim())
-                .map_err(|_| invalid("certificateSigningRequest is not base64"))?;
-            st.ca.issue(&token, KeyProof::Csr(&csr)).await?
+            let csr = base64_field(&csr, "certificateSigningRequest")?;
+            issue_chain(st, &token, KeyProof::Csr(&csr)).await
         }
-        _ => {
-            return Err(invalid(
-                "send exactly one of publicKeyRequest or certificateSigningRequest",
-            ));
-        }
-    };
+        _ => Err(invalid(
+            "send exactly one of publicKeyRequest or certificateSigningRequest",
+        )),
+    }
+}
+
+/// Issue a certificate and answer with the chain: the leaf, then the CA chain.
+async fn issue_chain(
+    st: &AppState,
+    token: &str,
+    proof: KeyProof<'_>,
+) -> Result<Vec<String>, ApiError> {
+    let leaf = st.ca.issue(token, proof).await?;
     let mut chain = vec![leaf];
     chain.extend(st.ca.chain_pem().iter().cloned());
     Ok(chain)
+}
+
+/// A base64 request field, decoded; a 400 naming the field otherwise.
+fn base64_field(value: &str, name: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(value.trim())
+        .map_err(|_| invalid(format!("{name} is not base64")))
 }
 
 #[derive(Deserialize)]
@@ -244,45 +249,28 @@ async fn v1(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Strin
     })?;
     let req: SigningCertV1 =
         serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))?;
-    let leaf = match (req.public_key, req.certificate_signing_request) {
+    match (req.public_key, req.certificate_signing_request) {
         (Some(pk), None) => {
             // v1: content is base64 of PEM or DER.
-            let key = B64
-                .decode(pk.content.trim())
-                .map_err(|_| invalid("publicKey.content is not base64"))?;
-            let sig = B64
-                .decode(
-                    req.signed_email_address
-                        .as_deref()
-                        .unwrap_or_default()
-                        .trim(),
-                )
-                .map_err(|_| invalid("signedEmailAddress is not base64"))?;
-            st.ca
-                .issue(
-                    &token,
-                    KeyProof::Signature {
-                        public_key: &key,
-                        signature: &sig,
-                    },
-                )
-                .await?
+            let key = base64_field(&pk.content, "publicKey.content")?;
+            let sig = base64_field(
+                req.signed_email_address.as_deref().unwrap_or_default(),
+                "signedEmailAddress",
+            )?;
+            let proof = KeyProof::Signature {
+                public_key: &key,
+                signature: &sig,
+            };
+            issue_chain(st, &token, proof).await
         }
         (None, Some(csr)) => {
-            let csr = B64
-                .decode(csr.trim())
-                .map_err(|_| invalid("certificateSigningRequest is not base64"))?;
-            st.ca.issue(&token, KeyProof::Csr(&csr)).await?
+            let csr = base64_field(&csr, "certificateSigningRequest")?;
+            issue_chain(st, &token, KeyProof::Csr(&csr)).await
         }
-        _ => {
-            return Err(invalid(
-                "send exactly one of publicKey or certificateSigningRequest",
-            ));
-        }
-    };
-    let mut chain = vec![leaf];
-    chain.extend(st.ca.chain_pem().iter().cloned());
-    Ok(chain)
+        _ => Err(invalid(
+            "send exactly one of publicKey or certificateSigningRequest",
+        )),
+    }
 }
 
 async fn trust_bundle(State(st): State<AppState>) -> Json<serde_json::Value> {

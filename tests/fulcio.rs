@@ -116,8 +116,8 @@ fn urlencode(s: &str) -> String {
 }
 
 struct Setup {
-    _tlog: Tlog,
-    _ctlog: Service,
+    tlog: Tlog,
+    ctlog: Service,
     fulcio: Service,
     dex: Idp,
     gha: Idp,
@@ -237,8 +237,8 @@ async fn setup() -> Option<Setup> {
         "fulcio.log",
     );
     Some(Setup {
-        _tlog: tlog,
-        _ctlog: ctlog,
+        tlog,
+        ctlog,
         fulcio,
         dex,
         gha,
@@ -865,11 +865,60 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // The CT log goes away: nothing is issued (503, gRPC Unavailable, naming the CT log), and
+    // /readyz says why. Once it is back, fulcio issues again without a restart (its idle
+    // connections to the old process are not reused).
+    let ct_cfg = s.dir.join("ctlog.toml");
+    s.ctlog.stop();
+    let token = s.dex.token(dex_claims("ct-outage@example.com")).await;
+    let (k, pem) = client_key();
+    let request = key_request(&token, &pem, &pop(&k, "ct-outage@example.com"));
+    let (status, v) = sign_v2(&s, request.clone(), None).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["code"], 14, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the CT log is unreachable"),
+        "{v}"
+    );
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status.as_u16(), 503, "{why}");
+    assert!(why.contains("the CT log is unreachable"), "{why}");
+    s.ctlog = Service::start(&["ctlog", "serve"], &ct_cfg, &s.dir, "ctlog-again.log");
+    let started = std::time::Instant::now();
+    loop {
+        let r = s
+            .client
+            .request(Method::GET, "/readyz", None)
+            .await
+            .expect("readyz");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "fulcio never saw the CT log again: {}\n{}",
+            String::from_utf8_lossy(&r.body),
+            s.ctlog.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, v) = sign_v2(&s, request, None).await;
+    assert_eq!(status, 200, "issued again once the CT log is back: {v}");
+
     // The HSM goes away (the issuing CA token's files vanish): nothing is issued (a 5xx with the
     // reason), nothing reaches the CT log, and fulcio exits non-zero naming the token once it
-    // has failed every signature for a while, for systemd to restart it.
+    // has failed every signature for a while, for systemd to restart it. Restarted with the
+    // token back, it issues again.
     let label = &common::token(TOKENS, "fu-issuing").label;
-    let logged_before = s._tlog.client().head("t").await.expect("head").tree_size;
+    let logged_before = s.tlog.client().head("t").await.expect("head").tree_size;
     let away = common::TokenAway::take(label);
     let token = s.dex.token(dex_claims("hsm@example.com")).await;
     let (k, pem) = client_key();
@@ -889,7 +938,7 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     assert_eq!(r.status.as_u16(), 503, "{why}");
     assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
     assert_eq!(
-        s._tlog.client().head("t").await.expect("head").tree_size,
+        s.tlog.client().head("t").await.expect("head").tree_size,
         logged_before,
         "no precertificate reached the CT log"
     );
@@ -900,6 +949,24 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     away.restore();
     assert!(!exit.success(), "{exit}");
     common::assert_hsm_exit_logged(&s.fulcio.log(), label);
+    s.fulcio = Service::start(
+        &["fulcio", "serve"],
+        &s.dir.join("fulcio.toml"),
+        &s.dir,
+        "fulcio-again.log",
+    );
+    let (status, v) = sign_v2(
+        &s,
+        key_request(&token, &pem, &pop(&k, "hsm@example.com")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "issued again after the restart: {v}");
+    assert_eq!(
+        s.tlog.client().head("t").await.expect("head").tree_size,
+        logged_before + 1,
+        "one precertificate logged: the one issued after the restart"
+    );
 }
 
 async fn bearer_post(

@@ -189,6 +189,11 @@ impl Identity {
         let sig: p256::ecdsa::Signature = self.key.sign(msg);
         sig.to_bytes().to_vec()
     }
+    /// The body of a hashedrekord upload of artifact number `i` (its 4 big-endian bytes), signed
+    /// by this identity with its certificate as the verifier.
+    fn upload(&self, i: u32) -> Vec<u8> {
+        serde_json::to_vec(&hashedrekord(self, &i.to_be_bytes(), &self.cert_pem)).expect("json")
+    }
     /// The certificate PEM re-wrapped at 76 columns with CRLF: same DER, different text, which
     /// the log must canonicalize.
     fn odd_pem(&self) -> String {
@@ -1020,9 +1025,7 @@ async fn rekor_answers_503_while_the_tlog_is_down_and_recovers() {
         return;
     };
     let alice = identity("dave@example.org");
-    let upload = |i: u32| {
-        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
-    };
+    let upload = |i: u32| alice.upload(i);
     let r = s.post("/api/v1/log/entries", &upload(1)).await;
     assert_eq!(r.status, 201);
     let size = s.tree_size().await;
@@ -1114,9 +1117,7 @@ async fn rekor_serves_a_frozen_tree_read_only() {
         return;
     };
     let alice = identity("erin@example.org");
-    let upload = |i: u32| {
-        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
-    };
+    let upload = |i: u32| alice.upload(i);
     let r = s.post("/api/v1/log/entries", &upload(1)).await;
     assert_eq!(r.status, 201);
     let v = json_of(&r);
@@ -1201,9 +1202,7 @@ async fn when_the_hsm_goes_away_nothing_is_lost_and_a_restart_recovers() {
         return;
     };
     let alice = identity("frank@example.org");
-    let upload = |i: u32| {
-        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
-    };
+    let upload = |i: u32| alice.upload(i);
     let r = s.post("/api/v1/log/entries", &upload(1)).await;
     assert_eq!(r.status, 201);
     let (first_id, _, _) = check_entry(&s, &json_of(&r));
@@ -1316,9 +1315,7 @@ async fn when_the_set_cannot_be_signed_the_logged_entry_is_kept_and_served_after
     s.start();
 
     let alice = identity("grace@example.org");
-    let upload = |i: u32| {
-        serde_json::to_vec(&hashedrekord(&alice, &i.to_be_bytes(), &alice.cert_pem)).expect("json")
-    };
+    let upload = |i: u32| alice.upload(i);
     let r = s.post("/api/v1/log/entries", &upload(1)).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     check_entry(&s, &json_of(&r));

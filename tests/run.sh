@@ -17,6 +17,7 @@
 #
 # Variables handed to the tests:
 #   SIGVAULT_TEST_MYSQL_URL       mysql://user:password@127.0.0.1:PORT (may create databases)
+#   SIGVAULT_TEST_DB_PID          that MariaDB's pid (the benchmarks report its CPU time)
 #   SOFTHSM2_CONF                 private SoftHSM config; tokens live in $SIGVAULT_TEST_WORK/tokens
 #   SIGVAULT_TEST_PKCS11_MODULE   the SoftHSM2 PKCS#11 module
 #   SIGVAULT_TEST_WORK            scratch dir removed at the end
@@ -93,6 +94,7 @@ CREATE USER 'sigvault_test'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 GRANT ALL PRIVILEGES ON *.* TO 'sigvault_test'@'127.0.0.1' WITH GRANT OPTION;
 SQL
 export SIGVAULT_TEST_MYSQL_URL="mysql://sigvault_test:$DB_PASS@127.0.0.1:$PORT"
+export SIGVAULT_TEST_DB_PID="$DB_PID"
 
 # --- 4. a private SoftHSM2 token directory ----------------------------------------------------
 mkdir -m 700 "$WORK/tokens"

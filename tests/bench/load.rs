@@ -53,9 +53,120 @@ impl Tally {
     }
 }
 
+/// Where the CPU goes during a measured round: the CPU time (user + system, from /proc) each
+/// process under test spends per successful request, the load generator (this process) and
+/// MariaDB (`SIGVAULT_TEST_DB_PID`, which tests/run.sh sets) included, and how busy the whole
+/// machine was. It shows how far a figure is from the machine's budget (all CPUs' time per
+/// request) and which process spends it.
+pub struct CpuMeter {
+    what: String,
+    procs: Vec<(String, u32)>,
+}
+
+/// One reading: each process's CPU ticks, then the machine's (busy, all) ticks.
+struct CpuSample {
+    procs: Vec<Option<u64>>,
+    machine: Option<(u64, u64)>,
+}
+
+impl CpuMeter {
+    /// `procs`: (name, pid) of the services under test.
+    pub fn new(what: &str, procs: &[(&str, u32)]) -> Self {
+        let mut procs: Vec<(String, u32)> =
+            procs.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        if let Some(pid) = std::env::var("SIGVAULT_TEST_DB_PID")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            procs.push(("mariadb".into(), pid));
+        }
+        procs.push(("load generator".into(), std::process::id()));
+        Self {
+            what: what.into(),
+            procs,
+        }
+    }
+
+    fn sample(&self) -> CpuSample {
+        CpuSample {
+            procs: self.procs.iter().map(|(_, pid)| proc_ticks(*pid)).collect(),
+            machine: machine_ticks(),
+        }
+    }
+
+    /// The report line for `requests` successful requests between `a` and `b`.
+    fn report(&self, bench: &str, a: &CpuSample, b: &CpuSample, requests: u64) -> String {
+        let tick_us = 1e6 / clock_ticks_per_second();
+        let per = |ticks: u64| ticks as f64 * tick_us / requests.max(1) as f64;
+        let mut parts = Vec::new();
+        let mut sum = 0.0;
+        for (i, (name, _)) in self.procs.iter().enumerate() {
+            if let (Some(x), Some(y)) = (a.procs[i], b.procs[i]) {
+                let us = per(y.saturating_sub(x));
+                sum += us;
+                parts.push(format!("{name} {us:.0} µs"));
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let machine = match (a.machine, b.machine) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                let busy = (b1 - b0) as f64 / (t1 - t0) as f64;
+                // All CPUs' time over the round, per request: what the machine can give one.
+                let budget = per(t1 - t0);
+                format!(
+                    "; the machine was {:.0}% busy, {cpus} CPUs: {budget:.0} µs of CPU per request",
+                    busy * 100.0
+                )
+            }
+            _ => String::new(),
+        };
+        format!(
+            "{bench} bench: {}: CPU per request: {} (sum {sum:.0} µs){machine}",
+            self.what,
+            parts.join(", ")
+        )
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count fields after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The machine's (busy, all) clock ticks from the first line of /proc/stat (idle and iowait
+/// are not busy).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let all: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((all - idle, all))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 /// Closed loop: each client sends its next request as soon as the last one is answered. After
 /// `warmup`, counts successful requests for `measure` (or until the work runs out); returns
-/// (requests/s, successful requests in all).
+/// (requests/s, successful requests in all). With a `cpu` meter, also prints where the CPU went
+/// over the measured part.
 pub async fn closed_loop(
     bench: &str,
     clients: &[Client],
@@ -63,6 +174,7 @@ pub async fn closed_loop(
     warmup: Duration,
     measure: Duration,
     tally: &Arc<Tally>,
+    cpu: Option<&CpuMeter>,
 ) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -100,9 +212,13 @@ pub async fn closed_loop(
         }
     };
     wait(warmup).await;
+    let c0 = cpu.map(CpuMeter::sample);
     let (t0, n0) = (Instant::now(), ok.load(Ordering::Relaxed));
     wait(measure).await;
     let (secs, n1) = (t0.elapsed().as_secs_f64(), ok.load(Ordering::Relaxed));
+    if let (Some(m), Some(c0)) = (cpu, c0) {
+        eprintln!("{}", m.report(bench, &c0, &m.sample(), n1 - n0));
+    }
     stop.store(true, Ordering::Relaxed);
     if running.load(Ordering::Relaxed) == 0 && secs + 0.05 < measure.as_secs_f64() {
         eprintln!(

@@ -229,6 +229,19 @@ struct Stack {
 }
 
 impl Stack {
+    /// Where the CPU goes per request of `what` (ctlog or fulcio): the services, MariaDB, the
+    /// load generator.
+    fn cpu_meter(&self, what: &str) -> load::CpuMeter {
+        let mut procs = vec![
+            ("ctlog", self.ctlog.child.id()),
+            ("tlog", self.tlog.child.id()),
+        ];
+        if what == "fulcio" {
+            procs.insert(0, ("fulcio", self.fulcio.child.id()));
+        }
+        load::CpuMeter::new(what, &procs)
+    }
+
     async fn start(dir: &Path, db: &common::TestDb) -> Stack {
         let cer = ceremony(dir);
 
@@ -708,7 +721,17 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
     let cl = clients(stack.ct_port, plan.clients);
     if !plan.measuring {
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
-        let (_, n) = closed_loop("services", &cl, &job, plan.warmup, plan.measure, &tally).await;
+        let meter = stack.cpu_meter("ctlog");
+        let (_, n) = closed_loop(
+            "services",
+            &cl,
+            &job,
+            plan.warmup,
+            plan.measure,
+            &tally,
+            Some(&meter),
+        )
+        .await;
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
         let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
         tally.report("services", "ctlog");
@@ -724,6 +747,7 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
         Duration::ZERO,
         Duration::from_secs(2),
         &tally,
+        None,
     )
     .await;
     eprintln!("services bench: ctlog calibration round {r0:.0} submissions/s");
@@ -737,6 +761,7 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>, limit: f
         plan.warmup,
         plan.measure,
         &tally,
+        Some(&stack.cpu_meter("ctlog")),
     )
     .await;
     let half = (rate / 2.0).max(1.0);
@@ -817,7 +842,17 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack, limit: f64) -> u64 {
     let cl = clients(stack.fulcio_port, plan.clients);
     if !plan.measuring {
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
-        let (_, n) = closed_loop("services", &cl, &job, plan.warmup, plan.measure, &tally).await;
+        let meter = stack.cpu_meter("fulcio");
+        let (_, n) = closed_loop(
+            "services",
+            &cl,
+            &job,
+            plan.warmup,
+            plan.measure,
+            &tally,
+            Some(&meter),
+        )
+        .await;
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
         let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
         tally.report("services", "fulcio");
@@ -831,6 +866,7 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack, limit: f64) -> u64 {
         plan.warmup,
         plan.measure,
         &tally,
+        Some(&stack.cpu_meter("fulcio")),
     )
     .await;
     let half = (rate / 2.0).max(1.0);

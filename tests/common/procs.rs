@@ -44,6 +44,20 @@ fn token_tool(program: &str, args: &[&str]) -> (bool, String, String) {
     }
 }
 
+/// OpenSC's pkcs11-tool on `token` (the run's module, the token by label), through
+/// [`token_tool`].
+fn pkcs11_tool(token: &TestToken, args: &[&str]) -> (bool, String, String) {
+    let module = super::module();
+    let mut all = vec![
+        "--module",
+        module.to_str().expect("path"),
+        "--token-label",
+        &token.label,
+    ];
+    all.extend_from_slice(args);
+    token_tool("pkcs11-tool", &all)
+}
+
 /// Generate the checkpoint key with OpenSC's pkcs11-tool (not our code) and export its public key.
 pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
     if !has_tlog_key(token) {
@@ -54,18 +68,7 @@ pub fn keygen(token: &TestToken, dir: &Path) -> PathBuf {
 
 /// Whether `token` already holds a public key labelled "tlog" (e.g. one `import_key` put there).
 fn has_tlog_key(token: &TestToken) -> bool {
-    let (ok, o, e) = token_tool(
-        "pkcs11-tool",
-        &[
-            "--module",
-            super::module().to_str().expect("path"),
-            "--token-label",
-            &token.label,
-            "--list-objects",
-            "--type",
-            "pubkey",
-        ],
-    );
+    let (ok, o, e) = pkcs11_tool(token, &["--list-objects", "--type", "pubkey"]);
     assert!(ok, "pkcs11-tool list: {o}{e}");
     o.lines()
         .any(|l| l.split_whitespace().eq(["label:", "tlog"]))
@@ -93,13 +96,9 @@ pub fn import_key(token: &TestToken, pem: &Path) {
 }
 
 fn generate_tlog_key(token: &TestToken) {
-    let (ok, o, e) = token_tool(
-        "pkcs11-tool",
+    let (ok, o, e) = pkcs11_tool(
+        token,
         &[
-            "--module",
-            super::module().to_str().expect("path"),
-            "--token-label",
-            &token.label,
             "--login",
             "--pin",
             &token.pin,
@@ -117,13 +116,9 @@ fn generate_tlog_key(token: &TestToken) {
 
 fn export_tlog_pubkey(token: &TestToken, dir: &Path) -> PathBuf {
     let der = dir.join("tlog.pub.der");
-    let (ok, o, e) = token_tool(
-        "pkcs11-tool",
+    let (ok, o, e) = pkcs11_tool(
+        token,
         &[
-            "--module",
-            super::module().to_str().expect("path"),
-            "--token-label",
-            &token.label,
             "--read-object",
             "--type",
             "pubkey",

@@ -306,6 +306,19 @@ fn pop(k: &p256::ecdsa::SigningKey, subject: &str) -> String {
     B64.encode(s.to_der().as_bytes())
 }
 
+/// Fulcio's `/readyz`: status and text.
+async fn readyz(s: &Setup) -> (u16, String) {
+    let r = s
+        .client
+        .request(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
 async fn sign_v2(
     s: &Setup,
     body: serde_json::Value,
@@ -400,13 +413,8 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     let Some(s) = setup().await else { return };
 
     // --- Readiness: the CT log answers with a tree head signed by the configured log key.
-    let r = s
-        .client
-        .request(Method::GET, "/readyz", None)
-        .await
-        .expect("readyz");
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    assert_eq!(r.status, 200, "{text}");
+    let (status, text) = readyz(&s).await;
+    assert_eq!(status, 200, "{text}");
     assert!(text.contains("ct log tree size "), "{text}");
     // Not ready with another key configured for the log, or with the log unreachable.
     let config = std::fs::read_to_string(s.dir.join("fulcio.toml")).expect("config");
@@ -883,29 +891,19 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
             .contains("the CT log is unreachable"),
         "{v}"
     );
-    let r = s
-        .client
-        .request(Method::GET, "/readyz", None)
-        .await
-        .expect("readyz");
-    let why = String::from_utf8_lossy(&r.body).into_owned();
-    assert_eq!(r.status.as_u16(), 503, "{why}");
+    let (status, why) = readyz(&s).await;
+    assert_eq!(status, 503, "{why}");
     assert!(why.contains("the CT log is unreachable"), "{why}");
     s.ctlog = Service::start(&["ctlog", "serve"], &ct_cfg, &s.dir, "ctlog-again.log");
     let started = std::time::Instant::now();
     loop {
-        let r = s
-            .client
-            .request(Method::GET, "/readyz", None)
-            .await
-            .expect("readyz");
-        if r.status == 200 {
+        let (status, why) = readyz(&s).await;
+        if status == 200 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "fulcio never saw the CT log again: {}\n{}",
-            String::from_utf8_lossy(&r.body),
+            "fulcio never saw the CT log again: {why}\n{}",
             s.ctlog.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -929,13 +927,8 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     )
     .await;
     assert!(status >= 500, "{status} {v}");
-    let r = s
-        .client
-        .request(Method::GET, "/readyz", None)
-        .await
-        .expect("readyz");
-    let why = String::from_utf8_lossy(&r.body).into_owned();
-    assert_eq!(r.status.as_u16(), 503, "{why}");
+    let (status, why) = readyz(&s).await;
+    assert_eq!(status, 503, "{why}");
     assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
     assert_eq!(
         s.tlog.client().head("t").await.expect("head").tree_size,

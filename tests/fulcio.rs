@@ -14,6 +14,7 @@ use axum::http::Method;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
+use sha2::Digest as _;
 use sigvault::http::client::Client;
 
 use common::procs::{Service, Tlog, free_port};
@@ -487,6 +488,31 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
     );
     assert!(text.contains("1.3.6.1.4.1.57264.1.8:"), "{text}");
     assert!(text.contains("CT Precertificate SCTs"), "{text}");
+    // The audit trail: a line for the certificate with its serial (as openssl reads it), the
+    // identity and the key's SHA-256; never the token.
+    let (ok, serial, e) = common::run(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(s.dir.join("dex.pem")),
+    );
+    assert!(ok, "{e}");
+    let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
+    let log = s.fulcio.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("issued a certificate") && l.contains(&serial))
+        .unwrap_or_else(|| panic!("no audit line for serial {serial}:\n{log}"));
+    let key_der = k.verifying_key().to_public_key_der().expect("der");
+    let key_sha = hex::encode(sha2::Sha256::digest(key_der.as_bytes()));
+    assert!(
+        line.contains("email:octocat@example.com") && line.contains(&key_sha),
+        "{line}"
+    );
+    assert!(
+        !log.contains("\x1b["),
+        "no terminal escape codes in a log that is not a terminal"
+    );
+    assert!(!log.contains(&token), "the token must never be logged");
 
     // --- sigstore-python's form: CSR, token in the Authorization header.
     let d = common::scratch("csr");
@@ -752,6 +778,7 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
             "certificateSigningRequest is not base64",
         ),
     ];
+    let cases_len = cases.len();
     for (what, body, words) in cases {
         let (status, v) = sign_v2(&s, body, None).await;
         assert_eq!(status, 400, "{what}: {v}");
@@ -763,6 +790,12 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         );
         assert!(!msg.contains(&good), "the token must not be echoed");
     }
+    let log = s.fulcio.log();
+    assert!(
+        log.matches("refused a certificate request").count() >= cases_len,
+        "every refusal is in the audit trail:\n{log}"
+    );
+    assert!(!log.contains(&good), "the token must never be logged");
     // A CSR whose self-signature is broken, and an unsupported key (RSA-1024).
     let mut broken = std::fs::read_to_string(d.join("csr.pem")).expect("csr");
     let der_b64: String = broken.lines().filter(|l| !l.starts_with("-----")).collect();

@@ -211,9 +211,13 @@ fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: under systemd stderr goes to the journal, where escape codes
+    // would be noise in every line (and in every log search).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .without_time()
         .try_init();
 }

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use der::Encode;
+use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
 use crate::http::client::Client;
@@ -173,6 +174,7 @@ impl Ca {
         };
         let serial =
             crate::pki::random_serial().map_err(|e| FulcioError::Internal(e.to_string()))?;
+        let serial_hex = hex::encode(serial.as_bytes());
         let exts: Vec<profile::SigstoreExtension> = principal
             .extensions
             .iter()
@@ -226,7 +228,21 @@ impl Ca {
                 "the final certificate does not match the logged precertificate".into(),
             ));
         }
-        crate::pki::cert_pem(&cert).map_err(|e| FulcioError::Internal(e.to_string()))
+        let pem = crate::pki::cert_pem(&cert).map_err(|e| FulcioError::Internal(e.to_string()))?;
+        // The CA's audit trail: one line per certificate, what an investigation needs to find
+        // it (serial, identity, key) and its SCT. Never the token.
+        tracing::info!(
+            target: "sigvault::audit",
+            serial = %serial_hex,
+            // Claims come from the token: Debug form, so a newline in one cannot forge a line.
+            identity = ?principal.san.to_string(),
+            oidc_issuer = %verified.issuer(),
+            cert_issuer = ?principal.cert_issuer,
+            key_sha256 = %hex::encode(Sha256::digest(&spki)),
+            sct_timestamp = sct.timestamp,
+            "issued a certificate"
+        );
+        Ok(pem)
     }
 
     /// Readiness: the CT log answers `get-sth` with a tree head signed by the configured log

@@ -133,7 +133,10 @@ fn count<T>(st: &AppState, r: &Result<T, ApiError>) {
     let m = &st.metrics;
     match r {
         Ok(_) => m.issued.fetch_add(1, Ordering::Relaxed),
-        Err(ApiError(FulcioError::InvalidArgument(_))) => {
+        Err(ApiError(FulcioError::InvalidArgument(why))) => {
+            // The audit trail of refusals (bad tokens, proofs, keys). The reason may quote the
+            // request (an issuer URL, an email): Debug form, so it cannot forge a log line.
+            tracing::info!(target: "sigvault::audit", reason = ?why, "refused a certificate request");
             m.rejected.fetch_add(1, Ordering::Relaxed)
         }
         Err(_) => m.failed.fetch_add(1, Ordering::Relaxed),

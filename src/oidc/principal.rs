@@ -46,6 +46,17 @@ pub enum San {
     },
 }
 
+/// As logs show it: `email:...`, `uri:...`, `othername:...`.
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Email(e) => write!(f, "email:{e}"),
+            Self::Uri(u) => write!(f, "uri:{u}"),
+            Self::OtherName { value, .. } => write!(f, "othername:{value}"),
+        }
+    }
+}
+
 /// One Sigstore extension `1.3.6.1.4.1.57264.1.<oid_arc>` and its string value. Arcs 1–6 are
 /// encoded as raw bytes, 8 and above as DER UTF8String (by the certificate builder).
 #[derive(Debug, Clone, PartialEq, Eq)]

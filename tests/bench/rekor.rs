@@ -308,11 +308,11 @@ impl Stack {
         for (name, log) in [("tlog", self.tlog.log()), ("rekor", self.rekor.log())] {
             let bad: Vec<String> = log
                 .lines()
-                .map(strip_ansi)
                 .filter(|l| {
                     let l = l.trim_start();
                     l.starts_with("WARN") || l.starts_with("ERROR")
                 })
+                .map(str::to_owned)
                 .collect();
             if !bad.is_empty() {
                 eprintln!(
@@ -323,24 +323,6 @@ impl Stack {
             }
         }
     }
-}
-
-/// A log line without its colour escapes (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn check_config(path: &Path) {

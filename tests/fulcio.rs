@@ -790,6 +790,15 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         );
         assert!(!msg.contains(&good), "the token must not be echoed");
     }
+    // A token where the key request belongs: refused, and serde quotes the token in the reason
+    // (back to its sender); the audit line keeps too little of it to be used (checked below).
+    let (status, v) = sign_v2(
+        &s,
+        serde_json::json!({"credentials": {"oidcIdentityToken": good}, "publicKeyRequest": good}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     let log = s.fulcio.log();
     assert!(
         log.matches("refused a certificate request").count() >= cases_len,

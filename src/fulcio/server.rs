@@ -129,14 +129,20 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(|t| t.trim().to_owned())
 }
 
+/// How much of a refusal's reason the audit line keeps.
+const AUDIT_REASON_CHARS: usize = 160;
+
 fn count<T>(st: &AppState, r: &Result<T, ApiError>) {
     let m = &st.metrics;
     match r {
         Ok(_) => m.issued.fetch_add(1, Ordering::Relaxed),
         Err(ApiError(FulcioError::InvalidArgument(why))) => {
             // The audit trail of refusals (bad tokens, proofs, keys). The reason may quote the
-            // request (an issuer URL, an email): Debug form, so it cannot forge a log line.
-            tracing::info!(target: "sigvault::audit", reason = ?why, "refused a certificate request");
+            // request (an issuer URL, an email; serde quotes a string in the wrong place, which
+            // could be a token): Debug form, so it cannot forge a log line, and cut short, so a
+            // quoted token never reaches the log whole (its signature is at its end).
+            let reason: String = why.chars().take(AUDIT_REASON_CHARS).collect();
+            tracing::info!(target: "sigvault::audit", reason = ?reason, "refused a certificate request");
             m.rejected.fetch_add(1, Ordering::Relaxed)
         }
         Err(_) => m.failed.fetch_add(1, Ordering::Relaxed),

@@ -70,6 +70,12 @@ impl Setup {
             .expect("request")
     }
 
+    /// `POST /api/v1/log/entries` with this proposed entry.
+    async fn upload(&self, req: &Value) -> sigvault::http::client::Response {
+        let body = serde_json::to_vec(req).expect("json");
+        self.post("/api/v1/log/entries", &body).await
+    }
+
     async fn get(&self, path: &str) -> sigvault::http::client::Response {
         self.client
             .request(Method::GET, path, None)
@@ -396,12 +402,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
 
     // hashedrekord, sent with a 76-column CRLF PEM: stored with the canonical PEM.
     let req = hashedrekord(&alice, artifact, &alice.odd_pem());
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     // `{"<uuid>":{...}}` and a newline, as upstream's Go encoder writes it (sigstore-rs cuts the
     // entry out by offsets from the end).
@@ -447,12 +448,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         .as_str()
         .expect("env")
         .to_owned();
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let (_, body, dsse_index) = check_entry(&s, &json_of(&r));
     let b: Value = serde_json::from_slice(&body).expect("json");
@@ -472,12 +468,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
 
     // intoto 0.0.2 (double base64), stored without the payload.
     let (req, sig) = intoto(&alice, &payload);
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let (_, body, intoto_index) = check_entry(&s, &json_of(&r));
     let b: Value = serde_json::from_slice(&body).expect("json");
@@ -507,12 +498,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
             "data": {"content": B64.encode(artifact)},
         },
     });
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let (rk_id, body, _) = check_entry(&s, &json_of(&r));
     let expect = format!(
@@ -544,12 +530,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
     let mut req = hashedrekord(&carol, b"p1363", &carol.cert_pem);
     let p1363 = B64.encode(carol.sign_p1363(b"p1363"));
     req["spec"]["signature"]["content"] = json!(p1363);
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let (_, body, _) = check_entry(&s, &json_of(&r));
     let b: Value = serde_json::from_slice(&body).expect("json");
@@ -566,12 +547,7 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
             "data": {"content": B64.encode(b"p1363 rekord")},
         },
     });
-    let r = s
-        .post(
-            "/api/v1/log/entries",
-            &serde_json::to_vec(&req).expect("json"),
-        )
-        .await;
+    let r = s.upload(&req).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
 
     // GET by entry ID, by UUID and by index: the same body and time.

@@ -1026,11 +1026,20 @@ async fn rekor_answers_503_while_the_tlog_is_down_and_recovers() {
     s.tlog.start();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut standby_seen = 0;
+    let tlog_standby = || async {
+        s.tlog
+            .public()
+            .request(Method::GET, "/readyz", None)
+            .await
+            .is_ok_and(|t| String::from_utf8_lossy(&t.body).contains("tree t: standby"))
+    };
     loop {
-        let tlog_says = s.tlog.public().request(Method::GET, "/readyz", None).await;
+        // The tlog may take over between the two questions: only a tlog that stood by both
+        // before and after rekor answered makes rekor's answer a verdict.
+        let before = tlog_standby().await;
         let r = s.get("/readyz").await;
         let text = String::from_utf8_lossy(&r.body).into_owned();
-        if tlog_says.is_ok_and(|t| String::from_utf8_lossy(&t.body).contains("tree t: standby")) {
+        if before && tlog_standby().await {
             standby_seen += 1;
             assert_eq!(r.status, 503, "rekor ready on a standby tlog: {text}");
             assert!(text.contains("not the active sequencer"), "{text}");

@@ -163,11 +163,47 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Closed loop: each client sends its next request as soon as the last one is answered. After
-/// `warmup`, counts successful requests for `measure` (or until the work runs out); returns
-/// (requests/s, successful requests in all). With a `cpu` meter, also prints where the CPU went
-/// over the measured part.
-pub async fn closed_loop(
+/// One bench's load generator: its name (for what it prints), its clients and the tally its
+/// failed requests go to.
+pub struct Load<'a> {
+    pub bench: &'a str,
+    pub clients: &'a [Client],
+    pub tally: &'a Arc<Tally>,
+}
+
+impl Load<'_> {
+    /// Closed loop: each client sends its next request as soon as the last one is answered.
+    /// After `warmup`, counts successful requests for `measure` (or until the work runs out);
+    /// returns (requests/s, successful requests in all). With a `cpu` meter, also prints where
+    /// the CPU went over the measured part.
+    pub async fn closed(
+        &self,
+        job: &Job,
+        warmup: Duration,
+        measure: Duration,
+        cpu: Option<&CpuMeter>,
+    ) -> (f64, u64) {
+        closed_loop(
+            self.bench,
+            self.clients,
+            job,
+            warmup,
+            measure,
+            self.tally,
+            cpu,
+        )
+        .await
+    }
+
+    /// Open loop: requests issued at `rate` per second for `length`, whether or not earlier
+    /// ones were answered; returns each request's time from its scheduled start to its answer,
+    /// ms (infinite for a failed one).
+    pub async fn open(&self, job: &Job, rate: f64, length: Duration) -> Vec<f64> {
+        open_loop(self.clients, job, rate, length, self.tally).await
+    }
+}
+
+async fn closed_loop(
     bench: &str,
     clients: &[Client],
     job: &Job,
@@ -232,10 +268,7 @@ pub async fn closed_loop(
     ((n1 - n0) as f64 / secs, ok.load(Ordering::Relaxed))
 }
 
-/// Open loop: requests issued at `rate` per second for `length`, whether or not earlier ones
-/// were answered; returns each request's time from its scheduled start to its answer, ms
-/// (infinite for a failed one).
-pub async fn open_loop(
+async fn open_loop(
     clients: &[Client],
     job: &Job,
     rate: f64,

@@ -62,7 +62,7 @@ use sigvault::{merkle, note};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use common::procs::{Service, free_port, keygen};
-use load::{Job, Outcome, Tally, client, clients, closed_loop, open_loop, p99};
+use load::{Job, Load, Outcome, Tally, client, clients, p99};
 
 const TOKENS: &[&str] = &["rk-bench"];
 /// The latency goal of the p99 line, ms (its `limit`).
@@ -676,56 +676,50 @@ async fn upload_rounds(
 ) -> Result<(f64, f64), u64> {
     let tally = Arc::new(Tally::default());
     let cl = clients(stack.port, plan.clients);
+    let load = Load {
+        bench: "rekor",
+        clients: &cl,
+        tally: &tally,
+    };
     if !plan.measuring {
         let spki = Some(stack.spki.as_slice());
         let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
         let meter = stack.cpu_meter();
-        let (_, n) = closed_loop(
-            "rekor",
-            &cl,
-            &job,
-            plan.warmup,
-            plan.measure,
-            &tally,
-            Some(&meter),
-        )
-        .await;
+        let (_, n) = load
+            .closed(&job, plan.warmup, plan.measure, Some(&meter))
+            .await;
         let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
-        let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
+        let lat = load.open(&job, 20.0, plan.p99).await;
         tally.report("rekor", "rekor");
         assert_eq!(tally.total(), 0, "failed uploads\n{}", stack.logs());
         assert_eq!(n + lat.len() as u64, 2 * plan.smoke_requests as u64);
         return Err(n + lat.len() as u64 + 1);
     }
     // Calibrate on a first pool, then make enough for the measured rounds.
-    let (r0, _) = closed_loop(
-        "rekor",
-        &cl,
-        &upload_job(&uploads.pool(plan.first_pool), None),
-        Duration::ZERO,
-        Duration::from_secs(2),
-        &tally,
-        None,
-    )
-    .await;
+    let (r0, _) = load
+        .closed(
+            &upload_job(&uploads.pool(plan.first_pool), None),
+            Duration::ZERO,
+            Duration::from_secs(2),
+            None,
+        )
+        .await;
     eprintln!("rekor bench: calibration round {r0:.0} uploads/s");
     let cap = 300_000;
     let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
     let pool = uploads.pool(n);
-    let (rate, _) = closed_loop(
-        "rekor",
-        &cl,
-        &upload_job(&pool, None),
-        plan.warmup,
-        plan.measure,
-        &tally,
-        Some(&stack.cpu_meter()),
-    )
-    .await;
+    let (rate, _) = load
+        .closed(
+            &upload_job(&pool, None),
+            plan.warmup,
+            plan.measure,
+            Some(&stack.cpu_meter()),
+        )
+        .await;
     let half = (rate / 2.0).max(1.0);
     let n = ((half * 1.2 * plan.p99.as_secs_f64()) as usize + 1000).min(cap);
     let pool = uploads.pool(n);
-    let mut lat = open_loop(&cl, &upload_job(&pool, None), half, plan.p99, &tally).await;
+    let mut lat = load.open(&upload_job(&pool, None), half, plan.p99).await;
     let p = p99(&mut lat);
     tally.report("rekor", "rekor");
     eprintln!(

@@ -66,7 +66,7 @@ use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::Extension;
 
 use common::procs::{Service, free_port, keygen};
-use load::{Job, Outcome, Tally, client, clients, closed_loop, open_loop, p99};
+use load::{Job, Load, Outcome, Tally, client, clients, p99};
 
 const TOKENS: &[&str] = &[
     "sv-root",
@@ -776,55 +776,52 @@ async fn ctlog_rounds(plan: &Plan, stack: &Stack, ca: &Arc<dyn Signer>) -> Round
     }
 
     let cl = clients(stack.ct_port, plan.clients);
+
+    let load = Load {
+        bench: "services",
+
+        clients: &cl,
+
+        tally: &tally,
+    };
     if !plan.measuring {
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
         let meter = stack.cpu_meter("ctlog");
-        let (_, n) = closed_loop(
-            "services",
-            &cl,
-            &job,
-            plan.warmup,
-            plan.measure,
-            &tally,
-            Some(&meter),
-        )
-        .await;
+        let (_, n) = load
+            .closed(&job, plan.warmup, plan.measure, Some(&meter))
+            .await;
         let job = ctlog_job(&make_pool(plan.smoke_requests, stack, ca));
-        let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
+        let lat = load.open(&job, 20.0, plan.p99).await;
         tally.report("services", "ctlog");
         assert_eq!(tally.total(), 0, "failed submissions\n{}", stack.logs());
         assert!(n > 0 || !lat.is_empty());
         return Rounds::Smoke(n + lat.len() as u64 + 1);
     }
     // Calibrate on the first pool, then make enough for the measured rounds.
-    let (r0, _) = closed_loop(
-        "services",
-        &cl,
-        &ctlog_job(&pool),
-        Duration::ZERO,
-        Duration::from_secs(2),
-        &tally,
-        None,
-    )
-    .await;
+    let (r0, _) = load
+        .closed(
+            &ctlog_job(&pool),
+            Duration::ZERO,
+            Duration::from_secs(2),
+            None,
+        )
+        .await;
     eprintln!("services bench: ctlog calibration round {r0:.0} submissions/s");
     let cap = 300_000;
     let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
     let pool = make_pool(n, stack, ca);
-    let (rate, _) = closed_loop(
-        "services",
-        &cl,
-        &ctlog_job(&pool),
-        plan.warmup,
-        plan.measure,
-        &tally,
-        Some(&stack.cpu_meter("ctlog")),
-    )
-    .await;
+    let (rate, _) = load
+        .closed(
+            &ctlog_job(&pool),
+            plan.warmup,
+            plan.measure,
+            Some(&stack.cpu_meter("ctlog")),
+        )
+        .await;
     let half = (rate / 2.0).max(1.0);
     let n = ((half * 1.2 * plan.p99.as_secs_f64()) as usize + 1000).min(cap);
     let pool = make_pool(n, stack, ca);
-    let mut lat = open_loop(&cl, &ctlog_job(&pool), half, plan.p99, &tally).await;
+    let mut lat = load.open(&ctlog_job(&pool), half, plan.p99).await;
     let p = p99(&mut lat);
     tally.report("services", "ctlog");
     eprintln!(
@@ -889,44 +886,38 @@ async fn fulcio_rounds(plan: &Plan, stack: &Stack) -> Rounds {
     assert_eq!(certs.len(), 3, "leaf, issuing CA, root: {v}");
 
     let cl = clients(stack.fulcio_port, plan.clients);
+
+    let load = Load {
+        bench: "services",
+
+        clients: &cl,
+
+        tally: &tally,
+    };
     if !plan.measuring {
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
         let meter = stack.cpu_meter("fulcio");
-        let (_, n) = closed_loop(
-            "services",
-            &cl,
-            &job,
-            plan.warmup,
-            plan.measure,
-            &tally,
-            Some(&meter),
-        )
-        .await;
+        let (_, n) = load
+            .closed(&job, plan.warmup, plan.measure, Some(&meter))
+            .await;
         let job = fulcio_job(&stack.fulcio_body, plan.smoke_requests as u64);
-        let lat = open_loop(&cl, &job, 20.0, plan.p99, &tally).await;
+        let lat = load.open(&job, 20.0, plan.p99).await;
         tally.report("services", "fulcio");
         assert_eq!(tally.total(), 0, "failed requests\n{}", stack.logs());
         return Rounds::Smoke(n + lat.len() as u64 + 1);
     }
-    let (rate, _) = closed_loop(
-        "services",
-        &cl,
-        &fulcio_job(&stack.fulcio_body, u64::MAX),
-        plan.warmup,
-        plan.measure,
-        &tally,
-        Some(&stack.cpu_meter("fulcio")),
-    )
-    .await;
+    let (rate, _) = load
+        .closed(
+            &fulcio_job(&stack.fulcio_body, u64::MAX),
+            plan.warmup,
+            plan.measure,
+            Some(&stack.cpu_meter("fulcio")),
+        )
+        .await;
     let half = (rate / 2.0).max(1.0);
-    let mut lat = open_loop(
-        &cl,
-        &fulcio_job(&stack.fulcio_body, u64::MAX),
-        half,
-        plan.p99,
-        &tally,
-    )
-    .await;
+    let mut lat = load
+        .open(&fulcio_job(&stack.fulcio_body, u64::MAX), half, plan.p99)
+        .await;
     let p = p99(&mut lat);
     tally.report("services", "fulcio");
     eprintln!(

@@ -23,6 +23,7 @@ const TOKENS: &[&str] = &[
     "svc-two",
     "svc-guard",
     "svc-stall",
+    "svc-audit",
 ];
 
 /// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
@@ -969,4 +970,162 @@ async fn a_stalled_database_fills_the_queue_and_further_appends_get_503() {
         size + indexes.len() as u64,
         "nothing refused was written"
     );
+}
+
+/// `sigvault tlog verify` audits a tree beside the running service: it passes on an intact tree,
+/// and each kind of tampering in the database (an entry's data, a hash tile, a missing entry, a
+/// missing leaf-hash index row, a checkpoint that no longer matches its signature) fails it with
+/// a message that names the entry, tile or checkpoint. Undone, the audit passes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_audit") else {
+        return;
+    };
+    let tlog = Tlog::new("svc-audit", common::token(TOKENS, "svc-audit"), &db);
+    let c = tlog.client();
+    c.create_tree("t").await.expect("create");
+    tlog.wait_active().await;
+    // 700 entries (and the sentinel and the probe): two full tiles at level 0 and a partial one,
+    // a partial tile at level 1.
+    // Every tenth has an identity of its own (as CT entries do), so it needs a leaf_index row.
+    let mut tasks = Vec::new();
+    for w in 0..10u32 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..70u32 {
+                let data = format!("audit w{w} e{i}").into_bytes();
+                let identity =
+                    (i % 10 == 0).then(|| merkle::leaf_hash(&[&data[..], b"id"].concat()));
+                c.append("t", &data, identity.as_ref(), false)
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let size = c.head("t").await.expect("head").tree_size;
+    assert_eq!(size, 702);
+
+    let verify = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::sigvault_bin());
+        cmd.args(["tlog", "verify", "--config"]).arg(&tlog.config);
+        cmd.args(args);
+        let (ok, out, err) = common::run(&mut cmd);
+        (ok, format!("{out}{err}"))
+    };
+    let (ok, out) = verify(&[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("tree 't': OK: 702 entries and 4 hash tiles agree with root"),
+        "{out}"
+    );
+    // Beside appends: what the audit reads at the start stays checkable while the tree grows.
+    let busy = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for i in 0..300u32 {
+                c.append("t", format!("during the audit {i}").as_bytes(), None, false)
+                    .await
+                    .expect("append");
+            }
+        })
+    };
+    for _ in 0..3 {
+        let (ok, out) = verify(&[]);
+        assert!(ok, "{out}");
+    }
+    busy.await.expect("appends");
+    let size = c.head("t").await.expect("head").tree_size;
+    assert_eq!(size, 1002);
+    // Reading is all it needs: a database user with SELECT alone audits the same tree.
+    let (ok, _, e) = db.sql(&format!(
+        "CREATE USER 'ro_audit'@'127.0.0.1' IDENTIFIED BY 'ro-pass'; \
+         GRANT SELECT ON `{}`.* TO 'ro_audit'@'127.0.0.1'",
+        db.database
+    ));
+    assert!(ok, "{e}");
+    common::write_private(
+        &tlog.dir.join("ro.url"),
+        &format!(
+            "mysql://ro_audit:ro-pass@{}:{}/{}",
+            db.host, db.port, db.database
+        ),
+    );
+    let ro_config = tlog.dir.join("tlog-ro.toml");
+    let text = std::fs::read_to_string(&tlog.config).expect("config");
+    assert!(text.contains("/db.url"), "{text}");
+    std::fs::write(&ro_config, text.replace("/db.url", "/ro.url")).expect("ro config");
+    let (ok, out, err) = common::run(
+        std::process::Command::new(common::sigvault_bin())
+            .args(["tlog", "verify", "--config"])
+            .arg(&ro_config),
+    );
+    assert!(ok && out.contains("tree 't': OK"), "{out}{err}");
+
+    let (ok, out) = verify(&["--tree", "nosuch"]);
+    assert!(!ok && out.contains("there is no tree 'nosuch'"), "{out}");
+
+    // Each tampering, the words the audit must say, and its undoing.
+    let idx = "SELECT MIN(idx) FROM entries WHERE leaf_hash <> identity_hash";
+    let (_, with_identity, _) = db.sql(idx);
+    let with_identity: u64 = with_identity
+        .trim()
+        .parse()
+        .expect("an entry with an identity");
+    let cases = [
+        (
+            "UPDATE entries SET data = REVERSE(data) WHERE idx = 5".to_owned(),
+            "entry 5: the stored leaf hash is not the hash of its data".to_owned(),
+            "UPDATE entries SET data = REVERSE(data) WHERE idx = 5".to_owned(),
+        ),
+        (
+            "UPDATE tiles SET hashes = REVERSE(hashes) WHERE level = 0 AND idx = 1".to_owned(),
+            "hash tile 0/1 (256 hashes) does not hold the hashes of the entries".to_owned(),
+            "UPDATE tiles SET hashes = REVERSE(hashes) WHERE level = 0 AND idx = 1".to_owned(),
+        ),
+        (
+            "UPDATE entries SET idx = idx + 1000000 WHERE idx = 600".to_owned(),
+            "entry 600 is missing".to_owned(),
+            "UPDATE entries SET idx = idx - 1000000 WHERE idx = 1000600".to_owned(),
+        ),
+        (
+            format!("DELETE FROM leaf_index WHERE idx = {with_identity}"),
+            format!("entry {with_identity}: no leaf_index row"),
+            format!(
+                "INSERT INTO leaf_index (tree_id, leaf_hash, idx) \
+                 SELECT tree_id, leaf_hash, idx FROM entries WHERE idx = {with_identity}"
+            ),
+        ),
+        (
+            "UPDATE trees SET checkpoint = REPLACE(checkpoint, '\\n1002\\n', '\\n1003\\n')"
+                .to_owned(),
+            "the stored checkpoint does not verify with the tree's key".to_owned(),
+            "UPDATE trees SET checkpoint = REPLACE(checkpoint, '\\n1003\\n', '\\n1002\\n')"
+                .to_owned(),
+        ),
+    ];
+    for (tamper, says, undo) in &cases {
+        let (ok, _, e) = db.sql(tamper);
+        assert!(ok, "{tamper}: {e}");
+        let (ok, out) = verify(&[]);
+        assert!(!ok, "the audit passed after {tamper}:\n{out}");
+        assert!(
+            out.contains(says),
+            "after {tamper}, expected {says:?} in:\n{out}"
+        );
+        assert!(out.contains("the audit failed for: t"), "{out}");
+        let (ok, _, e) = db.sql(undo);
+        assert!(ok, "{undo}: {e}");
+        let (ok, out) = verify(&["--tree", "t"]);
+        assert!(ok, "after undoing {tamper}:\n{out}");
+    }
+    // The service was left alone throughout: it still appends.
+    c.append("t", b"after the audit", None, false)
+        .await
+        .expect("append");
 }

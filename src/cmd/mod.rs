@@ -43,7 +43,7 @@ pub enum Command {
     /// The Merkle log service.
     Tlog {
         #[command(subcommand)]
-        command: ServeCommand,
+        command: TlogCommand,
     },
     /// The RFC 6962 certificate-transparency log.
     Ctlog {
@@ -177,6 +177,27 @@ pub async fn serve_public(
     outcome
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TlogCommand {
+    /// Run the service in the foreground (systemd Type=notify).
+    Serve {
+        /// The service config (see config/tlog.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Audit the trees in the database: every entry, hash tile, root and checkpoint checked
+    /// against each other. Reads only; needs no HSM and may run beside the service. Exits
+    /// non-zero if anything does not agree.
+    Verify {
+        /// The service config (see config/tlog.toml): its database and its trees.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Audit only this tree (default: every tree in the config).
+        #[arg(long)]
+        tree: Option<String>,
+    },
+}
+
 /// Log, at start-up, what the database server's settings mean for sigvault
 /// ([`crate::store::server_advice`]); never fatal.
 fn warn_about_database(advice: Result<Vec<String>, crate::store::StoreError>) {
@@ -231,8 +252,11 @@ pub fn main() -> ExitCode {
         Command::Ceremony { config } => ceremony(&config),
         Command::Migrate { config } => migrate(&config),
         Command::Tlog {
-            command: ServeCommand::Serve { config },
+            command: TlogCommand::Serve { config },
         } => run_async(tlog::serve(&config)),
+        Command::Tlog {
+            command: TlogCommand::Verify { config, tree },
+        } => run_async(tlog::verify(&config, tree.as_deref())),
         Command::Ctlog {
             command: ServeCommand::Serve { config },
         } => run_async(ctlog::serve(&config)),

@@ -83,6 +83,78 @@ pub async fn migrate(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sigvault tlog verify`: audit each configured tree (or `only`) and print one verdict per
+/// tree; an error if any tree has a problem or cannot be read.
+pub async fn verify(file: &Path, only: Option<&str>) -> anyhow::Result<()> {
+    let cfg = config::load_tlog(file)?;
+    let trees: Vec<_> = cfg
+        .tlog
+        .trees
+        .iter()
+        .filter(|t| only.is_none_or(|n| n == t.name))
+        .collect();
+    if let Some(n) = only {
+        if trees.is_empty() {
+            anyhow::bail!("there is no tree '{n}' in {}", file.display());
+        }
+    }
+    let store = connect(&cfg).await?;
+    let mut bad = Vec::new();
+    for t in trees {
+        let want = crate::tlog::audit::Expected {
+            name: &t.name,
+            origin: &t.origin,
+            note_name: &t.note_name,
+        };
+        let started = std::time::Instant::now();
+        let mut last = started;
+        let progress = |done: u64, size: u64| {
+            if last.elapsed() >= Duration::from_secs(10) {
+                last = std::time::Instant::now();
+                eprintln!("tree '{}': {done} of {size} entries checked", t.name);
+            }
+        };
+        match crate::tlog::audit::audit_tree(&store, &want, progress).await {
+            Err(e) => {
+                println!("tree '{}': cannot be audited: {e}", t.name);
+                bad.push(t.name.clone());
+            }
+            Ok(a) if a.ok() => println!(
+                "tree '{}': OK: {} entries and {} hash tiles agree with root {} and its signed \
+                 checkpoint (key sha256 {}; {:.1} s)",
+                t.name,
+                a.size,
+                a.tiles,
+                a.root,
+                a.key_sha256,
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(a) => {
+                println!(
+                    "tree '{}': {} PROBLEM(S) at size {} (key sha256 {}):",
+                    t.name,
+                    a.problems.len() as u64 + a.more,
+                    a.size,
+                    a.key_sha256
+                );
+                for p in &a.problems {
+                    println!("  - {p}");
+                }
+                if a.more > 0 {
+                    println!("  - and {} more", a.more);
+                }
+                bad.push(t.name.clone());
+            }
+        }
+    }
+    store.close().await;
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the audit failed for: {}", bad.join(", "))
+    }
+}
+
 /// The rollback guard's directory: `[tlog] state_dir`, else the first directory systemd made
 /// for the unit's `StateDirectory=` (`$STATE_DIRECTORY`), else none (the guard is off).
 fn state_dir(configured: Option<&Path>) -> Option<std::path::PathBuf> {

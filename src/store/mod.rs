@@ -91,6 +91,15 @@ pub struct StoredEntry {
     pub extra: Option<Vec<u8>>,
 }
 
+/// An entry as stored, with its stored hashes (raw column values, checked by the audit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub index: u64,
+    pub leaf_hash: Vec<u8>,
+    pub identity_hash: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
 /// A hash tile's latest content (concatenated 32-byte hashes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TileWrite {
@@ -404,14 +413,9 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, data, extra FROM entries WHERE tree_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
-        )
-        .bind(tree)
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .entry_rows("idx, data, extra", tree, start, end)
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(StoredEntry {
@@ -421,6 +425,72 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Entries with indices in `[start, end)` in order, with the hashes stored beside them, for
+    /// an integrity audit ([`crate::tlog::audit`]).
+    pub async fn audit_entries(
+        &self,
+        tree: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self
+            .entry_rows("idx, leaf_hash, identity_hash, data", tree, start, end)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    index: r.try_get("idx")?,
+                    leaf_hash: r.try_get("leaf_hash")?,
+                    identity_hash: r.try_get("identity_hash")?,
+                    data: r.try_get("data")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `columns` of the entries with indices in `[start, end)`, in order.
+    async fn entry_rows(
+        &self,
+        columns: &'static str,
+        tree: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<sqlx::mysql::MySqlRow>, StoreError> {
+        let sql = format!(
+            "SELECT {columns} FROM entries WHERE tree_id = ? AND idx >= ? AND idx < ? ORDER BY idx"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(tree)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Indices (the lowest few, at most `limit`) of entries below `size` whose leaf hash differs
+    /// from their identity but that have no `leaf_index` row, so a lookup by leaf hash would
+    /// miss them.
+    pub async fn unindexed_leaves(
+        &self,
+        tree: u64,
+        size: u64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.idx FROM entries e WHERE e.tree_id = ? AND e.idx < ? \
+               AND e.leaf_hash <> e.identity_hash \
+               AND NOT EXISTS (SELECT 1 FROM leaf_index l \
+                 WHERE l.tree_id = e.tree_id AND l.leaf_hash = e.leaf_hash AND l.idx = e.idx) \
+             ORDER BY e.idx LIMIT ?",
+        )
+        .bind(tree)
+        .bind(size)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| Ok(r.try_get("idx")?)).collect()
     }
 
     /// The lowest index of an entry with this leaf hash, if any.

@@ -4,6 +4,7 @@
 //! [`api`], over its internal HTTP API.
 
 pub mod api;
+pub mod audit;
 pub mod guard;
 pub mod reader;
 pub mod sequencer;

@@ -709,28 +709,8 @@ async fn a_database_restored_from_an_older_backup_is_refused() {
     let Some(db) = common::database("tlog_svc_guard") else {
         return;
     };
-    let dump = |file: &std::path::Path| {
-        let out = std::process::Command::new("mariadb-dump")
-            .arg("--no-defaults")
-            .arg(format!("--host={}", db.host))
-            .arg(format!("--port={}", db.port))
-            .arg(format!("--user={}", db.user))
-            .arg(format!("--password={}", db.password))
-            .arg("--single-transaction")
-            .arg(&db.database)
-            .output()
-            .expect("mariadb-dump");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(file, out.stdout).expect("write dump");
-    };
-    let restore = |file: &std::path::Path| {
-        let (ok, _, e) = db.sql(&format!("source {}", file.display()));
-        assert!(ok, "restore: {e}");
-    };
+    let dump = |file: &std::path::Path| db.dump(file);
+    let restore = |file: &std::path::Path| db.restore(file);
     let mut tlog = Tlog::new("svc-guard", common::token(TOKENS, "svc-guard"), &db);
     let c = tlog.client();
     c.create_tree("t").await.expect("create");
@@ -984,7 +964,7 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
     let Some(db) = common::database("tlog_svc_audit") else {
         return;
     };
-    let tlog = Tlog::new("svc-audit", common::token(TOKENS, "svc-audit"), &db);
+    let mut tlog = Tlog::new("svc-audit", common::token(TOKENS, "svc-audit"), &db);
     let c = tlog.client();
     c.create_tree("t").await.expect("create");
     tlog.wait_active().await;
@@ -1008,12 +988,17 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
     for t in tasks {
         t.await.expect("join");
     }
-    let size = c.head("t").await.expect("head").tree_size;
-    assert_eq!(size, 702);
+    let early = c.head("t").await.expect("head");
+    assert_eq!(early.tree_size, 702);
+    let early_cp = tlog.dir.join("checkpoint-702");
+    std::fs::write(&early_cp, &early.checkpoint).expect("checkpoint");
+    let backup = tlog.dir.join("at-702.sql");
+    db.dump(&backup);
 
+    let config = tlog.config.clone();
     let verify = |args: &[&str]| {
         let mut cmd = std::process::Command::new(common::sigvault_bin());
-        cmd.args(["tlog", "verify", "--config"]).arg(&tlog.config);
+        cmd.args(["tlog", "verify", "--config"]).arg(&config);
         cmd.args(args);
         let (ok, out, err) = common::run(&mut cmd);
         (ok, format!("{out}{err}"))
@@ -1040,8 +1025,38 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
         assert!(ok, "{out}");
     }
     busy.await.expect("appends");
-    let size = c.head("t").await.expect("head").tree_size;
-    assert_eq!(size, 1002);
+    let late = c.head("t").await.expect("head");
+    assert_eq!(late.tree_size, 1002);
+    let late_cp = tlog.dir.join("checkpoint-1002");
+    std::fs::write(&late_cp, &late.checkpoint).expect("checkpoint");
+    // The tree extends the checkpoints clients were given on the way.
+    let (ok, out) = verify(&[
+        "--checkpoint",
+        early_cp.to_str().expect("path"),
+        "--checkpoint",
+        late_cp.to_str().expect("path"),
+    ]);
+    assert!(ok, "{out}");
+    // A checkpoint must be the tree's, signed by its key.
+    let forged = tlog.dir.join("checkpoint-forged");
+    std::fs::write(&forged, early.checkpoint.replacen("\n702\n", "\n703\n", 1)).expect("forged");
+    let (ok, out) = verify(&["--checkpoint", forged.to_str().expect("path")]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("checkpoint-forged: does not verify with the tree's key"),
+        "{out}"
+    );
+    let stranger = tlog.dir.join("checkpoint-stranger");
+    std::fs::write(
+        &stranger,
+        early.checkpoint.replacen("tlog.test - 7", "elsewhere", 1),
+    )
+    .expect("stranger");
+    let (ok, out) = verify(&["--checkpoint", stranger.to_str().expect("path")]);
+    assert!(
+        !ok && out.contains("is none of the audited trees' origins"),
+        "{out}"
+    );
     // Reading is all it needs: a database user with SELECT alone audits the same tree.
     let (ok, _, e) = db.sql(&format!(
         "CREATE USER 'ro_audit'@'127.0.0.1' IDENTIFIED BY 'ro-pass'; \
@@ -1128,4 +1143,36 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
     c.append("t", b"after the audit", None, false)
         .await
         .expect("append");
+
+    // Entry 5 rewritten with its leaf hash to match: the entries alone look whole, but the tree
+    // no longer has the root the early checkpoint signed.
+    // (MariaDB assigns left to right: the second assignment reads the new data.)
+    let rewrite = "UPDATE entries SET data = REVERSE(data), \
+                   leaf_hash = UNHEX(SHA2(CONCAT(X'00', data), 256)) WHERE idx = 5";
+    let (ok, _, e) = db.sql(rewrite);
+    assert!(ok, "{e}");
+    let (ok, out) = verify(&["--checkpoint", early_cp.to_str().expect("path")]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("checkpoint-702: at size 702 the database's tree has root")
+            && out.contains("the log has forked"),
+        "{out}"
+    );
+    assert!(!out.contains("entry 5: the stored leaf hash"), "{out}");
+
+    // The database put back from the backup taken at 702: the audit passes on its own, but not
+    // against the checkpoint published at 1002.
+    tlog.stop();
+    db.restore(&backup);
+    let (ok, out) = verify(&["--checkpoint", early_cp.to_str().expect("path")]);
+    assert!(ok && out.contains("OK: 702 entries"), "{out}");
+    let (ok, out) = verify(&["--checkpoint", late_cp.to_str().expect("path")]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "checkpoint-1002: the log signed size 1002 but the database holds only 702: it is \
+             behind what was published"
+        ),
+        "{out}"
+    );
 }

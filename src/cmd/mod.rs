@@ -195,6 +195,11 @@ pub enum TlogCommand {
         /// Audit only this tree (default: every tree in the config).
         #[arg(long)]
         tree: Option<String>,
+        /// A signed checkpoint of one of the trees as a client, monitor or witness holds it
+        /// (the C2SP signed note; repeatable): the tree in the database must extend it, or the
+        /// audit fails (the database is behind it, or forked from it).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
     },
 }
 
@@ -255,8 +260,13 @@ pub fn main() -> ExitCode {
             command: TlogCommand::Serve { config },
         } => run_async(tlog::serve(&config)),
         Command::Tlog {
-            command: TlogCommand::Verify { config, tree },
-        } => run_async(tlog::verify(&config, tree.as_deref())),
+            command:
+                TlogCommand::Verify {
+                    config,
+                    tree,
+                    checkpoint,
+                },
+        } => run_async(tlog::verify(&config, tree.as_deref(), &checkpoint)),
         Command::Ctlog {
             command: ServeCommand::Serve { config },
         } => run_async(ctlog::serve(&config)),

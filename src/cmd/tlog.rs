@@ -83,9 +83,14 @@ pub async fn migrate(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sigvault tlog verify`: audit each configured tree (or `only`) and print one verdict per
-/// tree; an error if any tree has a problem or cannot be read.
-pub async fn verify(file: &Path, only: Option<&str>) -> anyhow::Result<()> {
+/// `sigvault tlog verify`: audit each configured tree (or `only`), checking it against the signed
+/// `checkpoints` given for it, and print one verdict per tree; an error if any tree has a problem
+/// or cannot be read.
+pub async fn verify(
+    file: &Path,
+    only: Option<&str>,
+    checkpoints: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
     let cfg = config::load_tlog(file)?;
     let trees: Vec<_> = cfg
         .tlog
@@ -98,6 +103,22 @@ pub async fn verify(file: &Path, only: Option<&str>) -> anyhow::Result<()> {
             anyhow::bail!("there is no tree '{n}' in {}", file.display());
         }
     }
+    // Each checkpoint goes to the tree of its origin (its first line).
+    let mut seen: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for f in checkpoints {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the checkpoint {}", f.display()))?;
+        let origin = text.lines().next().unwrap_or_default();
+        let Some(t) = trees.iter().find(|t| t.origin == origin) else {
+            anyhow::bail!(
+                "{}: its origin {origin:?} is none of the audited trees' origins",
+                f.display()
+            );
+        };
+        seen.entry(t.name.as_str())
+            .or_default()
+            .push((f.display().to_string(), text));
+    }
     let store = connect(&cfg).await?;
     let mut bad = Vec::new();
     for t in trees {
@@ -105,6 +126,7 @@ pub async fn verify(file: &Path, only: Option<&str>) -> anyhow::Result<()> {
             name: &t.name,
             origin: &t.origin,
             note_name: &t.note_name,
+            seen: seen.get(t.name.as_str()).map_or(&[], Vec::as_slice),
         };
         let started = std::time::Instant::now();
         let mut last = started;

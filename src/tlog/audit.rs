@@ -10,7 +10,9 @@
 //!   and the Merkle tree of those leaves has the stored root;
 //! * every hash tile of the tree at `S` holds the hashes recomputed from the entries (a tile is
 //!   rebuilt level by level: a full tile's 256 hashes hash up to one hash of the tile above);
-//! * every entry whose leaf hash differs from its identity can be found by its leaf hash.
+//! * every entry whose leaf hash differs from its identity can be found by its leaf hash;
+//! * the tree extends every signed checkpoint given from elsewhere (a client's, a monitor's, a
+//!   witness's): the database is not behind it, and has its root at its size (no fork).
 //!
 //! It may run while the service appends: entries below `S` never change, and a partial tile only
 //! grows (a narrower version is a prefix of the wider one), so the stored tile is compared as a
@@ -62,11 +64,14 @@ impl Audit {
     }
 }
 
-/// What the configuration says of the tree.
+/// What the configuration says of the tree, and what others saw of it.
 pub struct Expected<'a> {
     pub name: &'a str,
     pub origin: &'a str,
     pub note_name: &'a str,
+    /// Signed checkpoints of this tree that clients, monitors or witnesses hold (`(where it
+    /// came from, its text)`): the tree in the database must extend each of them.
+    pub seen: &'a [(String, String)],
 }
 
 /// Audit tree `want.name`. `Err` only when the database cannot be read (or the tree does not
@@ -103,9 +108,40 @@ pub async fn audit_tree(
         a.problem("the tree is empty: every tree starts with a sentinel entry".into());
     }
 
+    // Size -> (root, source) of each valid checkpoint seen elsewhere that the stored tree covers.
+    let mut watch = std::collections::BTreeMap::new();
+    for (from, text) in want.seen {
+        match seen_checkpoint(text, want, &row.key_spki) {
+            Err(why) => a.problem(format!("checkpoint {from}: {why}")),
+            Ok(cp) if cp.size > row.size => a.problem(format!(
+                "checkpoint {from}: the log signed size {} but the database holds only {}: it \
+                 is behind what was published (restored from an older backup?); appending to \
+                 this tree would fork it",
+                cp.size, row.size
+            )),
+            Ok(cp) => {
+                watch.insert(cp.size, (cp.root, from.clone()));
+            }
+        }
+    }
+
     let mut compact = CompactRange::new();
     let mut tiles = TileRebuild::default();
     let mut next = 0u64;
+    let mut at_size = |compact: &CompactRange, a: &mut Audit| {
+        let size = compact.size();
+        if let Some((want_root, from)) = watch.remove(&size) {
+            let root = compact.root();
+            if want_root != root {
+                a.problem(format!(
+                    "checkpoint {from}: at size {size} the database's tree has root {}, the \
+                     checkpoint {}: the log has forked",
+                    hex::encode(root),
+                    hex::encode(want_root)
+                ));
+            }
+        }
+    };
     while next < row.size {
         let end = (next + CHUNK).min(row.size);
         for e in store.audit_entries(row.id, next, end).await? {
@@ -119,6 +155,7 @@ pub async fn audit_tree(
                 while next < e.index {
                     append(&mut compact, &mut tiles, [0; 32], &mut a);
                     next += 1;
+                    at_size(&compact, &mut a);
                 }
             }
             let leaf = merkle::leaf_hash(&e.data);
@@ -136,12 +173,14 @@ pub async fn audit_tree(
             }
             append(&mut compact, &mut tiles, leaf, &mut a);
             next += 1;
+            at_size(&compact, &mut a);
         }
         if next < end {
             a.problem(missing(next, end));
             while next < end {
                 append(&mut compact, &mut tiles, [0; 32], &mut a);
                 next += 1;
+                at_size(&compact, &mut a);
             }
         }
         compare_tiles(store, row.id, &mut tiles, false, &mut a).await?;
@@ -185,6 +224,24 @@ fn append(compact: &mut CompactRange, tiles: &mut TileRebuild, leaf: Hash, a: &m
         a.problem(format!("the tree cannot grow past {}: {e}", compact.size()));
     }
     tiles.push(0, leaf);
+}
+
+/// A checkpoint held elsewhere: signed by the tree's key under its name, for its origin.
+fn seen_checkpoint(text: &str, want: &Expected<'_>, spki: &[u8]) -> Result<Checkpoint, String> {
+    let body = note::verify_note(text, want.note_name, spki).map_err(|e| {
+        format!(
+            "does not verify with the tree's key under the name {:?}: {e}",
+            want.note_name
+        )
+    })?;
+    let cp = Checkpoint::parse_body(body).map_err(|e| format!("cannot be read: {e}"))?;
+    if cp.origin != want.origin {
+        return Err(format!(
+            "is for origin {:?}, not {:?}",
+            cp.origin, want.origin
+        ));
+    }
+    Ok(cp)
 }
 
 fn check_checkpoint(

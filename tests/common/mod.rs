@@ -156,6 +156,33 @@ impl TestDb {
             .arg("-e")
             .arg(sql))
     }
+
+    /// Back this database up to `file` with the stock `mariadb-dump --single-transaction`, as
+    /// README's "Backups and recovery" suggests.
+    pub fn dump(&self, file: &Path) {
+        let out = Command::new("mariadb-dump")
+            .arg("--no-defaults")
+            .arg(format!("--host={}", self.host))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--user={}", self.user))
+            .arg(format!("--password={}", self.password))
+            .arg("--single-transaction")
+            .arg(&self.database)
+            .output()
+            .expect("mariadb-dump");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(file, out.stdout).expect("write dump");
+    }
+
+    /// Put a [`TestDb::dump`] back.
+    pub fn restore(&self, file: &Path) {
+        let (ok, _, e) = self.sql(&format!("source {}", file.display()));
+        assert!(ok, "restore: {e}");
+    }
 }
 
 /// A fresh database for one test on the run's private MariaDB, or `None` (skip) outside

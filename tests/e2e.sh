@@ -219,6 +219,35 @@ for path in sys.argv[2:]:
     assert int(entry["logIndex"]) == int(e["logIndex"]) > 0, path
 EOF
 
+echo "==> the log database extends every checkpoint the clients hold (sigvault tlog verify)"
+# Each bundle's inclusion proof carries the signed checkpoint Rekor answered with: the audit reads
+# the whole tlog database (both trees: Rekor's and the CT log's) and checks that the Rekor tree
+# has each checkpoint's root at its size.
+SV=${SIGVAULT_BIN:-$repo/target/release/sigvault}
+expect_ok "every python and js bundle carries a checkpoint" python3 - py.sigstore.json js.sigstore.json \
+  py-att.sigstore.json js-att.sigstore.json gh.sigstore.json rs.sigstore.json <<'EOF'
+import json, sys
+for n, path in enumerate(sys.argv[1:]):
+    e = json.load(open(path))["verificationMaterial"]["tlogEntries"][0]
+    cp = ((e.get("inclusionProof") or {}).get("checkpoint") or {}).get("envelope")
+    if cp is None:
+        assert path.startswith("rs."), f"{path} has no checkpoint"
+        continue
+    open(f"checkpoint-{n}.txt", "w").write(cp)
+    if n == 0:
+        lines = cp.split("\n")
+        lines[2] = "A" * len(lines[2])  # another root, the signature kept
+        open("checkpoint-altered.txt", "w").write("\n".join(lines))
+EOF
+cps=()
+for f in checkpoint-[0-9]*.txt; do cps+=(--checkpoint "$f"); done
+expect_ok "tlog verify: both trees whole, and every bundle's checkpoint extended ($(( ${#cps[@]} / 2 )) given)" \
+  "$SV" tlog verify --config "$STATE/config/tlog.toml" "${cps[@]}"
+expect_ok "tlog verify refuses a bundle's checkpoint with another root, and says why" bash -c \
+  '! out=$("$0" tlog verify --config "$1" --checkpoint checkpoint-altered.txt 2>&1) &&
+   grep -q "checkpoint-altered.txt: does not verify with the tree" <<<"$out"' \
+  "$SV" "$STATE/config/tlog.toml"
+
 echo "==> packaging/dev-stack.sh down stops everything up started"
 cd "$repo"
 expect_ok "dev-stack down" packaging/dev-stack.sh down

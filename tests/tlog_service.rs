@@ -1046,6 +1046,42 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
         out.contains("checkpoint-forged: does not verify with the tree's key"),
         "{out}"
     );
+    // The log's key signing another tree at a size it signed before (a split view), given first,
+    // beside the honest checkpoint of that size: it is named, the honest one is not.
+    let t = common::token(TOKENS, "svc-audit");
+    let uri: sigvault::hsm::Pkcs11Uri = format!("pkcs11:token={};object=tlog", t.label)
+        .parse()
+        .expect("uri");
+    let module = sigvault::hsm::Module::load(&common::module()).expect("module");
+    let token = module
+        .login(&uri, &secrecy::SecretString::from(t.pin.clone()))
+        .expect("login");
+    let signer = token.signer(&uri).expect("signer");
+    let other = note::Checkpoint {
+        origin: "tlog.test - 7".into(),
+        size: 702,
+        root: [7; 32],
+        extensions: Vec::new(),
+    };
+    let split_cp = tlog.dir.join("checkpoint-split");
+    std::fs::write(
+        &split_cp,
+        note::sign_note(&other.body().expect("body"), "tlog.test", &signer).expect("sign"),
+    )
+    .expect("split");
+    let (ok, out) = verify(&[
+        "--checkpoint",
+        split_cp.to_str().expect("path"),
+        "--checkpoint",
+        early_cp.to_str().expect("path"),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("checkpoint-split: at size 702 the database's tree has root")
+            && out.contains("the log has forked"),
+        "{out}"
+    );
+    assert!(!out.contains("checkpoint-702"), "{out}");
     let stranger = tlog.dir.join("checkpoint-stranger");
     std::fs::write(
         &stranger,

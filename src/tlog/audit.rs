@@ -108,7 +108,7 @@ pub async fn audit_tree(
         a.problem("the tree is empty: every tree starts with a sentinel entry".into());
     }
 
-    // Size -> (root, source) of each valid checkpoint seen elsewhere that the stored tree covers.
+    // Size -> (root, source) of the valid checkpoints seen elsewhere that the stored tree covers.
     let mut watch = std::collections::BTreeMap::new();
     for (from, text) in want.seen {
         match seen_checkpoint(text, want, &row.key_spki) {
@@ -119,9 +119,10 @@ pub async fn audit_tree(
                  this tree would fork it",
                 cp.size, row.size
             )),
-            Ok(cp) => {
-                watch.insert(cp.size, (cp.root, from.clone()));
-            }
+            Ok(cp) => watch
+                .entry(cp.size)
+                .or_insert_with(Vec::new)
+                .push((cp.root, from.clone())),
         }
     }
 
@@ -130,9 +131,9 @@ pub async fn audit_tree(
     let mut next = 0u64;
     let mut at_size = |compact: &CompactRange, a: &mut Audit| {
         let size = compact.size();
-        if let Some((want_root, from)) = watch.remove(&size) {
+        if let Some(seen) = watch.remove(&size) {
             let root = compact.root();
-            if want_root != root {
+            for (want_root, from) in seen.into_iter().filter(|(r, _)| *r != root) {
                 a.problem(format!(
                     "checkpoint {from}: at size {size} the database's tree has root {}, the \
                      checkpoint {}: the log has forked",

@@ -489,6 +489,8 @@ else
   check "root: the tlog recorded each tree's last head at shutdown, in a directory only it can read" \
     bash -c "[ \"\$(chroot '$ROOT' stat -c '%U %a' /var/lib/sigvault-tlog)\" = 'sigvault-tlog 700' ] &&
       grep -q '^size [1-9]' '$ROOT/var/lib/sigvault-tlog/rekor.head' && grep -q '^size [1-9]' '$ROOT/var/lib/sigvault-tlog/ctlog.head'"
+  check "root: sigvault tlog verify --config /etc/sigvault/tlog.toml finds both shipped trees whole (README, Backups and recovery)" \
+    in_root env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml
 fi
 
 # --- 7. remove, then purge ---------------------------------------------------------------------------

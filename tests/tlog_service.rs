@@ -1118,6 +1118,21 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
     );
     assert!(ok && out.contains("tree 't': OK"), "{out}{err}");
 
+    // A tree the config does not list is named as not audited (and fails nothing).
+    let (ok, _, e) = db.sql(
+        "INSERT INTO trees (name, origin, key_spki, created_at, size, root, checkpoint, updated_at) \
+         VALUES ('stray', 'elsewhere', X'00', UTC_TIMESTAMP(6), 0, REPEAT(X'00', 32), '', UTC_TIMESTAMP(6))",
+    );
+    assert!(ok, "{e}");
+    let (ok, out) = verify(&[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("tree 'stray': in the database but not in") && out.contains("not audited"),
+        "{out}"
+    );
+    let (ok, _, e) = db.sql("DELETE FROM trees WHERE name = 'stray'");
+    assert!(ok, "{e}");
+
     let (ok, out) = verify(&["--tree", "nosuch"]);
     assert!(!ok && out.contains("there is no tree 'nosuch'"), "{out}");
 

@@ -169,6 +169,25 @@ pub async fn verify(
             }
         }
     }
+    // Trees the config does not list are not audited: say so, rather than pass them over.
+    if only.is_none() {
+        match store.tree_names().await {
+            Ok(names) => {
+                for n in names {
+                    if !cfg.tlog.trees.iter().any(|t| t.name == n) {
+                        println!(
+                            "tree '{n}': in the database but not in {}: not audited",
+                            file.display()
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                println!("cannot list the trees in the database: {e}");
+                bad.push("(the list of trees)".into());
+            }
+        }
+    }
     store.close().await;
     if bad.is_empty() {
         Ok(())

@@ -182,6 +182,14 @@ impl Store {
         .transpose()
     }
 
+    /// The names of every tree in the database.
+    pub async fn tree_names(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM trees ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| Ok(r.try_get("name")?)).collect()
+    }
+
     /// Create a tree with its first entry (the sentinel), tile and checkpoint, once.
     pub async fn create_tree(
         &self,

@@ -1133,6 +1133,34 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
     let (ok, _, e) = db.sql("DELETE FROM trees WHERE name = 'stray'");
     assert!(ok, "{e}");
 
+    // A checkpoint file that is not there, and a database that cannot be reached: a clear
+    // error and a non-zero exit, nothing audited.
+    let (ok, out) = verify(&["--checkpoint", "/nonexistent/checkpoint"]);
+    assert!(
+        !ok && out.contains("cannot read the checkpoint /nonexistent/checkpoint"),
+        "{out}"
+    );
+    common::write_private(
+        &tlog.dir.join("down.url"),
+        &format!(
+            "mysql://ro_audit:ro-pass@127.0.0.1:{}/x",
+            common::procs::free_port()
+        ),
+    );
+    let down_config = tlog.dir.join("tlog-down.toml");
+    std::fs::write(&down_config, text.replace("/db.url", "/down.url")).expect("down config");
+    let (ok, out, err) = common::run(
+        std::process::Command::new(common::sigvault_bin())
+            .args(["tlog", "verify", "--config"])
+            .arg(&down_config),
+    );
+    assert!(!ok && !out.contains("OK"), "{out}{err}");
+    // Not sqlx's pool timeout alone: the reason a plain connection gets.
+    assert!(
+        err.contains("cannot connect to MariaDB at 127.0.0.1:") && err.contains("refused"),
+        "{out}{err}"
+    );
+
     let (ok, out) = verify(&["--tree", "nosuch"]);
     assert!(!ok && out.contains("there is no tree 'nosuch'"), "{out}");
 

@@ -642,12 +642,32 @@ async fn connect_pool(url: &SecretString, max_connections: u32) -> Result<MySqlP
         .expose_secret()
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Url(redact(&e.to_string())))?;
-    MySqlPoolOptions::new()
+    let pool = MySqlPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(opts)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .connect_with(opts.clone())
+        .await;
+    match pool {
+        Ok(p) => Ok(p),
+        // The pool retries until its timeout and keeps the reason to itself ("pool timed out"):
+        // one plain connection says why (refused, access denied, unknown database, ...).
+        Err(sqlx::Error::PoolTimedOut) => {
+            use sqlx::ConnectOptions;
+            let why = match tokio::time::timeout(Duration::from_secs(5), opts.connect()).await {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => "it answered only after 5 s of retries".into(),
+                Err(_) => "no answer within 5 s".into(),
+            };
+            Err(StoreError::Unavailable(format!(
+                "cannot connect to MariaDB at {}:{} as {}: {}",
+                opts.get_host(),
+                opts.get_port(),
+                opts.get_username(),
+                redact(&why)
+            )))
+        }
+        Err(e) => Err(StoreError::Unavailable(redact(&e.to_string()))),
+    }
 }
 
 /// Remove a password from a message that may quote a URL.

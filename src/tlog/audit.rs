@@ -245,6 +245,7 @@ fn seen_checkpoint(text: &str, want: &Expected<'_>, spki: &[u8]) -> Result<Check
     Ok(cp)
 }
 
+/// The stored checkpoint: as one seen elsewhere, and for the stored head.
 fn check_checkpoint(
     a: &mut Audit,
     text: &str,
@@ -253,34 +254,15 @@ fn check_checkpoint(
     size: u64,
     root: &Hash,
 ) {
-    let body = match note::verify_note(text, want.note_name, spki) {
-        Ok(b) => b,
-        Err(e) => {
-            a.problem(format!(
-                "the stored checkpoint does not verify with the tree's key under the name {:?}: {e}",
-                want.note_name
-            ));
-            return;
-        }
-    };
-    match Checkpoint::parse_body(body) {
-        Err(e) => a.problem(format!("the stored checkpoint cannot be read: {e}")),
-        Ok(cp) => {
-            if cp.origin != want.origin {
-                a.problem(format!(
-                    "the checkpoint names origin {:?}, not the configured {:?}",
-                    cp.origin, want.origin
-                ));
-            }
-            if cp.size != size || cp.root != *root {
-                a.problem(format!(
-                    "the checkpoint is for size {} root {}, the stored head for size {size} root {}",
-                    cp.size,
-                    hex::encode(cp.root),
-                    hex::encode(root)
-                ));
-            }
-        }
+    match seen_checkpoint(text, want, spki) {
+        Err(why) => a.problem(format!("the stored checkpoint {why}")),
+        Ok(cp) if cp.size != size || cp.root != *root => a.problem(format!(
+            "the checkpoint is for size {} root {}, the stored head for size {size} root {}",
+            cp.size,
+            hex::encode(cp.root),
+            hex::encode(root)
+        )),
+        Ok(_) => {}
     }
 }
 

@@ -138,10 +138,10 @@ deb_has() { # deb_has MODE PATH
     || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
 }
 check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault.target; do
   check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
 done
-for c in ceremony tlog ctlog fulcio rekor; do
+for c in ceremony tlog ctlog fulcio rekor tsa; do
   check "deb: /etc/sigvault/$c.toml" deb_has -rw-r--r-- "etc/sigvault/$c.toml"
   check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
 done
@@ -179,11 +179,11 @@ rpm_has() { # rpm_has MODE PATH
 check "rpm: Name sigvault, Version $VERSION" \
   bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
 check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault.target; do
   check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
 done
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1
-for c in ceremony tlog ctlog fulcio rekor; do
+for c in ceremony tlog ctlog fulcio rekor tsa; do
   check "rpm: /etc/sigvault/$c.toml is %config(noreplace)" \
     bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
 done
@@ -278,7 +278,7 @@ else
   bad "root: apt-get install failed"; tail -n 30 "$WORK/install.log" | indent; finish
 fi
 check "root: sigvault --version prints sigvault $VERSION" bash -c "[ \"\$(chroot '$ROOT' /usr/bin/sigvault --version)\" = 'sigvault $VERSION' ]"
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa; do
   check "root: system user $u (nologin, no home)" \
     bash -c "e=\$(chroot '$ROOT' getent passwd $u) && [ \"\$(cut -d: -f3 <<<\"\$e\")\" -lt 1000 ] && [ \"\$(cut -d: -f7 <<<\"\$e\")\" = /usr/sbin/nologin ] && [ ! -e '$ROOT/nonexistent' ]"
 done
@@ -289,7 +289,7 @@ check "root: /etc/sigvault/credentials root 0700" bash -c "[ \"\$(stat -c '%U:%G
 check "root: /var/lib/sigvault root 0755" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/var/lib/sigvault')\" = 'root:root 755' ]"
 check "root: no sigvault unit enabled by the package" bash -c "! find '$ROOT/etc/systemd/system' -name 'sigvault*' | grep ."
 check "root: /etc/sigvault/*.toml are registered conffiles" \
-  bash -c "for c in ceremony tlog ctlog fulcio rekor; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
+  bash -c "for c in ceremony tlog ctlog fulcio rekor tsa; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
 
 # 6a. The shipped examples as shipped: no secrets and no ceremony yet. They must parse and
 # validate; the only problems allowed are the missing secrets (PIN files, credentials) and the
@@ -321,7 +321,7 @@ setup_script='set -eu
 umask 077
 mkdir -p /etc/sigvault/secrets
 newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
-for role in root issuing-ca ctlog rekor tlog; do
+for role in root issuing-ca ctlog rekor tlog tsa; do
   newpin >/etc/sigvault/secrets/$role.pin
   softhsm2-util --init-token --free --label sigvault-$role --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$(newpin)" >/dev/null
 done
@@ -332,6 +332,7 @@ cp /etc/sigvault/secrets/tlog.pin /etc/sigvault/credentials/tlog-pin
 cp /etc/sigvault/secrets/rekor.pin /etc/sigvault/credentials/rekor-pin
 cp /etc/sigvault/secrets/ctlog.pin /etc/sigvault/credentials/ctlog-pin
 cp /etc/sigvault/secrets/issuing-ca.pin /etc/sigvault/credentials/fulcio-pin
+cp /etc/sigvault/secrets/tsa.pin /etc/sigvault/credentials/tsa-pin
 echo "mysql://sigvault_tlog:not-a-real-password@127.0.0.1:3306/sigvault_tlog" >/etc/sigvault/credentials/tlog-db-url
 echo "mysql://sigvault_rekor:not-a-real-password@127.0.0.1:3306/sigvault_rekor" >/etc/sigvault/credentials/rekor-db-url
 chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
@@ -341,7 +342,7 @@ else
   bad "root: ceremony set-up failed"; tail -n 30 "$WORK/ceremony.log" | indent
 fi
 check "root: ceremony outputs in /var/lib/sigvault/ceremony" \
-  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
+  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem tsa.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
 say "sigvault check-config on the shipped examples with secrets, keys and credentials in place"
 for cfg in "$ROOT"/etc/sigvault/*.toml; do
   name=/etc/sigvault/${cfg##*/}
@@ -352,11 +353,11 @@ for cfg in "$ROOT"/etc/sigvault/*.toml; do
 done
 
 # The token files are reachable through the softhsm group only (the chgrp/chmod step above, from
-# README.md): a service user with the group sees all five tokens, without it none.
+# README.md): a service user with the group sees all six tokens, without it none.
 tokens_as() { in_root setpriv --reuid="$1" --regid="$1" --groups="$2" --inh-caps=-all \
   env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf softhsm2-util --show-slots 2>/dev/null | grep -c 'Label: *sigvault-'; }
-check "root: sigvault-ctlog with group softhsm sees the 5 tokens" \
-  test "$(tokens_as sigvault-ctlog softhsm,sigvault-tlog-clients)" = 5
+check "root: sigvault-ctlog with group softhsm sees the 6 tokens" \
+  test "$(tokens_as sigvault-ctlog softhsm,sigvault-tlog-clients)" = 6
 check "root: sigvault-ctlog without group softhsm sees no token" \
   test "$(tokens_as sigvault-ctlog sigvault-tlog-clients)" = 0
 check "root: sigvault-ctlog can read the ceremony outputs its config names" \
@@ -399,7 +400,7 @@ done
 if [ -z "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then
   say "services as their units run them: skipped (no SIGVAULT_TEST_MYSQL_URL; run through tests/run.sh)"
 else
-  say "the four services inside the root, each as its unit's user with its unit's credentials"
+  say "the five services inside the root, each as its unit's user with its unit's credentials"
   u=${SIGVAULT_TEST_MYSQL_URL#mysql://}
   dbcred=${u%%@*}; dbaddr=${u#*@}; dbaddr=${dbaddr%%/*}
   dbsql() { mariadb --no-defaults -h"${dbaddr%%:*}" -P"${dbaddr##*:}" -u"${dbcred%%:*}" -p"${dbcred#*:}" -e "$1"; }
@@ -457,7 +458,10 @@ else
   start_as_unit rekor; wait_ready rekor http://127.0.0.1:3000/readyz
   start_as_unit ctlog; wait_ready ctlog http://127.0.0.1:6962/readyz
   start_as_unit fulcio; wait_ready fulcio http://127.0.0.1:5555/readyz
-  for svc in tlog rekor ctlog fulcio; do
+  # The TSA as shipped checks the clock (require_synchronised_clock = true): it serves, and is
+  # ready only if this host's kernel reports its clock synchronised.
+  start_as_unit tsa; wait_ready tsa http://127.0.0.1:3003/healthz
+  for svc in tlog rekor ctlog fulcio tsa; do
     pid=$(cat "$WORK/$svc.pid")
     check "root: $svc runs as sigvault-$svc's uid with no capabilities and no_new_privs" \
       bash -c "s=/proc/$pid/status; uid=\$(chroot '$ROOT' id -u sigvault-$svc) &&
@@ -468,12 +472,16 @@ else
     bash -c "curl -fsS http://127.0.0.1:3000/api/v1/log | grep -q '\"treeID\":\"1\"'"
   check "root: ctlog serves a signed tree head" curl -fsS http://127.0.0.1:6962/sigvault/ct/v1/get-sth
   check "root: fulcio serves its configuration" curl -fsS http://127.0.0.1:5555/api/v2/configuration
+  check "root: the tsa serves its chain, the ceremony's tsa.pem then root.pem" \
+    bash -c "curl -fsS http://127.0.0.1:3003/api/v1/timestamp/certchain | cmp - <(cat '$ROOT/var/lib/sigvault/ceremony/tsa.pem' '$ROOT/var/lib/sigvault/ceremony/root.pem')"
+  check "root: the tsa's readiness follows the kernel clock (503 naming it while unsynchronised)" \
+    bash -c "r=\$(curl -sS -w ' %{http_code}' http://127.0.0.1:3003/readyz); case \$r in *' 200') exit 0;; *unsynchronised*' 503') exit 0;; *) echo \"\$r\"; exit 1;; esac"
   check "root: sigvault-ctlog cannot read fulcio's credentials" \
     bash -c "! chroot '$ROOT' setpriv --reuid=sigvault-ctlog --regid=sigvault-ctlog --clear-groups --inh-caps=-all \
       cat /run/credentials/sigvault-fulcio.service/fulcio-pin 2>/dev/null"
   check "root: the tlog socket is reachable only through sigvault-tlog-clients" \
     bash -c "[ \"\$(chroot '$ROOT' stat -c '%G %a' /run/sigvault-tlog)\" = 'sigvault-tlog-clients 750' ]"
-  for svc in fulcio ctlog rekor tlog; do
+  for svc in tsa fulcio ctlog rekor tlog; do
     pid=$(cat "$WORK/$svc.pid")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -504,10 +512,10 @@ check "after remove: users kept (files may still be theirs)" in_root getent pass
 if in_root apt-get purge -y sigvault >"$WORK/purge.log" 2>&1; then ok "root: apt-get purge"; else bad "root: apt-get purge"; tail -n 20 "$WORK/purge.log" | indent; fi
 check "after purge: package unknown to dpkg" bash -c "! chroot '$ROOT' dpkg-query -W -f='\${Status}' sigvault 2>/dev/null | grep -q installed"
 check "after purge: example configs gone" bash -c "! ls '$ROOT'/etc/sigvault/*.toml 2>/dev/null | grep ."
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa; do
   check "after purge: user $u gone" bash -c "! chroot '$ROOT' getent passwd $u"
 done
-for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tlog-clients; do
+for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-tlog-clients; do
   check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
 done
 if [ -n "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then

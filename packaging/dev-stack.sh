@@ -2,7 +2,7 @@
 # sigvault's main job on a development machine (README.md, first command).
 #
 #   packaging/dev-stack.sh up      install what is missing, build, run the key ceremony (once),
-#                                  start a private MariaDB, the four services and a local OpenID
+#                                  start a private MariaDB, the five services and a local OpenID
 #                                  provider, write the client trust files, then sign a sample file
 #                                  with sigstore-python and verify it with sigstore-js (and the
 #                                  reverse)
@@ -24,7 +24,7 @@ STATE=${SIGVAULT_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/sigvault-dev}
 RUN=$STATE/run
 LOGS=$STATE/logs
 CFG=$STATE/config
-SERVICES="tlog rekor ctlog fulcio"
+SERVICES="tlog rekor ctlog fulcio tsa"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'dev-stack.sh: %s\n' "$*" >&2; exit 1; }
@@ -105,6 +105,8 @@ ports() {
       echo "FULCIO_PORT=$(free_port)"
     } >"$STATE/ports.env"
   fi
+  # Services added since the state dir was made get a port of their own, the others keep theirs.
+  grep -q '^TSA_PORT=' "$STATE/ports.env" || echo "TSA_PORT=$(free_port)" >>"$STATE/ports.env"
   # shellcheck disable=SC1091
   . "$STATE/ports.env"
 }
@@ -260,6 +262,19 @@ identity_config = "$CFG/fulcio-identity.yaml"
 ct_log_url = "http://127.0.0.1:$CTLOG_PORT/sigvault"
 ct_log_public_key = "$c/ctlog.pub.pem"
 EOF
+  cat >"$CFG/tsa.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/tsa.toml).
+[hsm]
+module = "$m"
+[tsa]
+listen = "127.0.0.1:$TSA_PORT"
+key = "pkcs11:token=sigvault-tsa;object=tsa"
+pin = { file = "$s/tsa.pin" }
+cert_chain = ["$c/tsa.pem", "$c/root.pem"]
+# Development only: machines without NTP report the clock unsynchronised, and a TSA that
+# checks (the default) refuses to issue there. The service says so at start.
+require_synchronised_clock = false
+EOF
   local svc
   for svc in $SERVICES; do
     "$BIN" check-config "$CFG/$svc.toml" >/dev/null || { "$BIN" check-config "$CFG/$svc.toml"; die "bad $svc config"; }
@@ -291,12 +306,14 @@ trust_files() {
     --fulcio-url "http://127.0.0.1:$FULCIO_PORT" \
     --rekor-url "http://127.0.0.1:$REKOR_PORT" \
     --ctlog-url "http://127.0.0.1:$CTLOG_PORT/sigvault" \
-    --oidc-url "$ISSUER" --operator "sigvault development stack" --out "$STATE" >/dev/null
+    --oidc-url "$ISSUER" --tsa-url "http://127.0.0.1:$TSA_PORT/api/v1/timestamp" \
+    --operator "sigvault development stack" --out "$STATE" >/dev/null
   cat >"$STATE/endpoints.env" <<EOF
 # Written by packaging/dev-stack.sh up. Source it: . $STATE/endpoints.env
 FULCIO_URL=http://127.0.0.1:$FULCIO_PORT
 REKOR_URL=http://127.0.0.1:$REKOR_PORT
 CTLOG_URL=http://127.0.0.1:$CTLOG_PORT/sigvault
+TSA_URL=http://127.0.0.1:$TSA_PORT/api/v1/timestamp
 TLOG_URL=http://127.0.0.1:$TILES_PORT
 REKOR_TILES_URL=http://127.0.0.1:$TILES_PORT/rekor
 CTLOG_TILES_URL=http://127.0.0.1:$TILES_PORT/ctlog
@@ -340,15 +357,15 @@ demo() {
   mkdir -p "$d"
   echo "hello from sigvault, $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$d/hello.txt"
   "$STATE/bin/id-token" >"$d/token"
-  say "sigstore-python signs demo/hello.txt (Fulcio certificate, SCT, Rekor entry)"
+  say "sigstore-python signs demo/hello.txt (Fulcio certificate, SCT, Rekor entry, RFC 3161 timestamp)"
   "$PY" --trust-config "$tc" sign --identity-token "$(cat "$d/token")" --oidc-disable-ambient-providers \
     --overwrite --bundle "$d/hello.txt.python.sigstore.json" "$d/hello.txt"
   say "sigstore-js verifies that bundle (identity $DEV_EMAIL, issuer $ISSUER)"
   "${JS[@]}" verify --trusted-root "$tr" --bundle "$d/hello.txt.python.sigstore.json" \
     --identity-email "$DEV_EMAIL" --issuer "$ISSUER" "$d/hello.txt"
-  say "sigstore-js signs demo/hello.txt"
+  say "sigstore-js signs demo/hello.txt (with a timestamp from the TSA)"
   "${JS[@]}" sign --fulcio "http://127.0.0.1:$FULCIO_PORT" --rekor "http://127.0.0.1:$REKOR_PORT" \
-    --token-file "$d/token" --bundle "$d/hello.txt.js.sigstore.json" "$d/hello.txt"
+    --tsa "http://127.0.0.1:$TSA_PORT/api/v1/timestamp" --token-file "$d/token" --bundle "$d/hello.txt.js.sigstore.json" "$d/hello.txt"
   say "sigstore-python verifies that bundle"
   "$PY" --trust-config "$tc" verify identity --bundle "$d/hello.txt.js.sigstore.json" \
     --cert-identity "$DEV_EMAIL" --cert-oidc-issuer "$ISSUER" "$d/hello.txt"
@@ -359,13 +376,16 @@ up() {
   build
   mkdir -p "$STATE" "$RUN" "$LOGS"
   chmod 700 "$STATE"
-  if [ -f "$STATE/ceremony/transcript.json" ]; then
+  if [ -f "$STATE/ceremony/transcript.json" ] && [ -f "$STATE/ceremony/tsa.pem" ]; then
     say "ceremony already done in $STATE (keys are never regenerated; delete the dir to start over)"
+  elif [ -f "$STATE/ceremony/transcript.json" ]; then
+    say "adding the timestamp authority to the ceremony in $STATE (no other key is touched)"
+    "$repo/softhsm/ceremony.sh" "$STATE"
   else
     say "running the key ceremony into $STATE"
     "$repo/softhsm/ceremony.sh" "$STATE"
   fi
-  openssl verify -CAfile "$STATE/ceremony/root.pem" "$STATE/ceremony/issuing-ca.pem" >/dev/null \
+  openssl verify -CAfile "$STATE/ceremony/root.pem" "$STATE/ceremony/issuing-ca.pem" "$STATE/ceremony/tsa.pem" >/dev/null \
     || die "the ceremony's CA chain does not verify"
   DEV_EMAIL=${SIGVAULT_DEV_EMAIL:-dev@sigvault.test}
   GH_REPO=octo-org/octo-repo
@@ -377,6 +397,7 @@ up() {
   start_service rekor "http://127.0.0.1:$REKOR_PORT/readyz"
   start_service ctlog "http://127.0.0.1:$CTLOG_PORT/readyz"
   start_service fulcio "http://127.0.0.1:$FULCIO_PORT/readyz"
+  start_service tsa "http://127.0.0.1:$TSA_PORT/readyz"
   trust_files
   install_clients
   if [ "${SIGVAULT_SKIP_DEMO:-0}" != 1 ]; then
@@ -387,6 +408,7 @@ up() {
 sigvault is running (state dir $STATE):
   Fulcio   http://127.0.0.1:$FULCIO_PORT      Rekor  http://127.0.0.1:$REKOR_PORT
   CT log   http://127.0.0.1:$CTLOG_PORT/sigvault   tiles  http://127.0.0.1:$TILES_PORT/{rekor,ctlog}/
+  TSA      http://127.0.0.1:$TSA_PORT/api/v1/timestamp
   OIDC     $ISSUER (development provider)
   Trust    $STATE/trust-config.json, trusted_root.json, signing_config.json
   Logs     $LOGS/
@@ -403,7 +425,7 @@ EOF
 
 down() {
   local svc
-  for svc in fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
+  for svc in tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
   if alive mariadb; then
     mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot shutdown >/dev/null 2>&1 || true
     stop_pid mariadb

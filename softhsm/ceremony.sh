@@ -5,14 +5,16 @@
 #
 # Creates, under STATE_DIR:
 #   softhsm2.conf        a private SoftHSM config whose token dir is STATE_DIR/tokens
-#   tokens/              one SoftHSM token per role: root, issuing CA, ctlog, rekor, tlog
+#   tokens/              one SoftHSM token per role: root, issuing CA, ctlog, rekor, tlog, tsa
 #   secrets/<role>.pin   random user PINs (mode 0600); secrets/<role>.so-pin the SO PINs
 #   ceremony.toml        the ceremony config (the same format production uses)
 #   ceremony/            root.pem, issuing-ca.pem, ctlog.pub.pem, rekor.pub.pem, tlog.pub.pem,
-#                        transcript.json  (written by `sigvault ceremony`)
+#                        tsa.pem, transcript.json  (written by `sigvault ceremony`)
 #
 # Running it again re-uses the tokens and PINs and never overwrites a key: `sigvault ceremony`
-# refuses because the keys exist. Production runs `sigvault ceremony` against the system token
+# refuses because the keys exist. A state dir whose ceremony ran before sigvault had a TSA gains
+# one: the script adds the TSA token and `[ceremony.tsa]` and runs `sigvault ceremony --add tsa`,
+# which touches no other key. Production runs `sigvault ceremony` against the system token
 # directory or a real HSM module instead; see README.md "Production key ceremony".
 #
 # Environment: SIGVAULT (path of the sigvault binary; default: `sigvault` on PATH, else the
@@ -62,11 +64,16 @@ export SOFTHSM2_CONF=$conf
 
 newpin() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 
+# The slot list is read whole before it is searched: `softhsm2-util | grep -q` under pipefail
+# fails when grep stops reading early (SIGPIPE), which made an existing token look missing and
+# gave a second token the same label.
 token_exists() {
-  softhsm2-util --show-slots 2>/dev/null | grep -Eq "^[[:space:]]*Label:[[:space:]]+$1[[:space:]]*$"
+  local slots
+  slots=$(softhsm2-util --show-slots 2>/dev/null) || return 1
+  grep -Eq "^[[:space:]]*Label:[[:space:]]+$1[[:space:]]*$" <<<"$slots"
 }
 
-for role in root issuing-ca ctlog rekor tlog; do
+for role in root issuing-ca ctlog rekor tlog tsa; do
   label=$PREFIX$role
   pin=$STATE_DIR/secrets/$role.pin
   sopin=$STATE_DIR/secrets/$role.so-pin
@@ -120,6 +127,19 @@ key = "pkcs11:token=${PREFIX}tlog;object=tlog"
 pin = { file = "$STATE_DIR/secrets/tlog.pin" }
 CFG
 fi
+if ! grep -q '^\[ceremony\.tsa\]' "$cfg"; then
+  cat >>"$cfg" <<CFG
+
+[ceremony.tsa]
+key = "pkcs11:token=${PREFIX}tsa;object=tsa"
+pin = { file = "$STATE_DIR/secrets/tsa.pin" }
+subject = "CN=sigvault development timestamp authority,O=sigvault"
+validity_days = 1826
+CFG
+fi
 
 "$BIN" check-config "$cfg"
+if [ -f "$STATE_DIR/ceremony/transcript.json" ] && [ ! -f "$STATE_DIR/ceremony/tsa.pem" ]; then
+  exec "$BIN" ceremony --add tsa --config "$cfg"
+fi
 exec "$BIN" ceremony --config "$cfg"

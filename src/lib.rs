@@ -21,3 +21,4 @@ pub mod signer;
 pub mod store;
 pub mod tlog;
 pub mod trust;
+pub mod tsa;

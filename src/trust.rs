@@ -29,6 +29,9 @@ pub struct TrustInputs {
     pub ctlog_url: String,
     /// The OIDC issuer people sign in with (e.g. Dex), if any.
     pub oidc_url: Option<String>,
+    /// The timestamp authority's full endpoint URL, if the installation has one (its
+    /// certificate is the ceremony's `tsa.pem`).
+    pub tsa_url: Option<String>,
     /// Operator name in the signing config.
     pub operator: String,
 }
@@ -157,6 +160,36 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
     let start = rfc3339(&issuing.tbs_certificate.validity.not_before);
     let ctlog_spki = read_spki(&d.join("ctlog.pub.pem"))?;
     let rekor_spki = read_spki(&d.join("rekor.pub.pem"))?;
+    let tsa = match &inp.tsa_url {
+        None => None,
+        Some(url) => {
+            let url = check_url("the TSA URL", url, true)?;
+            if !url.contains("://") || url.splitn(4, '/').nth(3).is_none_or(str::is_empty) {
+                return Err(format!(
+                    "the TSA URL must be the full endpoint URL, e.g. https://tsa.example.org/api/v1/timestamp (sigstore-python posts to it as given): {url:?}"
+                ));
+            }
+            let cert = read_certs(&d.join("tsa.pem")).map_err(|e| {
+                format!("{e} (the TSA certificate: run `sigvault ceremony --add tsa` first)")
+            })?;
+            Some((url, cert.into_iter().next().ok_or("tsa.pem is empty")?))
+        }
+    };
+    let tsa_authorities = match &tsa {
+        None => vec![],
+        Some((url, cert)) => vec![json!({
+            "subject": {
+                "organization": name_attr(cert, const_oid::db::rfc4519::O),
+                "commonName": name_attr(cert, const_oid::db::rfc4519::CN),
+            },
+            "uri": url,
+            "certChain": {"certificates": [
+                {"rawBytes": B64.encode(der(cert)?)},
+                {"rawBytes": B64.encode(der(root)?)},
+            ]},
+            "validFor": {"start": rfc3339(&cert.tbs_certificate.validity.not_before)},
+        })],
+    };
 
     let trusted_root = json!({
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
@@ -174,7 +207,7 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
             "validFor": {"start": start},
         }],
         "ctlogs": [log_entry(&ctlog, &ctlog_spki, &start)],
-        "timestampAuthorities": [],
+        "timestampAuthorities": tsa_authorities,
     });
     let service = |url: &str| {
         json!({
@@ -190,7 +223,12 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
         "oidcUrls": oidc.iter().map(|u| service(u)).collect::<Vec<_>>(),
         "rekorTlogUrls": [service(&rekor)],
         "rekorTlogConfig": {"selector": "ANY"},
-        "tsaUrls": [],
+        "tsaUrls": tsa.iter().map(|(url, cert)| json!({
+            "url": url,
+            "majorApiVersion": 1,
+            "validFor": {"start": rfc3339(&cert.tbs_certificate.validity.not_before)},
+            "operator": inp.operator,
+        })).collect::<Vec<_>>(),
         "tsaConfig": {"selector": "ANY"},
     });
     let client_trust_config = json!({
@@ -254,6 +292,7 @@ mod tests {
             rekor_url: "https://rekor.example.org".into(),
             ctlog_url: "https://ct.example.org/sigvault".into(),
             oidc_url: None,
+            tsa_url: None,
             operator: "example.org".into(),
         };
         let e = build(&inp).expect_err("must be refused");

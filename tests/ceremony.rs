@@ -77,13 +77,14 @@ fn ceremony_outputs_verify_with_openssl_and_a_second_run_touches_nothing() {
             "rekor.pub.pem",
             "root.pem",
             "tlog.pub.pem",
-            "transcript.json"
+            "transcript.json",
+            "tsa.pem"
         ]
     );
 
     // PINs are private.
     use std::os::unix::fs::MetadataExt;
-    for role in ["root", "issuing-ca", "ctlog", "rekor", "tlog"] {
+    for role in ["root", "issuing-ca", "ctlog", "rekor", "tlog", "tsa"] {
         let meta = std::fs::metadata(state.join(format!("secrets/{role}.pin"))).expect("pin");
         assert_eq!(meta.mode() & 0o077, 0, "{role}.pin must be 0600");
     }
@@ -125,6 +126,20 @@ fn ceremony_outputs_verify_with_openssl_and_a_second_run_touches_nothing() {
         ca_txt.contains("Signature Algorithm: ecdsa-with-SHA384"),
         "{ca_txt}"
     );
+    // The TSA certificate, issued by the root: RFC 3161's profile, as openssl checks it.
+    let (ok, o, e) = openssl(
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "timestampsign",
+            "-CAfile",
+            "root.pem",
+            "tsa.pem",
+        ],
+        &c,
+    );
+    assert!(ok && o.contains("tsa.pem: OK"), "{o}{e}");
     // About ten years for the root.
     let (_, end, _) = openssl(
         &[
@@ -150,6 +165,7 @@ fn ceremony_outputs_verify_with_openssl_and_a_second_run_touches_nothing() {
         "ctlog.pub.pem",
         "rekor.pub.pem",
         "tlog.pub.pem",
+        "tsa.pem",
     ] {
         let want = hex::encode(sha2::Sha256::digest(
             std::fs::read(c.join(f)).expect("read"),
@@ -157,13 +173,14 @@ fn ceremony_outputs_verify_with_openssl_and_a_second_run_touches_nothing() {
         assert_eq!(t["files"][f], want, "{f}");
     }
     let keys = t["keys"].as_array().expect("keys");
-    assert_eq!(keys.len(), 5);
+    assert_eq!(keys.len(), 6);
     let mut spkis = std::collections::BTreeMap::new();
     for k in keys {
         let role = k["role"].as_str().expect("role");
         let spki = match role {
             "root" => spki_der_of_cert(&c.join("root.pem")),
             "issuing-ca" => spki_der_of_cert(&c.join("issuing-ca.pem")),
+            "tsa" => spki_der_of_cert(&c.join("tsa.pem")),
             r => spki_der_of_pub_pem(&c.join(format!("{r}.pub.pem"))),
         };
         assert_eq!(

@@ -29,6 +29,17 @@ expect_fail() {
   local name=$1; shift
   if out=$("$@" 2>&1); then bad "$name (it was accepted)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'; else ok "$name"; fi
 }
+# expect_fail_saying NAME REGEX CMD...: it must fail, and say why (REGEX, case-insensitive).
+expect_fail_saying() {
+  local name=$1 why=$2; shift 2
+  if out=$("$@" 2>&1); then
+    bad "$name (it was accepted)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'
+  elif grep -Eqi -- "$why" <<<"$out"; then
+    ok "$name"
+  else
+    bad "$name (it failed, but not saying /$why/)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'
+  fi
+}
 
 cleanup() {
   local rc=$?
@@ -77,7 +88,7 @@ echo "sigstore-rs:     $(sed -n '/^name = "sigstore"$/{n;s/^version = //p}' "$re
 for f in trust-config.json trusted_root.json signing_config.json endpoints.env; do
   expect_ok "state dir has $f" test -s "$STATE/$f"
 done
-for v in FULCIO_URL REKOR_URL CTLOG_URL TLOG_URL REKOR_TILES_URL CTLOG_TILES_URL OIDC_ISSUER_URL ID_TOKEN_CMD CERT_IDENTITY CERT_ISSUER CEREMONY_DIR; do
+for v in FULCIO_URL REKOR_URL CTLOG_URL TSA_URL TLOG_URL REKOR_TILES_URL CTLOG_TILES_URL OIDC_ISSUER_URL ID_TOKEN_CMD CERT_IDENTITY CERT_ISSUER CEREMONY_DIR; do
   expect_ok "endpoints.env sets $v" test -n "${!v:-}"
 done
 expect_ok "tiles: the Rekor tree's checkpoint is served" curl -fsS "$REKOR_TILES_URL/checkpoint"
@@ -94,8 +105,8 @@ ISS=$CERT_ISSUER
 echo "==> blobs: each client signs, both verify"
 expect_ok "python sign" "$PY" --trust-config "$TC" sign --identity-token "$(cat token)" \
   --oidc-disable-ambient-providers --bundle py.sigstore.json artifact.txt
-expect_ok "js sign" "${JS[@]}" sign --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --token-file token \
-  --bundle js.sigstore.json artifact.txt
+expect_ok "js sign" "${JS[@]}" sign --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --tsa "$TSA_URL" \
+  --token-file token --bundle js.sigstore.json artifact.txt
 for b in py js; do
   expect_ok "python verifies the $b bundle" "$PY" --trust-config "$TC" verify identity \
     --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
@@ -113,6 +124,55 @@ for b in py js; do
     --bundle $b.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "https://accounts.example.com" artifact.txt
 done
 
+echo "==> timestamps: every bundle carries one from sigvault's TSA, and it is checked"
+# sigstore-python asks the TSA of the signing config (tsaUrls; a DER TimeStampReq),
+# sigstore-js the one it is given (--tsa; the JSON request). With the Rekor SET taken out of a
+# bundle, the RFC 3161 timestamp is its only signing time: both clients verify it on that alone,
+# and refuse it once the token is altered (one digit of genTime changed, its signature kept).
+curl -fsS "$TSA_URL/certchain" >tsa-chain.pem
+python3 - tsa-chain.pem <<'EOF'
+import sys
+pems = open(sys.argv[1]).read().split("-----END CERTIFICATE-----\n")
+open("tsa-cert.pem", "w").write(pems[0] + "-----END CERTIFICATE-----\n")
+open("tsa-root.pem", "w").write(pems[1] + "-----END CERTIFICATE-----\n")
+EOF
+expect_ok "the TSA's served chain is the ceremony's (tsa.pem, root.pem)" bash -c \
+  'cat "$0/tsa.pem" "$0/root.pem" | cmp - tsa-chain.pem' "$CEREMONY_DIR"
+for b in py js; do
+  expect_ok "the $b bundle carries one RFC 3161 timestamp; only-timestamp and altered copies made" \
+    python3 - $b.sigstore.json $b <<'EOF'
+import base64, json, re, sys
+b = json.load(open(sys.argv[1]))
+name = sys.argv[2]
+ts = b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+assert len(ts) == 1, ts
+token = base64.b64decode(ts[0]["signedTimestamp"])
+open(f"{name}.tsr", "wb").write(token)
+sig = b.get("messageSignature", {}).get("signature") or b["dsseEnvelope"]["signatures"][0]["sig"]
+open(f"{name}.sig", "wb").write(base64.b64decode(sig))
+for e in b["verificationMaterial"]["tlogEntries"]:
+    e.pop("inclusionPromise", None)
+json.dump(b, open(f"{name}-tsonly.sigstore.json", "w"))
+m = re.search(rb"\x18\x0f(\d{13})(\d)Z", token)
+assert m, "no genTime in the token"
+d = m.group(2)[0]
+altered = token[: m.start(2)] + bytes([b"0"[0] + (d - b"0"[0] + 1) % 10]) + token[m.end(2):]
+ts[0]["signedTimestamp"] = base64.b64encode(altered).decode()
+json.dump(b, open(f"{name}-tsaltered.sigstore.json", "w"))
+EOF
+  expect_ok "openssl ts -verify accepts the $b bundle's token (imprint: the signature) with the served chain" \
+    openssl ts -verify -in $b.tsr -data $b.sig -CAfile tsa-root.pem -untrusted tsa-cert.pem
+  expect_ok "python verifies the $b bundle on its timestamp alone (no SET)" "$PY" --trust-config "$TC" verify identity \
+    --bundle $b-tsonly.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+  expect_ok "js verifies the $b bundle on its timestamp alone (no SET)" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b-tsonly.sigstore.json --identity-email "$ID" --issuer "$ISS" artifact.txt
+  expect_fail_saying "python rejects the $b bundle with an altered timestamp" "not enough sources of verified time" \
+    "$PY" --trust-config "$TC" verify identity \
+    --bundle $b-tsaltered.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+  expect_fail_saying "js rejects the $b bundle with an altered timestamp" "timestamp" "${JS[@]}" verify --trusted-root "$TR" \
+    --bundle $b-tsaltered.sigstore.json --identity-email "$ID" --issuer "$ISS" artifact.txt
+done
+
 echo "==> attestations (DSSE): each client attests, both verify"
 # sigstore-python attests an SLSA provenance predicate about the artifact.
 expect_ok "python attest (dsse)" "$PY" --trust-config "$TC" attest --identity-token "$(cat token)" \
@@ -128,7 +188,7 @@ print(json.dumps({"_type": "https://in-toto.io/Statement/v1",
   "predicate": {"buildDefinition": {"buildType": "https://sigvault.test/bt/v1", "externalParameters": {}},
                 "runDetails": {"builder": {"id": "https://sigvault.test/builder"}}}}))
 EOF
-expect_ok "js attest (dsse)" "${JS[@]}" attest --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --token-file token \
+expect_ok "js attest (dsse)" "${JS[@]}" attest --fulcio "$FULCIO_URL" --rekor "$REKOR_URL" --tsa "$TSA_URL" --token-file token \
   --payload-type application/vnd.in-toto+json --bundle js-att.sigstore.json statement.json
 for b in py-att js-att; do
   expect_ok "python verifies the $b bundle" "$PY" --trust-config "$TC" verify identity \
@@ -253,7 +313,7 @@ cd "$repo"
 expect_ok "dev-stack down" packaging/dev-stack.sh down
 expect_ok "dev-stack status: every part stopped" bash -c "! packaging/dev-stack.sh status | grep -q ': running'"
 # (Each pattern is a regex that does not match its own text, so pgrep never finds this check.)
-expect_ok "no process of the stack is left" bash -c "! pgrep -f 'sigvault (tlog|rekor|ctlog|fulcio) serve --config $STATE/' &&
+expect_ok "no process of the stack is left" bash -c "! pgrep -f 'sigvault (tlog|rekor|ctlog|fulcio|tsa) serve --config $STATE/' &&
   ! pgrep -f 'mariadb[d] .*$STATE/' && ! pgrep -f 'idp[.]mjs ${OIDC_ISSUER_URL##*:}\$'"
 
 echo

@@ -154,10 +154,10 @@ case "$mode" in
     ;;
   bench)
     say "cargo bench (release build)"
-    cargo bench --no-run --quiet --bench hsm_sign --bench tlog --bench services --bench rekor
+    cargo bench --no-run --quiet --bench hsm_sign --bench tlog --bench services --bench rekor --bench tsa
     # Each bench starts on a settled database: what the one before left dirty in the buffer
     # pool is written back first, not while the next one measures.
-    for b in hsm_sign rekor services tlog; do
+    for b in hsm_sign tsa rekor services tlog; do
       settle_db
       cargo bench --quiet --bench "$b"
     done

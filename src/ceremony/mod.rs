@@ -21,11 +21,11 @@ use serde::Serialize;
 use x509_cert::Certificate;
 
 use crate::config::{CeremonyConfig, KeyConfig};
-use crate::hsm::{GeneratedKey, HsmError, Module, Pkcs11Uri, Token};
+use crate::hsm::{GeneratedKey, HsmError, HsmSigner, Module, Pkcs11Uri, Token};
 use crate::pki::{self, CaKind};
 use crate::signer::{SignatureAlgorithm, Signer};
 
-/// Files the ceremony writes into `output_dir`.
+/// Files every ceremony writes into `output_dir`.
 pub const OUTPUT_FILES: &[&str] = &[
     "root.pem",
     "issuing-ca.pem",
@@ -34,6 +34,19 @@ pub const OUTPUT_FILES: &[&str] = &[
     "tlog.pub.pem",
     "transcript.json",
 ];
+
+/// The roles `sigvault ceremony --add ROLE` can add to an installation that already ran its
+/// ceremony, and the files each addition writes.
+pub const ADDABLE_ROLES: &[(&str, &[&str])] = &[("tsa", &["tsa.pem", "transcript-tsa.json"])];
+
+/// What the ceremony writes for `cfg`: the five roles' files, and the optional roles'.
+fn output_files(cfg: &CeremonyConfig) -> Vec<&'static str> {
+    let mut files = OUTPUT_FILES.to_vec();
+    if cfg.ceremony.tsa.is_some() {
+        files.push("tsa.pem");
+    }
+    files
+}
 
 /// Why the ceremony stopped.
 #[derive(Debug, thiserror::Error)]
@@ -142,53 +155,12 @@ pub fn run(cfg: &CeremonyConfig) -> Result<CeremonyOutcome, CeremonyError> {
     let mut steps = Vec::new();
 
     // --- Preflight: nothing is created until all of this passes. ---------------------------
-    for f in OUTPUT_FILES {
-        let p = out.join(f);
-        if p.exists() {
-            return Err(CeremonyError::OutputExists(p));
-        }
-    }
+    refuse_existing(out, &output_files(cfg))?;
     let roles = cfg.roles();
-    let mut pins = Vec::new();
-    for (role, k) in &roles {
-        let pin = k
-            .pin
-            .read()
-            .map_err(|source| CeremonyError::Pin { role, source })?;
-        pins.push(pin);
-    }
     let module = Module::load(&cfg.hsm.module)?;
-    let mut tokens: BTreeMap<String, Arc<Token>> = BTreeMap::new();
-    for ((_, k), pin) in roles.iter().zip(&pins) {
-        if !tokens.contains_key(&k.key.token) {
-            let t = module.login(&k.key, pin)?;
-            steps.push(format!("logged in to token '{}'", k.key.token));
-            tokens.insert(k.key.token.clone(), t);
-        }
-    }
-    drop(pins);
-    for (_, k) in &roles {
-        let label = k.key.object.as_deref().unwrap_or_default();
-        if tokens[&k.key.token].object_exists(label)? {
-            return Err(HsmError::KeyExists {
-                token: k.key.token.clone(),
-                label: label.into(),
-            }
-            .into());
-        }
-    }
-    // Public outputs: a directory we create is world-readable whatever the umask.
-    if !out.exists() {
-        let werr = |source| CeremonyError::Write {
-            path: out.clone(),
-            source,
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(out)
-            .map_err(werr)?;
-        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).map_err(werr)?;
-    }
+    let tokens = login_all(&module, &roles, &mut steps)?;
+    refuse_existing_keys(&roles, &tokens)?;
+    create_output_dir(out)?;
 
     // --- Generation, with rollback on any failure. -----------------------------------------
     let mut undo = Undo::default();
@@ -223,6 +195,173 @@ pub fn run(cfg: &CeremonyConfig) -> Result<CeremonyOutcome, CeremonyError> {
     }
 }
 
+/// Refuse if any of `files` exists in `out`.
+fn refuse_existing(out: &Path, files: &[&str]) -> Result<(), CeremonyError> {
+    for f in files {
+        let p = out.join(f);
+        if p.exists() {
+            return Err(CeremonyError::OutputExists(p));
+        }
+    }
+    Ok(())
+}
+
+/// Read every role's PIN and log in to each token once.
+fn login_all(
+    module: &Module,
+    roles: &[(&'static str, KeyConfig)],
+    steps: &mut Vec<String>,
+) -> Result<BTreeMap<String, Arc<Token>>, CeremonyError> {
+    let mut pins = Vec::new();
+    for (role, k) in roles {
+        let pin = k
+            .pin
+            .read()
+            .map_err(|source| CeremonyError::Pin { role, source })?;
+        pins.push(pin);
+    }
+    let mut tokens: BTreeMap<String, Arc<Token>> = BTreeMap::new();
+    for ((_, k), pin) in roles.iter().zip(&pins) {
+        if !tokens.contains_key(&k.key.token) {
+            let t = module.login(&k.key, pin)?;
+            steps.push(format!("logged in to token '{}'", k.key.token));
+            tokens.insert(k.key.token.clone(), t);
+        }
+    }
+    Ok(tokens)
+}
+
+/// Refuse if a key with any role's label already exists: keys are never overwritten.
+fn refuse_existing_keys(
+    roles: &[(&'static str, KeyConfig)],
+    tokens: &BTreeMap<String, Arc<Token>>,
+) -> Result<(), CeremonyError> {
+    for (_, k) in roles {
+        let label = k.key.object.as_deref().unwrap_or_default();
+        if tokens[&k.key.token].object_exists(label)? {
+            return Err(HsmError::KeyExists {
+                token: k.key.token.clone(),
+                label: label.into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The directory of public outputs: one we create is world-readable whatever the umask.
+fn create_output_dir(out: &Path) -> Result<(), CeremonyError> {
+    if !out.exists() {
+        let werr = |source| CeremonyError::Write {
+            path: out.into(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(out)
+            .map_err(werr)?;
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).map_err(werr)?;
+    }
+    Ok(())
+}
+
+/// The algorithm of a role's key.
+fn role_algorithm(cfg: &CeremonyConfig, role: &str) -> SignatureAlgorithm {
+    let c = &cfg.ceremony;
+    match role {
+        "root" => c.root.curve.algorithm(),
+        "issuing-ca" => c.issuing_ca.curve.algorithm(),
+        "tsa" => c
+            .tsa
+            .as_ref()
+            .map_or(SignatureAlgorithm::EcdsaP256Sha256, |t| t.curve.algorithm()),
+        _ => SignatureAlgorithm::EcdsaP256Sha256,
+    }
+}
+
+/// Generate one role's key inside its token (remembered for undo) and return its signer and
+/// transcript record.
+fn make_key(
+    cfg: &CeremonyConfig,
+    role: &'static str,
+    k: &KeyConfig,
+    token: &Arc<Token>,
+    undo: &mut Undo,
+    steps: &mut Vec<String>,
+) -> Result<(HsmSigner, KeyRecord), CeremonyError> {
+    let alg = role_algorithm(cfg, role);
+    let label = k.key.object.clone().unwrap_or_default();
+    let mut id = k.key.id.clone().unwrap_or_default();
+    if id.is_empty() {
+        id = vec![0u8; 16];
+        token.random(&mut id)?;
+    }
+    let generated = token.generate_ec_key(&label, &id, alg)?;
+    undo.keys.push((Arc::clone(token), generated));
+    let uri = Pkcs11Uri {
+        token: k.key.token.clone(),
+        object: Some(label.clone()),
+        id: Some(id.clone()),
+        ..Default::default()
+    };
+    let signer = token.signer(&uri)?;
+    steps.push(format!(
+        "generated {} key '{}' (id {}) in token '{}'",
+        alg.curve_name(),
+        label,
+        hex::encode(&id),
+        k.key.token
+    ));
+    let record = KeyRecord {
+        role,
+        token: k.key.token.clone(),
+        label,
+        id: hex::encode(&id),
+        uri: uri.to_string(),
+        curve: alg.curve_name(),
+        public_key_file: None,
+        public_key_sha256: pki::sha256_hex(signer.public_key_der()),
+    };
+    Ok((signer, record))
+}
+
+/// Issue the TSA certificate with the root key.
+fn tsa_certificate(
+    tsa: &crate::config::TsaKeyConfig,
+    tsa_signer: &HsmSigner,
+    root: &Certificate,
+    root_signer: &HsmSigner,
+    steps: &mut Vec<String>,
+) -> Result<Certificate, CeremonyError> {
+    let cert = pki::tsa::build_tsa_certificate(
+        pki::parse_name(&tsa.subject)?,
+        tsa_signer.public_key_der(),
+        pki::validity_from_now(days(tsa.validity_days))?,
+        root,
+        root_signer,
+    )?;
+    steps.push("signed the TSA certificate with the root key".into());
+    Ok(cert)
+}
+
+/// Write `cert` as the PEM file `name` in `out` (never overwriting), noting it in the
+/// transcript's files and steps; returns its transcript record.
+fn write_cert(
+    out: &Path,
+    role: &'static str,
+    name: &str,
+    cert: &Certificate,
+    undo: &mut Undo,
+    steps: &mut Vec<String>,
+    files: &mut BTreeMap<String, String>,
+) -> Result<CertRecord, CeremonyError> {
+    let pem = pki::cert_pem(cert)?;
+    write_new(&out.join(name), pem.as_bytes(), undo)?;
+    files.insert(name.to_owned(), pki::sha256_hex(pem.as_bytes()));
+    steps.push(format!("wrote {name}"));
+    cert_record(role, name, cert)
+}
+
 type Generated = (Vec<KeyRecord>, Vec<CertRecord>, BTreeMap<String, String>);
 
 fn generate(
@@ -238,55 +377,16 @@ fn generate(
     let mut keys = Vec::new();
     let mut files = BTreeMap::new();
     for (role, k) in roles {
-        let alg = match *role {
-            "root" => c.root.curve.algorithm(),
-            "issuing-ca" => c.issuing_ca.curve.algorithm(),
-            _ => SignatureAlgorithm::EcdsaP256Sha256,
-        };
-        let token = &tokens[&k.key.token];
-        let label = k.key.object.clone().unwrap_or_default();
-        let mut id = k.key.id.clone().unwrap_or_default();
-        if id.is_empty() {
-            id = vec![0u8; 16];
-            token.random(&mut id)?;
+        let (signer, mut record) = make_key(cfg, role, k, &tokens[&k.key.token], undo, steps)?;
+        if matches!(*role, "ctlog" | "rekor" | "tlog") {
+            let name = format!("{role}.pub.pem");
+            let pem = pki::spki_pem(signer.public_key_der())?;
+            write_new(&out.join(&name), pem.as_bytes(), undo)?;
+            files.insert(name.clone(), pki::sha256_hex(pem.as_bytes()));
+            steps.push(format!("exported public key to {name}"));
+            record.public_key_file = Some(name);
         }
-        let generated = token.generate_ec_key(&label, &id, alg)?;
-        undo.keys.push((Arc::clone(token), generated));
-        let uri = Pkcs11Uri {
-            token: k.key.token.clone(),
-            object: Some(label.clone()),
-            id: Some(id.clone()),
-            ..Default::default()
-        };
-        let signer = token.signer(&uri)?;
-        steps.push(format!(
-            "generated {} key '{}' (id {}) in token '{}'",
-            alg.curve_name(),
-            label,
-            hex::encode(&id),
-            k.key.token
-        ));
-        let pub_file = match *role {
-            "ctlog" | "rekor" | "tlog" => {
-                let name = format!("{role}.pub.pem");
-                let pem = pki::spki_pem(signer.public_key_der())?;
-                write_new(&out.join(&name), pem.as_bytes(), undo)?;
-                files.insert(name.clone(), pki::sha256_hex(pem.as_bytes()));
-                steps.push(format!("exported public key to {name}"));
-                Some(name)
-            }
-            _ => None,
-        };
-        keys.push(KeyRecord {
-            role,
-            token: k.key.token.clone(),
-            label,
-            id: hex::encode(&id),
-            uri: uri.to_string(),
-            curve: alg.curve_name(),
-            public_key_file: pub_file,
-            public_key_sha256: pki::sha256_hex(signer.public_key_der()),
-        });
+        keys.push(record);
         signers.insert(*role, signer);
     }
 
@@ -321,13 +421,123 @@ fn generate(
         ("root", "root.pem", &root),
         ("issuing-ca", "issuing-ca.pem", &issuing),
     ] {
-        let pem = pki::cert_pem(cert)?;
-        write_new(&out.join(name), pem.as_bytes(), undo)?;
-        files.insert(name.to_owned(), pki::sha256_hex(pem.as_bytes()));
-        steps.push(format!("wrote {name}"));
-        certs.push(cert_record(role, name, cert)?);
+        certs.push(write_cert(out, role, name, cert, undo, steps, &mut files)?);
+    }
+    if let Some(tsa) = &c.tsa {
+        let cert = tsa_certificate(tsa, &signers["tsa"], &root, root_signer, steps)?;
+        certs.push(write_cert(
+            out, "tsa", "tsa.pem", &cert, undo, steps, &mut files,
+        )?);
     }
     Ok((keys, certs, files))
+}
+
+/// Add one role (see [`ADDABLE_ROLES`]) to an installation whose ceremony already ran: the
+/// root token comes back for the one signature the new certificate needs; no other key or
+/// file is touched, and nothing is overwritten (an existing key label or output refuses).
+/// Writes the new files and a transcript of this addition (`transcript-<role>.json`).
+pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, CeremonyError> {
+    let started_at = now_rfc3339();
+    let out = &cfg.ceremony.output_dir;
+    let Some((role, new_files)) = ADDABLE_ROLES.iter().find(|(r, _)| *r == role).copied() else {
+        return Err(CeremonyError::Other(format!(
+            "--add {role}: the roles that can be added are {}",
+            ADDABLE_ROLES
+                .iter()
+                .map(|(r, _)| *r)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let Some(tsa) = &cfg.ceremony.tsa else {
+        return Err(CeremonyError::Other(format!(
+            "--add {role}: the config has no [ceremony.{role}] section (key, pin, subject, validity_days)"
+        )));
+    };
+    let mut steps = vec![format!(
+        "adding the '{role}' role to an existing installation"
+    )];
+    // --- Preflight: an existing ceremony, none of the new files, the root key matching its
+    // certificate, no key with the new label. --------------------------------------------
+    for f in ["root.pem", "transcript.json"] {
+        if !out.join(f).exists() {
+            return Err(CeremonyError::Other(format!(
+                "{} does not exist: --add extends a ceremony that already ran (run it without --add first)",
+                out.join(f).display()
+            )));
+        }
+    }
+    refuse_existing(out, new_files)?;
+    let root_pem = std::fs::read(out.join("root.pem")).map_err(|source| CeremonyError::Write {
+        path: out.join("root.pem"),
+        source,
+    })?;
+    let root = Certificate::load_pem_chain(&root_pem)
+        .ok()
+        .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)))
+        .ok_or_else(|| {
+            CeremonyError::Other(format!(
+                "{}: not a PEM certificate",
+                out.join("root.pem").display()
+            ))
+        })?;
+    let roles = vec![
+        ("root", cfg.ceremony.root.key_config()),
+        (role, tsa.key_config()),
+    ];
+    let module = Module::load(&cfg.hsm.module)?;
+    let tokens = login_all(&module, &roles, &mut steps)?;
+    let root_uri = &cfg.ceremony.root.key;
+    let root_signer = tokens[&root_uri.token].signer(root_uri)?;
+    if !pki::cert_matches_key(&root, root_signer.public_key_der()) {
+        return Err(CeremonyError::Other(format!(
+            "the key {root_uri} is not the key of {}: bring back the root token of this installation",
+            out.join("root.pem").display()
+        )));
+    }
+    steps.push("checked that the root key in the HSM is the key of root.pem".into());
+    refuse_existing_keys(&roles[1..], &tokens)?;
+
+    // --- Generation, with rollback on any failure. ---------------------------------------
+    let mut undo = Undo::default();
+    let result = (|| {
+        let k = &roles[1].1;
+        let (signer, record) =
+            make_key(cfg, role, k, &tokens[&k.key.token], &mut undo, &mut steps)?;
+        let mut files = BTreeMap::new();
+        let cert = tsa_certificate(tsa, &signer, &root, &root_signer, &mut steps)?;
+        let cert = write_cert(
+            out, role, "tsa.pem", &cert, &mut undo, &mut steps, &mut files,
+        )?;
+        let transcript = Transcript {
+            format: "sigvault-ceremony-transcript/v1",
+            sigvault_version: env!("CARGO_PKG_VERSION"),
+            started_at: started_at.clone(),
+            finished_at: now_rfc3339(),
+            hsm_module: module.path().display().to_string(),
+            steps: steps.clone(),
+            keys: vec![record],
+            certificates: vec![cert],
+            files,
+        };
+        let json = serde_json::to_string_pretty(&transcript)
+            .map_err(|e| CeremonyError::Other(e.to_string()))?;
+        write_new(
+            &out.join(format!("transcript-{role}.json")),
+            json.as_bytes(),
+            &mut undo,
+        )
+    })();
+    match result {
+        Ok(()) => Ok(CeremonyOutcome {
+            output_dir: out.clone(),
+            files: undo.files,
+        }),
+        Err(e) => {
+            undo.rollback();
+            Err(e)
+        }
+    }
 }
 
 fn days(d: u32) -> Duration {

@@ -4,6 +4,7 @@ pub mod ctlog;
 pub mod fulcio;
 pub mod rekor;
 pub mod tlog;
+pub mod tsa;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ pub enum Command {
         /// The ceremony config (see config/ceremony.toml).
         #[arg(long, short)]
         config: PathBuf,
+        /// Add one role to an installation whose ceremony already ran (e.g. `tsa`): its key is
+        /// generated, the root token signs its certificate, nothing else is touched.
+        #[arg(long, value_name = "ROLE")]
+        add: Option<String>,
     },
     /// Create or upgrade a service's database tables (embedded migrations).
     Migrate {
@@ -60,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ServeCommand,
     },
+    /// The RFC 3161 timestamp authority.
+    Tsa {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
     /// Write the trust files Sigstore clients need: trusted_root.json, signing_config.json
     /// (v0.2) and trust-config.json (the ClientTrustConfig for `sigstore --trust-config`).
     Trust {
@@ -79,6 +89,11 @@ pub enum Command {
         /// The OIDC issuer clients sign in with (e.g. your Dex), listed in the signing config.
         #[arg(long)]
         oidc_url: Option<String>,
+        /// The timestamp authority's full endpoint URL (e.g.
+        /// https://tsa.example.org/api/v1/timestamp): lists the TSA (the ceremony's tsa.pem) in
+        /// the trusted root and the signing config.
+        #[arg(long)]
+        tsa_url: Option<String>,
         /// Operator named in the signing config.
         #[arg(long, default_value = "sigvault")]
         operator: String,
@@ -254,7 +269,7 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Ceremony { config } => ceremony(&config),
+        Command::Ceremony { config, add } => ceremony(&config, add.as_deref()),
         Command::Migrate { config } => migrate(&config),
         Command::Tlog {
             command: TlogCommand::Serve { config },
@@ -276,12 +291,16 @@ pub fn main() -> ExitCode {
         Command::Rekor {
             command: ServeCommand::Serve { config },
         } => run_async(rekor::serve(&config)),
+        Command::Tsa {
+            command: ServeCommand::Serve { config },
+        } => run_async(tsa::serve(&config)),
         Command::Trust {
             ceremony_dir,
             fulcio_url,
             rekor_url,
             ctlog_url,
             oidc_url,
+            tsa_url,
             operator,
             out,
         } => {
@@ -291,6 +310,7 @@ pub fn main() -> ExitCode {
                 rekor_url,
                 ctlog_url,
                 oidc_url,
+                tsa_url,
                 operator,
             };
             match crate::trust::build(&inputs).and_then(|f| crate::trust::write(&f, &out)) {
@@ -347,12 +367,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn ceremony(file: &std::path::Path) -> ExitCode {
+fn ceremony(file: &std::path::Path, add: Option<&str>) -> ExitCode {
     let cfg = match config::load_ceremony(file) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    match crate::ceremony::run(&cfg) {
+    let outcome = match add {
+        None => crate::ceremony::run(&cfg),
+        Some(role) => crate::ceremony::add(&cfg, role),
+    };
+    match outcome {
         Ok(outcome) => {
             println!(
                 "ceremony complete; public outputs in {}:",

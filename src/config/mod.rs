@@ -137,6 +137,38 @@ pub struct CeremonySection {
     pub rekor: KeyConfig,
     /// Merkle log key (P-256): signs checkpoints.
     pub tlog: KeyConfig,
+    /// The timestamp authority's key and certificate (issued by the root). Optional: an
+    /// installation without one adds it later with `sigvault ceremony --add tsa`.
+    #[serde(default)]
+    pub tsa: Option<TsaKeyConfig>,
+}
+
+/// `[ceremony.tsa]`: the TSA key and the certificate the root issues for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaKeyConfig {
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// Key curve; P-256 (default) or P-384.
+    #[serde(default = "default_tsa_curve")]
+    pub curve: Curve,
+    /// Certificate subject, RFC 4514.
+    pub subject: String,
+    /// Validity in days from the ceremony; at most what is left of the root's.
+    pub validity_days: u32,
+}
+
+impl TsaKeyConfig {
+    pub fn key_config(&self) -> KeyConfig {
+        KeyConfig {
+            key: self.key.clone(),
+            pin: self.pin.clone(),
+        }
+    }
+}
+
+fn default_tsa_curve() -> Curve {
+    Curve::P256
 }
 
 /// A whole ceremony config file.
@@ -149,16 +181,21 @@ pub struct CeremonyConfig {
 }
 
 impl CeremonyConfig {
-    /// The (role, key) pairs in ceremony order.
+    /// The (role, key) pairs in ceremony order: the five every installation has, then the
+    /// optional ones configured.
     pub fn roles(&self) -> Vec<(&'static str, KeyConfig)> {
         let c = &self.ceremony;
-        vec![
+        let mut roles = vec![
             ("root", c.root.key_config()),
             ("issuing-ca", c.issuing_ca.key_config()),
             ("ctlog", c.ctlog.clone()),
             ("rekor", c.rekor.clone()),
             ("tlog", c.tlog.clone()),
-        ]
+        ];
+        if let Some(t) = &c.tsa {
+            roles.push(("tsa", t.key_config()));
+        }
+        roles
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -187,6 +224,18 @@ impl CeremonyConfig {
         }
         if c.root.subject == c.issuing_ca.subject {
             return Err("root and issuing CA subjects must differ".into());
+        }
+        if let Some(t) = &c.tsa {
+            crate::pki::parse_name(&t.subject)
+                .map_err(|e| format!("[ceremony.tsa] subject: {e}"))?;
+            if t.validity_days == 0 || t.validity_days > c.root.validity_days {
+                return Err(
+                    "[ceremony.tsa] validity_days must be > 0 and no more than the root's".into(),
+                );
+            }
+            if t.subject == c.root.subject || t.subject == c.issuing_ca.subject {
+                return Err("[ceremony.tsa] subject must differ from the CAs' subjects".into());
+            }
         }
         let roles = self.roles();
         for (i, (a, ka)) in roles.iter().enumerate() {
@@ -618,6 +667,106 @@ impl RekorConfig {
     }
 }
 
+/// `[tsa]`: the RFC 3161 timestamp authority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaSection {
+    /// Listener (plain HTTP only on loopback; else set `tls`).
+    #[serde(default = "default_tsa_listen")]
+    pub listen: crate::http::ListenAddr,
+    #[serde(default)]
+    pub tls: Option<crate::http::TlsFiles>,
+    /// The TSA key (made by the ceremony) and its token's PIN.
+    pub key: Pkcs11Uri,
+    pub pin: SecretSource,
+    /// PEM files of the chain: the TSA certificate first, then its issuers up to the root.
+    pub cert_chain: Vec<PathBuf>,
+    /// Policy OID of tokens whose request names none.
+    #[serde(default = "default_tsa_policy")]
+    pub policy: String,
+    /// Further policy OIDs a request may ask for; any other is refused (unacceptedPolicy).
+    #[serde(default)]
+    pub accepted_policies: Vec<String>,
+    /// Refuse to issue while the kernel reports the clock unsynchronised or its estimated
+    /// error above `max_clock_error_ms`. Only a development stack turns this off.
+    #[serde(default = "default_true")]
+    pub require_synchronised_clock: bool,
+    /// Largest estimated clock error (adjtimex `esterror`) accepted, milliseconds.
+    #[serde(default = "default_max_clock_error")]
+    pub max_clock_error_ms: u64,
+    /// The accuracy every token states, milliseconds; default 1000 + max_clock_error_ms (genTime
+    /// is in whole seconds, truncated, so at least 1000).
+    #[serde(default)]
+    pub accuracy_ms: Option<u64>,
+    /// Answer a granted request with 201 Created (upstream timestamp-authority's habit) instead
+    /// of 200.
+    #[serde(default)]
+    pub created_status: bool,
+    /// Largest request body, bytes.
+    #[serde(default = "default_tsa_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_tsa_listen() -> crate::http::ListenAddr {
+    crate::http::ListenAddr::Tcp(([127, 0, 0, 1], 3003).into())
+}
+fn default_tsa_policy() -> String {
+    crate::tsa::DEFAULT_POLICY.into()
+}
+fn default_max_clock_error() -> u64 {
+    100
+}
+fn default_tsa_body() -> usize {
+    16 << 10
+}
+
+impl TsaSection {
+    /// The accuracy tokens state.
+    pub fn accuracy(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.accuracy_ms.unwrap_or(1000 + self.max_clock_error_ms))
+    }
+}
+
+/// A whole tsa config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaConfig {
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    pub tsa: TsaSection,
+}
+
+impl TsaConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.hsm.validate()?;
+        let t = &self.tsa;
+        for p in std::iter::once(&t.policy).chain(&t.accepted_policies) {
+            const_oid::ObjectIdentifier::new(p)
+                .map_err(|_| format!("[tsa] policy {p:?} is not a dotted OID"))?;
+        }
+        if t.cert_chain.is_empty() {
+            return Err("[tsa] cert_chain must list the TSA certificate file first".into());
+        }
+        if !(1..=60_000).contains(&t.max_clock_error_ms) {
+            return Err("[tsa] max_clock_error_ms must be 1 to 60000".into());
+        }
+        if let Some(a) = t.accuracy_ms {
+            if !(1000..=3_600_000).contains(&a) {
+                return Err(
+                    "[tsa] accuracy_ms must be 1000 to 3600000 (genTime has one-second precision)"
+                        .into(),
+                );
+            }
+        }
+        if t.max_body_bytes < 1024 {
+            return Err("[tsa] max_body_bytes must be at least 1024".into());
+        }
+        crate::http::check_listen(&t.listen, t.tls.as_ref())
+            .map_err(|e| format!("[tsa] listen: {e}"))?;
+        Ok(())
+    }
+}
+
 /// Any config file sigvault knows, detected by its top-level service table.
 #[derive(Debug)]
 pub enum AnyConfig {
@@ -626,10 +775,11 @@ pub enum AnyConfig {
     Ctlog(Box<CtlogConfig>),
     Fulcio(Box<FulcioConfig>),
     Rekor(Box<RekorConfig>),
+    Tsa(Box<TsaConfig>),
 }
 
 /// The service tables sigvault recognises (only those whose service exists).
-pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor"];
+pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa"];
 
 /// Read and parse a config file of any kind.
 pub fn load(path: &Path) -> Result<AnyConfig, ConfigError> {
@@ -680,6 +830,17 @@ pub fn load_tlog(path: &Path) -> Result<TlogConfig, ConfigError> {
         other => Err(ConfigError::Invalid {
             path: path.into(),
             message: format!("this is a {} config, not a tlog config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a tsa config.
+pub fn load_tsa(path: &Path) -> Result<TsaConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Tsa(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a tsa config", other.kind()),
         }),
     }
 }
@@ -770,6 +931,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
             })?;
             AnyConfig::Rekor(Box::new(c))
         }
+        "tsa" => {
+            let c: TsaConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Tsa(Box::new(c))
+        }
         _ => unreachable!("kind comes from KNOWN_KINDS"),
     };
     Ok(cfg)
@@ -784,6 +954,7 @@ impl AnyConfig {
             Self::Ctlog(_) => "ctlog",
             Self::Fulcio(_) => "fulcio",
             Self::Rekor(_) => "rekor",
+            Self::Tsa(_) => "tsa",
         }
     }
 
@@ -909,6 +1080,24 @@ impl AnyConfig {
                 {
                     if !p.exists() {
                         problems.push(format!("[rekor] {} does not exist", p.display()));
+                    }
+                }
+            }
+            Self::Tsa(c) => {
+                let t = &c.tsa;
+                if !c.hsm.module.exists() {
+                    problems.push(format!(
+                        "[hsm] module {} does not exist",
+                        c.hsm.module.display()
+                    ));
+                }
+                if let Err(e) = t.pin.check() {
+                    problems.push(format!("[tsa] pin: {e}"));
+                }
+                let tls_files = t.tls.iter().flat_map(|t| t.files());
+                for p in t.cert_chain.iter().map(|p| p.as_path()).chain(tls_files) {
+                    if !p.exists() {
+                        problems.push(format!("[tsa] {} does not exist", p.display()));
                     }
                 }
             }

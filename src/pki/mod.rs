@@ -8,6 +8,7 @@ pub mod ct;
 pub mod fastverify;
 pub mod fulcio;
 pub mod pop;
+pub mod tsa;
 
 use std::time::{Duration, SystemTime};
 

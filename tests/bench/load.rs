@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use cryptoki::context::Pkcs11;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
 use sigvault::http::client::{Client, Endpoint};
 
 /// What one request came to.
@@ -329,4 +332,48 @@ pub fn shape(sorted: &[f64]) -> String {
         at(0.999),
         sorted[sorted.len() - 1]
     )
+}
+
+/// Bare `C_Sign` (CKM_ECDSA, 32-byte digest) on the `raw` key of token `label`: 2 threads, one
+/// session each, for `round`; signatures per second.
+#[allow(dead_code)] // not every bench measures the HSM
+pub fn raw_sign_rate(raw: &Pkcs11, label: &str, round: Duration) -> f64 {
+    let slot = raw
+        .get_slots_with_initialized_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| raw.get_token_info(*s).expect("info").label().trim_end() == label)
+        .expect("slot");
+    let threads = 2;
+    let stop = AtomicBool::new(false);
+    let count = AtomicU64::new(0);
+    let ready = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let session = raw.open_ro_session(slot).expect("session");
+                let key = session
+                    .find_objects(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::Label(b"raw".to_vec()),
+                    ])
+                    .expect("find")[0];
+                let digest = [0x5au8; 32];
+                ready.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    session
+                        .sign(&Mechanism::Ecdsa, key, &digest)
+                        .expect("raw sign");
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        ready.wait();
+        let start = Instant::now();
+        std::thread::sleep(round);
+        let done = count.load(Ordering::Relaxed);
+        let secs = start.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        done as f64 / secs
+    })
 }

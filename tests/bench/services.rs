@@ -44,16 +44,14 @@ mod load;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::Method;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectClass};
 use der::asn1::OctetString;
 use der::{Decode, DecodePem, Encode};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
@@ -191,7 +189,7 @@ async fn run(plan: &Plan) {
     // ratio; the best of six is the rate the HSM shows it can reach in this run.
     let raw_rounds = || -> Vec<f64> {
         (0..3)
-            .map(|_| raw_sign_rate(&raw, &rt.label, plan.raw))
+            .map(|_| load::raw_sign_rate(&raw, &rt.label, plan.raw))
             .collect()
     };
     let before = raw_rounds();
@@ -545,51 +543,6 @@ impl Drop for Idp {
             .status();
         let _ = self.child.wait();
     }
-}
-
-// --- The raw limit -----------------------------------------------------------------------------
-
-/// Bare `C_Sign` (CKM_ECDSA, 32-byte digest) on the `raw` key of token `label`: 2 threads, one
-/// session each, for `round`; signatures per second.
-fn raw_sign_rate(raw: &Pkcs11, label: &str, round: Duration) -> f64 {
-    let slot = raw
-        .get_slots_with_initialized_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| raw.get_token_info(*s).expect("info").label().trim_end() == label)
-        .expect("slot");
-    let threads = 2;
-    let stop = AtomicBool::new(false);
-    let count = AtomicU64::new(0);
-    let ready = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let session = raw.open_ro_session(slot).expect("session");
-                let key = session
-                    .find_objects(&[
-                        Attribute::Class(ObjectClass::PRIVATE_KEY),
-                        Attribute::Label(b"raw".to_vec()),
-                    ])
-                    .expect("find")[0];
-                let digest = [0x5au8; 32];
-                ready.wait();
-                while !stop.load(Ordering::Relaxed) {
-                    session
-                        .sign(&Mechanism::Ecdsa, key, &digest)
-                        .expect("raw sign");
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        ready.wait();
-        let start = Instant::now();
-        std::thread::sleep(round);
-        let done = count.load(Ordering::Relaxed);
-        let secs = start.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        done as f64 / secs
-    })
 }
 
 // --- Load generation ---------------------------------------------------------------------------

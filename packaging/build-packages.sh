@@ -31,8 +31,12 @@ command -v strip >/dev/null || die "strip not found: apt-get install binutils"
 
 say "cargo build --release"
 cargo build --release --quiet --bin sigvault
-# cargo-deb strips its copy itself; cargo-generate-rpm packages the file as it is.
-strip --strip-unneeded target/release/sigvault
+# cargo-deb strips its copy itself; cargo-generate-rpm packages the file as it is. Stripped into
+# a new file that then replaces the old by rename: the development stack may be running this very
+# binary (README's first command, then the tests), and writing in place into a running executable
+# fails with "Text file busy"; a rename leaves the running process its old file.
+strip --strip-unneeded -o target/release/sigvault.stripped target/release/sigvault
+mv -f target/release/sigvault.stripped target/release/sigvault
 
 rm -rf target/debian target/generate-rpm
 say "cargo deb"

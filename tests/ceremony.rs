@@ -191,6 +191,47 @@ fn ceremony_outputs_verify_with_openssl_and_a_second_run_touches_nothing() {
         spkis.insert(role.to_owned(), spki);
     }
 
+    // Every key is sign-only and never extractable, as OpenSC's pkcs11-tool reads it back from
+    // its token: the private half "Usage: sign" (no decrypt, unwrap or derive, which SoftHSM2
+    // would grant by default), the public half "Usage: verify".
+    for role in ["root", "issuing-ca", "ctlog", "rekor", "tlog", "tsa"] {
+        let pin = std::fs::read_to_string(state.join(format!("secrets/{role}.pin"))).expect("pin");
+        let (ok, o, e) = common::run(
+            Command::new("pkcs11-tool")
+                .arg("--module")
+                .arg(common::module())
+                .args([
+                    "--token-label",
+                    &format!("cer-{role}"),
+                    "--login",
+                    "--pin",
+                    pin.trim(),
+                ])
+                .arg("--list-objects")
+                .env("SOFTHSM2_CONF", state.join("softhsm2.conf")),
+        );
+        assert!(ok, "pkcs11-tool {role}: {o}{e}");
+        let mut usages: Vec<(&str, &str)> = o
+            .lines()
+            .filter(|l| l.contains("Key Object"))
+            .zip(o.lines().filter_map(|l| l.trim().strip_prefix("Usage:")))
+            .map(|(kind, u)| (kind.split(';').next().unwrap_or(kind), u.trim()))
+            .collect();
+        usages.sort();
+        assert_eq!(
+            usages,
+            [
+                ("Private Key Object", "sign"),
+                ("Public Key Object", "verify")
+            ],
+            "{role}:\n{o}"
+        );
+        assert!(
+            o.contains("Access:     sensitive, always sensitive, never extractable, local"),
+            "{role}:\n{o}"
+        );
+    }
+
     // A second run refuses, and creates and changes nothing.
     let before: Vec<Vec<u8>> = list_dir(&c)
         .iter()

@@ -497,10 +497,17 @@ impl Token {
             reason: e.to_string(),
         })?;
         let label_b = label.as_bytes().to_vec();
+        // Every usage attribute is stated, not left to the token's defaults: SoftHSM2 (and other
+        // modules) otherwise mark an EC private key decrypt and unwrap as well. A signing key
+        // signs and nothing else; its public half only verifies.
         let public = [
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            Attribute::VerifyRecover(false),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
             Attribute::EcParams(params),
             Attribute::Label(label_b.clone()),
             Attribute::Id(id.to_vec()),
@@ -511,6 +518,9 @@ impl Token {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            Attribute::SignRecover(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
             Attribute::Derive(false),
             Attribute::Label(label_b),
             Attribute::Id(id.to_vec()),

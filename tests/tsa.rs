@@ -18,7 +18,6 @@ const TOKENS: &[&str] = &[
     "ts-rekor",
     "ts-tlog",
     "ts-tsa",
-    "ts-tsa2",
 ];
 
 fn key_line(tag: &str, obj: &str) -> String {
@@ -674,9 +673,7 @@ fn an_installation_gains_a_tsa_whose_tokens_openssl_verifies_and_which_refuses_w
     svc3.stop();
 
     // --- A key that is not the certificate's: refused at start. ---------------------------------
-    // Another token's key labelled "tsa", certified by nobody: made by the ceremony's own
-    // generator through a second addition into another output dir would need the root; the
-    // issuing CA's certificate stands in as "a certificate that is not this key's".
+    // The TSA key with the issuing CA's certificate listed first: a certificate of another key.
     let conf4 = dir.join("tsa-mismatch.toml");
     let text = std::fs::read_to_string(&conf3)
         .expect("conf")
@@ -687,6 +684,57 @@ fn an_installation_gains_a_tsa_whose_tokens_openssl_verifies_and_which_refuses_w
         !ok && e.contains("does not match the first certificate of cert_chain"),
         "{o}{e}"
     );
+
+    the_hsm_going_away(&dir, &label);
+}
+
+/// The TSA's token goes away (a removed or restarted HSM): requests get 503 with a rejection
+/// `systemFailure`, `/readyz` names the token, and after `exit_after_failing_secs` the service
+/// exits for systemd to restart it; nothing is issued meanwhile.
+fn the_hsm_going_away(dir: &Path, label: &str) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let conf = tsa_config(
+        dir,
+        "tsa-hsm.toml",
+        port,
+        "ts-tsa",
+        "require_synchronised_clock = false\n",
+    );
+    let text = std::fs::read_to_string(&conf).expect("conf").replacen(
+        "[hsm]\n",
+        "[hsm]\nexit_after_failing_secs = 2\n",
+        1,
+    );
+    std::fs::write(&conf, text).expect("write");
+    let mut svc = Service::start(&["tsa", "serve"], &conf, dir, "tsa-hsm.log");
+    wait_ready(&base, &mut svc, 200);
+    let away = common::TokenAway::take(label);
+    let url = format!("{base}/api/v1/timestamp");
+    assert_eq!(
+        post(
+            &url,
+            "application/timestamp-query",
+            &dir.join("req.tsq"),
+            &dir.join("hsm.tsr")
+        ),
+        503
+    );
+    let (ok, text, e) = openssl(&["ts", "-reply", "-in", "hsm.tsr", "-text"], dir);
+    assert!(
+        ok && text.contains("Failure info: the request cannot be handled due to system failure"),
+        "{text}{e}"
+    );
+    let why = wait_ready(&base, &mut svc, 503);
+    assert!(why.contains(&common::hsm_failing_phrase(label)), "{why}");
+    let st = svc.wait_exit(Duration::from_secs(20));
+    away.restore();
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "still running: {}",
+        svc.log()
+    );
+    common::assert_hsm_exit_logged(&svc.log(), label);
 }
 
 /// Wait for /metrics to answer (the service is up, ready or not) and return the counter.

@@ -790,21 +790,32 @@ async fn fulcio_issues_for_dex_and_github_actions_and_refuses_bad_requests() {
         );
         assert!(!msg.contains(&good), "the token must not be echoed");
     }
-    // A token where the key request belongs: refused, and serde quotes the token in the reason
-    // (back to its sender); the audit line keeps too little of it to be used (checked below).
-    let (status, v) = sign_v2(
-        &s,
+    // A token where the key request belongs, or where the credentials object belongs: refused,
+    // and the reason names the field and the position but never quotes the value (serde would),
+    // neither back to the client nor into the audit trail (checked below).
+    for body in [
         serde_json::json!({"credentials": {"oidcIdentityToken": good}, "publicKeyRequest": good}),
-        None,
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
+        serde_json::json!({"credentials": good}),
+    ] {
+        let (status, v) = sign_v2(&s, body, None).await;
+        assert_eq!(status, 400, "{v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("malformed request") && msg.contains("line 1 column"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains(&good[..20]),
+            "the token must not be echoed: {msg}"
+        );
+    }
     let log = s.fulcio.log();
     assert!(
         log.matches("refused a certificate request").count() >= cases_len,
         "every refusal is in the audit trail:\n{log}"
     );
     assert!(!log.contains(&good), "the token must never be logged");
+    assert!(!log.contains(&good[..20]), "no part of a token is logged");
     // A CSR whose self-signature is broken, and an unsupported key (RSA-1024).
     let mut broken = std::fs::read_to_string(d.join("csr.pem")).expect("csr");
     let der_b64: String = broken.lines().filter(|l| !l.starts_with("-----")).collect();

@@ -634,6 +634,37 @@ async fn rekor_entries_of_every_kind_verify_and_are_found() {
         search(json!({"email": "alice@example.org", "hash": art_digest, "operator": "and"})).await;
     assert_eq!(and.len(), 4);
     assert!(search(json!({"email": "bob@example.org"})).await.is_empty());
+    // A hash that is not a digest and an email that is not an address are 400s, as upstream
+    // answers them, not searches that can only come back empty.
+    for (q, want) in [
+        (json!({"hash": "not-a-digest"}), "hash must be a hex digest"),
+        (
+            json!({"hash": format!("sha512:{art_digest}")}),
+            "hash must be a hex digest",
+        ),
+        (
+            json!({"hash": "zz".repeat(32)}),
+            "hash must be a hex digest",
+        ),
+        (
+            json!({"email": "not an address"}),
+            "email: not an email address",
+        ),
+        (
+            json!({"email": "alice@localhost"}),
+            "email: not an email address",
+        ),
+    ] {
+        let r = s
+            .post(
+                "/api/v1/index/retrieve",
+                &serde_json::to_vec(&q).expect("json"),
+            )
+            .await;
+        let msg = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 400, "{q}: {msg}");
+        assert!(msg.contains(want), "{q}: {msg}");
+    }
     let _ = (dsse_index, intoto_index);
 
     // Log info, public key, consistency proofs between two checkpoints.

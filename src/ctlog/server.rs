@@ -106,8 +106,12 @@ struct ChainRequest {
 }
 
 fn parse_chain(body: &[u8]) -> Result<Vec<Vec<u8>>, ApiError> {
-    let req: ChainRequest =
-        serde_json::from_slice(body).map_err(|e| bad(format!("malformed request: {e}")))?;
+    let req: ChainRequest = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "malformed request: {}",
+            crate::http::json_error_text(&e)
+        ))
+    })?;
     req.chain
         .iter()
         .enumerate()

@@ -169,8 +169,12 @@ async fn signing_cert_v2(
 }
 
 async fn v2(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, ApiError> {
-    let req: SigningCertV2 =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))?;
+    let req: SigningCertV2 = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "malformed request: {}",
+            crate::http::json_error_text(&e)
+        ))
+    })?;
     let token = req
         .credentials
         .and_then(|c| c.oidc_identity_token)
@@ -256,8 +260,12 @@ async fn v1(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Strin
     let token = bearer(headers).ok_or_else(|| {
         invalid("the v1 API takes the identity token in an Authorization: Bearer header")
     })?;
-    let req: SigningCertV1 =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed request: {e}")))?;
+    let req: SigningCertV1 = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "malformed request: {}",
+            crate::http::json_error_text(&e)
+        ))
+    })?;
     match (req.public_key, req.certificate_signing_request) {
         (Some(pk), None) => {
             // v1: content is base64 of PEM or DER.

@@ -99,3 +99,49 @@ pub enum HttpError {
     #[error("TLS configuration rejected: {0}")]
     TlsConfig(String),
 }
+
+/// A JSON parse error as a client may be told it (and the log may keep it): serde's message with
+/// every quoted value elided. serde quotes the offending value (`invalid type: string "eyJ..."`),
+/// so a request that put its OIDC token in the wrong field would get the token echoed back, and
+/// written to the audit trail; what was wrong and where (line, column) is kept.
+pub fn json_error_text(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let mut out = String::with_capacity(msg.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in msg.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => quoted = false,
+            (true, false, _) => {}
+            (false, _, '"') => {
+                quoted = true;
+                out.push_str("\"…\"");
+            }
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod json_error_tests {
+    #[test]
+    fn quoted_values_never_reach_the_message() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Req {
+            credentials: std::collections::BTreeMap<String, String>,
+        }
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        for body in [
+            format!(r#"{{"credentials": "{token}"}}"#),
+            format!(r#"{{"credentials": {{"a": 1}}, "x": "{token}\"q"}}"#),
+        ] {
+            let e = serde_json::from_str::<Req>(&body).expect_err("wrong shape");
+            let text = super::json_error_text(&e);
+            assert!(!text.contains("eyJ") && !text.contains("c2ln"), "{text}");
+            assert!(text.contains("line 1 column"), "{text}");
+        }
+    }
+}

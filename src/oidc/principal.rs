@@ -226,33 +226,12 @@ fn email_verified(claims: &Map<String, Value>) -> bool {
     }
 }
 
-/// A conservative address shape: `local@domain`, one `@`, a dotted domain, no spaces or
-/// control characters (it goes into an rfc822Name as is).
+/// The address shape an rfc822Name may hold ([`crate::pki::check_email_address`]).
 fn check_email_shape(email: &str) -> Result<(), OidcError> {
-    let bad = |reason: &str| OidcError::InvalidClaim {
+    crate::pki::check_email_address(email).map_err(|reason| OidcError::InvalidClaim {
         claim: "email".into(),
         reason: reason.into(),
-    };
-    if email.len() > 254 {
-        return Err(bad("longer than 254 characters"));
-    }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
-    {
-        return Err(bad("not an email address (forbidden characters)"));
-    }
-    let (local, domain) = email
-        .split_once('@')
-        .ok_or_else(|| bad("not an email address (no '@')"))?;
-    if local.is_empty() || domain.contains('@') {
-        return Err(bad("not an email address"));
-    }
-    let labels: Vec<_> = domain.split('.').collect();
-    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
-        return Err(bad("not an email address (bad domain)"));
-    }
-    Ok(())
+    })
 }
 
 /// Parse the `$.a.b` JSONPath form of `IssuerClaim` into its segments.

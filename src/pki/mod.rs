@@ -232,6 +232,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// A conservative email address shape: `local@domain`, one `@`, a dotted domain, no spaces or
+/// control characters (it goes into an rfc822Name as is, and is searched for as is). `Err` says
+/// what is wrong.
+pub fn check_email_address(email: &str) -> Result<(), &'static str> {
+    if email.len() > 254 {
+        return Err("longer than 254 characters");
+    }
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+    {
+        return Err("not an email address (forbidden characters)");
+    }
+    let (local, domain) = email
+        .split_once('@')
+        .ok_or("not an email address (no '@')")?;
+    if local.is_empty() || domain.contains('@') {
+        return Err("not an email address");
+    }
+    let labels: Vec<_> = domain.split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        return Err("not an email address (bad domain)");
+    }
+    Ok(())
+}
+
 /// Does the certificate's public key equal `spki_der`? Used at start-up to refuse a key that
 /// does not match its certificate.
 pub fn cert_matches_key(cert: &Certificate, spki_der: &[u8]) -> bool {

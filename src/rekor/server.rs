@@ -121,7 +121,12 @@ pub fn router(state: AppState) -> axum::Router {
 }
 
 fn json_value(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "malformed JSON request body: {}",
+            crate::http::json_error_text(&e)
+        ))
+    })
 }
 
 fn entry_map(entries: impl IntoIterator<Item = LogEntry>) -> Value {
@@ -258,19 +263,31 @@ async fn retrieve(
     )))
 }
 
-/// `sha256:<hex>` form of a hash query (the algorithm guessed from the length when absent).
-fn prefixed_hash(h: &str) -> String {
+/// `<alg>:<hex>` form of a hash query, `[alg:]<hex digest>` as upstream's API takes it (the
+/// algorithm told by the length when absent); a 400 for anything that is not such a digest, as
+/// upstream answers, rather than a search that can only come back empty.
+fn prefixed_hash(h: &str) -> Result<String, ApiError> {
     let h = h.trim().to_lowercase();
-    if h.contains(':') {
-        return h;
-    }
-    let alg = match h.len() {
+    let (alg, hex) = match h.split_once(':') {
+        Some((alg, hex)) => (Some(alg), hex),
+        None => (None, h.as_str()),
+    };
+    let by_len = match hex.len() {
         40 => "sha1",
+        64 => "sha256",
         96 => "sha384",
         128 => "sha512",
-        _ => "sha256",
+        _ => "",
     };
-    format!("{alg}:{h}")
+    if by_len.is_empty()
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        || alg.is_some_and(|a| a != by_len)
+    {
+        return Err(bad(
+            "hash must be a hex digest: [sha256:]<64 hex digits> (or sha1, sha384, sha512 with their lengths)",
+        ));
+    }
+    Ok(format!("{by_len}:{hex}"))
 }
 
 async fn search_index(
@@ -313,7 +330,7 @@ async fn search_index(
         }
     };
     if let Some(h) = text("hash")? {
-        q.criteria.push(vec![prefixed_hash(&h)]);
+        q.criteria.push(vec![prefixed_hash(&h)?]);
     }
     match obj.get("publicKey") {
         None | Some(Value::Null) => {}
@@ -340,6 +357,7 @@ async fn search_index(
         Some(_) => return Err(bad("publicKey must be an object")),
     }
     if let Some(e) = text("email")? {
+        crate::pki::check_email_address(&e).map_err(|why| bad(format!("email: {why}")))?;
         q.criteria.push(vec![e.to_lowercase()]);
     }
     if let Some(s) = text("subject")? {

@@ -289,7 +289,8 @@ struct JsonRequest {
 pub fn parse_json(body: &[u8]) -> Result<Result<Request, Refusal>, NotARequest> {
     let req: JsonRequest = serde_json::from_slice(body).map_err(|e| {
         NotARequest(format!(
-            "not a timestamp request (JSON {{\"artifactHash\",\"hashAlgorithm\",...}}): {e}"
+            "not a timestamp request (JSON {{\"artifactHash\",\"hashAlgorithm\",...}}): {}",
+            crate::http::json_error_text(&e)
         ))
     })?;
     Ok(json_request(req))

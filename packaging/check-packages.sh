@@ -138,10 +138,10 @@ deb_has() { # deb_has MODE PATH
     || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
 }
 check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault.target; do
   check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
 done
-for c in ceremony tlog ctlog fulcio rekor tsa; do
+for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do
   check "deb: /etc/sigvault/$c.toml" deb_has -rw-r--r-- "etc/sigvault/$c.toml"
   check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
 done
@@ -179,11 +179,11 @@ rpm_has() { # rpm_has MODE PATH
 check "rpm: Name sigvault, Version $VERSION" \
   bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
 check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault.target; do
   check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
 done
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1
-for c in ceremony tlog ctlog fulcio rekor tsa; do
+for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do
   check "rpm: /etc/sigvault/$c.toml is %config(noreplace)" \
     bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
 done
@@ -278,7 +278,7 @@ else
   bad "root: apt-get install failed"; tail -n 30 "$WORK/install.log" | indent; finish
 fi
 check "root: sigvault --version prints sigvault $VERSION" bash -c "[ \"\$(chroot '$ROOT' /usr/bin/sigvault --version)\" = 'sigvault $VERSION' ]"
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2; do
   check "root: system user $u (nologin, no home)" \
     bash -c "e=\$(chroot '$ROOT' getent passwd $u) && [ \"\$(cut -d: -f3 <<<\"\$e\")\" -lt 1000 ] && [ \"\$(cut -d: -f7 <<<\"\$e\")\" = /usr/sbin/nologin ] && [ ! -e '$ROOT/nonexistent' ]"
 done
@@ -289,7 +289,7 @@ check "root: /etc/sigvault/credentials root 0700" bash -c "[ \"\$(stat -c '%U:%G
 check "root: /var/lib/sigvault root 0755" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/var/lib/sigvault')\" = 'root:root 755' ]"
 check "root: no sigvault unit enabled by the package" bash -c "! find '$ROOT/etc/systemd/system' -name 'sigvault*' | grep ."
 check "root: /etc/sigvault/*.toml are registered conffiles" \
-  bash -c "for c in ceremony tlog ctlog fulcio rekor tsa; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
+  bash -c "for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
 
 # 6a. The shipped examples as shipped: no secrets and no ceremony yet. They must parse and
 # validate; the only problems allowed are the missing secrets (PIN files, credentials) and the
@@ -342,7 +342,7 @@ else
   bad "root: ceremony set-up failed"; tail -n 30 "$WORK/ceremony.log" | indent
 fi
 check "root: ceremony outputs in /var/lib/sigvault/ceremony" \
-  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem tsa.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
+  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem tsa.pem rekor-v2.pub.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
 say "sigvault check-config on the shipped examples with secrets, keys and credentials in place"
 for cfg in "$ROOT"/etc/sigvault/*.toml; do
   name=/etc/sigvault/${cfg##*/}
@@ -400,7 +400,7 @@ done
 if [ -z "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then
   say "services as their units run them: skipped (no SIGVAULT_TEST_MYSQL_URL; run through tests/run.sh)"
 else
-  say "the five services inside the root, each as its unit's user with its unit's credentials"
+  say "the services inside the root, each as its unit's user with its unit's credentials"
   u=${SIGVAULT_TEST_MYSQL_URL#mysql://}
   dbcred=${u%%@*}; dbaddr=${u#*@}; dbaddr=${dbaddr%%/*}
   dbsql() { mariadb --no-defaults -h"${dbaddr%%:*}" -P"${dbaddr##*:}" -u"${dbcred%%:*}" -p"${dbcred#*:}" -e "$1"; }
@@ -461,7 +461,10 @@ else
   # The TSA as shipped checks the clock (require_synchronised_clock = true): it serves, and is
   # ready only if this host's kernel reports its clock synchronised.
   start_as_unit tsa; wait_ready tsa http://127.0.0.1:3003/healthz
-  for svc in tlog rekor ctlog fulcio tsa; do
+  # Rekor v2 holds no key: its unit gives it neither the softhsm group nor a credential. It
+  # creates its log's tree in the tlog and checks it is the log its config names.
+  start_as_unit rekor-v2; wait_ready rekor-v2 http://127.0.0.1:3004/readyz
+  for svc in tlog rekor ctlog fulcio tsa rekor-v2; do
     pid=$(cat "$WORK/$svc.pid")
     check "root: $svc runs as sigvault-$svc's uid with no capabilities and no_new_privs" \
       bash -c "s=/proc/$pid/status; uid=\$(chroot '$ROOT' id -u sigvault-$svc) &&
@@ -472,6 +475,10 @@ else
     bash -c "curl -fsS http://127.0.0.1:3000/api/v1/log | grep -q '\"treeID\":\"1\"'"
   check "root: ctlog serves a signed tree head" curl -fsS http://127.0.0.1:6962/sigvault/ct/v1/get-sth
   check "root: fulcio serves its configuration" curl -fsS http://127.0.0.1:5555/api/v2/configuration
+  check "root: rekor-v2 serves the shipped log's checkpoint (origin log2026.rekor.example.org)" \
+    bash -c "curl -fsS http://127.0.0.1:3004/checkpoint | head -n 1 | grep -qx log2026.rekor.example.org"
+  check "root: sigvault-rekor-v2, with its unit's groups, sees no token" \
+    test "$(tokens_as sigvault-rekor-v2 "$(unit_field rekor-v2 SupplementaryGroups | tr ' ' ',')")" = 0
   check "root: the tsa serves its chain, the ceremony's tsa.pem then root.pem" \
     bash -c "curl -fsS http://127.0.0.1:3003/api/v1/timestamp/certchain | cmp - <(cat '$ROOT/var/lib/sigvault/ceremony/tsa.pem' '$ROOT/var/lib/sigvault/ceremony/root.pem')"
   check "root: the tsa's readiness follows the kernel clock (503 naming it while unsynchronised)" \
@@ -481,7 +488,7 @@ else
       cat /run/credentials/sigvault-fulcio.service/fulcio-pin 2>/dev/null"
   check "root: the tlog socket is reachable only through sigvault-tlog-clients" \
     bash -c "[ \"\$(chroot '$ROOT' stat -c '%G %a' /run/sigvault-tlog)\" = 'sigvault-tlog-clients 750' ]"
-  for svc in tsa fulcio ctlog rekor tlog; do
+  for svc in rekor-v2 tsa fulcio ctlog rekor tlog; do
     pid=$(cat "$WORK/$svc.pid")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -512,10 +519,10 @@ check "after remove: users kept (files may still be theirs)" in_root getent pass
 if in_root apt-get purge -y sigvault >"$WORK/purge.log" 2>&1; then ok "root: apt-get purge"; else bad "root: apt-get purge"; tail -n 20 "$WORK/purge.log" | indent; fi
 check "after purge: package unknown to dpkg" bash -c "! chroot '$ROOT' dpkg-query -W -f='\${Status}' sigvault 2>/dev/null | grep -q installed"
 check "after purge: example configs gone" bash -c "! ls '$ROOT'/etc/sigvault/*.toml 2>/dev/null | grep ."
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2; do
   check "after purge: user $u gone" bash -c "! chroot '$ROOT' getent passwd $u"
 done
-for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-tlog-clients; do
+for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2 sigvault-tlog-clients; do
   check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
 done
 if [ -n "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then

@@ -24,7 +24,7 @@ STATE=${SIGVAULT_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/sigvault-dev}
 RUN=$STATE/run
 LOGS=$STATE/logs
 CFG=$STATE/config
-SERVICES="tlog rekor ctlog fulcio tsa"
+SERVICES="tlog rekor ctlog fulcio tsa rekor-v2"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'dev-stack.sh: %s\n' "$*" >&2; exit 1; }
@@ -107,6 +107,7 @@ ports() {
   fi
   # Services added since the state dir was made get a port of their own, the others keep theirs.
   grep -q '^TSA_PORT=' "$STATE/ports.env" || echo "TSA_PORT=$(free_port)" >>"$STATE/ports.env"
+  grep -q '^REKOR_V2_PORT=' "$STATE/ports.env" || echo "REKOR_V2_PORT=$(free_port)" >>"$STATE/ports.env"
   # shellcheck disable=SC1091
   . "$STATE/ports.env"
 }
@@ -204,6 +205,12 @@ origin = "127.0.0.1:$CTLOG_PORT/sigvault"
 note_name = "127.0.0.1:$CTLOG_PORT"
 key = "pkcs11:token=sigvault-tlog;object=tlog"
 pin = { file = "$s/tlog.pin" }
+[[tlog.trees]]
+name = "rekor-v2"
+origin = "127.0.0.1:$REKOR_V2_PORT"
+note_name = "127.0.0.1:$REKOR_V2_PORT"
+key = "pkcs11:token=sigvault-tlog;object=rekor-v2"
+pin = { file = "$s/tlog.pin" }
 EOF
   cat >"$CFG/rekor.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/rekor.toml).
@@ -275,6 +282,16 @@ cert_chain = ["$c/tsa.pem", "$c/root.pem"]
 # checks (the default) refuses to issue there. The service says so at start.
 require_synchronised_clock = false
 EOF
+  cat >"$CFG/rekor-v2.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/rekor-v2.toml).
+[rekor_v2]
+listen = "127.0.0.1:$REKOR_V2_PORT"
+tlog = ["unix:$RUN/tlog.sock"]
+[[rekor_v2.logs]]
+url = "http://127.0.0.1:$REKOR_V2_PORT"
+tree = "rekor-v2"
+public_key_file = "$c/rekor-v2.pub.pem"
+EOF
   local svc
   for svc in $SERVICES; do
     "$BIN" check-config "$CFG/$svc.toml" >/dev/null || { "$BIN" check-config "$CFG/$svc.toml"; die "bad $svc config"; }
@@ -302,16 +319,22 @@ start_service() {
 }
 
 trust_files() {
-  "$BIN" trust --ceremony-dir "$STATE/ceremony" \
-    --fulcio-url "http://127.0.0.1:$FULCIO_PORT" \
-    --rekor-url "http://127.0.0.1:$REKOR_PORT" \
-    --ctlog-url "http://127.0.0.1:$CTLOG_PORT/sigvault" \
-    --oidc-url "$ISSUER" --tsa-url "http://127.0.0.1:$TSA_PORT/api/v1/timestamp" \
-    --operator "sigvault development stack" --out "$STATE" >/dev/null
+  local common=(--ceremony-dir "$STATE/ceremony"
+    --fulcio-url "http://127.0.0.1:$FULCIO_PORT"
+    --rekor-url "http://127.0.0.1:$REKOR_PORT"
+    --ctlog-url "http://127.0.0.1:$CTLOG_PORT/sigvault"
+    --oidc-url "$ISSUER" --tsa-url "http://127.0.0.1:$TSA_PORT/api/v1/timestamp"
+    --rekor-v2-url "http://127.0.0.1:$REKOR_V2_PORT"
+    --operator "sigvault development stack")
+  # The default files advertise Rekor v2 (sigstore-python signs with it, as with the public-good
+  # instance); v1only/ holds the same trust with only Rekor v1 advertised.
+  "$BIN" trust "${common[@]}" --out "$STATE" >/dev/null
+  "$BIN" trust "${common[@]}" --rekor-v2-verify-only --out "$STATE/v1only" >/dev/null
   cat >"$STATE/endpoints.env" <<EOF
 # Written by packaging/dev-stack.sh up. Source it: . $STATE/endpoints.env
 FULCIO_URL=http://127.0.0.1:$FULCIO_PORT
 REKOR_URL=http://127.0.0.1:$REKOR_PORT
+REKOR_V2_URL=http://127.0.0.1:$REKOR_V2_PORT
 CTLOG_URL=http://127.0.0.1:$CTLOG_PORT/sigvault
 TSA_URL=http://127.0.0.1:$TSA_PORT/api/v1/timestamp
 TLOG_URL=http://127.0.0.1:$TILES_PORT
@@ -324,6 +347,7 @@ CERT_IDENTITY=$DEV_EMAIL
 CERT_ISSUER=$ISSUER
 CEREMONY_DIR=$STATE/ceremony
 TRUST_CONFIG=$STATE/trust-config.json
+TRUST_CONFIG_V1=$STATE/v1only/trust-config.json
 TRUSTED_ROOT=$STATE/trusted_root.json
 SIGNING_CONFIG=$STATE/signing_config.json
 SIGSTORE_PYTHON=$STATE/clients/venv/bin/sigstore
@@ -357,7 +381,7 @@ demo() {
   mkdir -p "$d"
   echo "hello from sigvault, $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$d/hello.txt"
   "$STATE/bin/id-token" >"$d/token"
-  say "sigstore-python signs demo/hello.txt (Fulcio certificate, SCT, Rekor entry, RFC 3161 timestamp)"
+  say "sigstore-python signs demo/hello.txt (Fulcio certificate, SCT, Rekor v2 entry, RFC 3161 timestamp)"
   "$PY" --trust-config "$tc" sign --identity-token "$(cat "$d/token")" --oidc-disable-ambient-providers \
     --overwrite --bundle "$d/hello.txt.python.sigstore.json" "$d/hello.txt"
   say "sigstore-js verifies that bundle (identity $DEV_EMAIL, issuer $ISSUER)"
@@ -376,10 +400,11 @@ up() {
   build
   mkdir -p "$STATE" "$RUN" "$LOGS"
   chmod 700 "$STATE"
-  if [ -f "$STATE/ceremony/transcript.json" ] && [ -f "$STATE/ceremony/tsa.pem" ]; then
+  if [ -f "$STATE/ceremony/transcript.json" ] && [ -f "$STATE/ceremony/tsa.pem" ] \
+      && [ -f "$STATE/ceremony/rekor-v2.pub.pem" ]; then
     say "ceremony already done in $STATE (keys are never regenerated; delete the dir to start over)"
   elif [ -f "$STATE/ceremony/transcript.json" ]; then
-    say "adding the timestamp authority to the ceremony in $STATE (no other key is touched)"
+    say "adding the roles sigvault gained since (TSA, Rekor v2) to the ceremony in $STATE (no other key is touched)"
     "$repo/softhsm/ceremony.sh" "$STATE"
   else
     say "running the key ceremony into $STATE"
@@ -398,6 +423,7 @@ up() {
   start_service ctlog "http://127.0.0.1:$CTLOG_PORT/readyz"
   start_service fulcio "http://127.0.0.1:$FULCIO_PORT/readyz"
   start_service tsa "http://127.0.0.1:$TSA_PORT/readyz"
+  start_service rekor-v2 "http://127.0.0.1:$REKOR_V2_PORT/readyz"
   trust_files
   install_clients
   if [ "${SIGVAULT_SKIP_DEMO:-0}" != 1 ]; then
@@ -409,6 +435,7 @@ sigvault is running (state dir $STATE):
   Fulcio   http://127.0.0.1:$FULCIO_PORT      Rekor  http://127.0.0.1:$REKOR_PORT
   CT log   http://127.0.0.1:$CTLOG_PORT/sigvault   tiles  http://127.0.0.1:$TILES_PORT/{rekor,ctlog}/
   TSA      http://127.0.0.1:$TSA_PORT/api/v1/timestamp
+  Rekor v2 http://127.0.0.1:$REKOR_V2_PORT (checkpoint, tiles, /api/v2/log/entries)
   OIDC     $ISSUER (development provider)
   Trust    $STATE/trust-config.json, trusted_root.json, signing_config.json
   Logs     $LOGS/
@@ -425,7 +452,7 @@ EOF
 
 down() {
   local svc
-  for svc in tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
+  for svc in rekor-v2 tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
   if alive mariadb; then
     mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot shutdown >/dev/null 2>&1 || true
     stop_pid mariadb

@@ -6,15 +6,17 @@
 # Creates, under STATE_DIR:
 #   softhsm2.conf        a private SoftHSM config whose token dir is STATE_DIR/tokens
 #   tokens/              one SoftHSM token per role: root, issuing CA, ctlog, rekor, tlog, tsa
+#                        (the tlog's holds the Rekor v2 log key too: the tlog signs with it)
 #   secrets/<role>.pin   random user PINs (mode 0600); secrets/<role>.so-pin the SO PINs
 #   ceremony.toml        the ceremony config (the same format production uses)
 #   ceremony/            root.pem, issuing-ca.pem, ctlog.pub.pem, rekor.pub.pem, tlog.pub.pem,
-#                        tsa.pem, transcript.json  (written by `sigvault ceremony`)
+#                        tsa.pem, rekor-v2.pub.pem, transcript.json  (written by `sigvault ceremony`)
 #
 # Running it again re-uses the tokens and PINs and never overwrites a key: `sigvault ceremony`
-# refuses because the keys exist. A state dir whose ceremony ran before sigvault had a TSA gains
-# one: the script adds the TSA token and `[ceremony.tsa]` and runs `sigvault ceremony --add tsa`,
-# which touches no other key. Production runs `sigvault ceremony` against the system token
+# refuses because the keys exist. A state dir whose ceremony ran before sigvault had a TSA or a
+# Rekor v2 log gains them: the script adds the token and the `[ceremony.tsa]` or
+# `[ceremony.rekor_v2]` section and runs `sigvault ceremony --add tsa` / `--add rekor-v2`, which
+# touch no other key. Production runs `sigvault ceremony` against the system token
 # directory or a real HSM module instead; see README.md "Production key ceremony".
 #
 # Environment: SIGVAULT (path of the sigvault binary; default: `sigvault` on PATH, else the
@@ -137,9 +139,20 @@ subject = "CN=sigvault development timestamp authority,O=sigvault"
 validity_days = 1826
 CFG
 fi
+if ! grep -q '^\[ceremony\.rekor_v2\]' "$cfg"; then
+  cat >>"$cfg" <<CFG
+
+[ceremony.rekor_v2]
+key = "pkcs11:token=${PREFIX}tlog;object=rekor-v2"
+pin = { file = "$STATE_DIR/secrets/tlog.pin" }
+CFG
+fi
 
 "$BIN" check-config "$cfg"
-if [ -f "$STATE_DIR/ceremony/transcript.json" ] && [ ! -f "$STATE_DIR/ceremony/tsa.pem" ]; then
-  exec "$BIN" ceremony --add tsa --config "$cfg"
+if [ -f "$STATE_DIR/ceremony/transcript.json" ] && { [ ! -f "$STATE_DIR/ceremony/tsa.pem" ] \
+    || [ ! -f "$STATE_DIR/ceremony/rekor-v2.pub.pem" ]; }; then
+  [ -f "$STATE_DIR/ceremony/tsa.pem" ] || "$BIN" ceremony --add tsa --config "$cfg"
+  [ -f "$STATE_DIR/ceremony/rekor-v2.pub.pem" ] || "$BIN" ceremony --add rekor-v2 --config "$cfg"
+  exit 0
 fi
 exec "$BIN" ceremony --config "$cfg"

@@ -17,6 +17,7 @@ pub mod note;
 pub mod oidc;
 pub mod pki;
 pub mod rekor;
+pub mod rekor_v2;
 pub mod signer;
 pub mod store;
 pub mod tlog;

@@ -32,6 +32,12 @@ pub struct TrustInputs {
     /// The timestamp authority's full endpoint URL, if the installation has one (its
     /// certificate is the ceremony's `tsa.pem`).
     pub tsa_url: Option<String>,
+    /// The Rekor v2 log's base URL, if the installation has one (its key is the ceremony's
+    /// `rekor-v2.pub.pem`). Its host[:port][/path] is the log's checkpoint origin and name.
+    pub rekor_v2_url: Option<String>,
+    /// List the Rekor v2 log in the trusted root (bundles made with it verify) but advertise
+    /// only Rekor v1 in the signing config (sigstore-python signs with v2 whenever it is listed).
+    pub rekor_v2_verify_only: bool,
     /// Operator name in the signing config.
     pub operator: String,
 }
@@ -191,9 +197,33 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
         })],
     };
 
+    let rekor_v2 = match &inp.rekor_v2_url {
+        None => None,
+        Some(url) => {
+            let url = check_url("the Rekor v2 URL", url, true)?;
+            let spki = read_spki(&d.join("rekor-v2.pub.pem")).map_err(|e| {
+                format!("{e} (the Rekor v2 log key: run `sigvault ceremony --add rekor-v2` first)")
+            })?;
+            if spki == rekor_spki {
+                return Err("the Rekor v2 log needs its own key, not Rekor v1's".into());
+            }
+            Some((url, spki))
+        }
+    };
+    if rekor_v2.is_some() && !inp.rekor_v2_verify_only && tsa.is_none() {
+        return Err(
+            "a Rekor v2 entry carries no signed time, so clients signing with it need a timestamp authority: give --tsa-url too (or --rekor-v2-verify-only)"
+                .into(),
+        );
+    }
+    let mut tlogs = vec![log_entry(&rekor, &rekor_spki, &start)];
+    if let Some((url, spki)) = &rekor_v2 {
+        tlogs.push(log_entry(url, spki, &start));
+    }
+
     let trusted_root = json!({
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-        "tlogs": [log_entry(&rekor, &rekor_spki, &start)],
+        "tlogs": tlogs,
         "certificateAuthorities": [{
             "subject": {
                 "organization": name_attr(issuing, const_oid::db::rfc4519::O),
@@ -209,19 +239,27 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
         "ctlogs": [log_entry(&ctlog, &ctlog_spki, &start)],
         "timestampAuthorities": tsa_authorities,
     });
-    let service = |url: &str| {
+    let service_v = |url: &str, version: u32| {
         json!({
             "url": url,
-            "majorApiVersion": 1,
+            "majorApiVersion": version,
             "validFor": {"start": start},
             "operator": inp.operator,
         })
     };
+    let service = |url: &str| service_v(url, 1);
+    // Newest first: a client that knows Rekor v2 keeps it (the highest version per operator);
+    // one that does not drops it and signs with v1.
+    let mut rekor_urls = Vec::new();
+    if let Some((url, _)) = rekor_v2.as_ref().filter(|_| !inp.rekor_v2_verify_only) {
+        rekor_urls.push(service_v(url, 2));
+    }
+    rekor_urls.push(service(&rekor));
     let signing_config = json!({
         "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
         "caUrls": [service(&fulcio)],
         "oidcUrls": oidc.iter().map(|u| service(u)).collect::<Vec<_>>(),
-        "rekorTlogUrls": [service(&rekor)],
+        "rekorTlogUrls": rekor_urls,
         "rekorTlogConfig": {"selector": "ANY"},
         "tsaUrls": tsa.iter().map(|(url, cert)| json!({
             "url": url,
@@ -293,6 +331,8 @@ mod tests {
             ctlog_url: "https://ct.example.org/sigvault".into(),
             oidc_url: None,
             tsa_url: None,
+            rekor_v2_url: None,
+            rekor_v2_verify_only: false,
             operator: "example.org".into(),
         };
         let e = build(&inp).expect_err("must be refused");

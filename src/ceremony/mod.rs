@@ -37,13 +37,26 @@ pub const OUTPUT_FILES: &[&str] = &[
 
 /// The roles `sigvault ceremony --add ROLE` can add to an installation that already ran its
 /// ceremony, and the files each addition writes.
-pub const ADDABLE_ROLES: &[(&str, &[&str])] = &[("tsa", &["tsa.pem", "transcript-tsa.json"])];
+pub const ADDABLE_ROLES: &[(&str, &[&str])] = &[
+    ("tsa", &["tsa.pem", "transcript-tsa.json"]),
+    (
+        "rekor-v2",
+        &["rekor-v2.pub.pem", "transcript-rekor-v2.json"],
+    ),
+];
+
+/// The roles whose public key the ceremony exports as `<role>.pub.pem` (the log keys, which
+/// have no certificate).
+const EXPORTED_KEYS: &[&str] = &["ctlog", "rekor", "tlog", "rekor-v2"];
 
 /// What the ceremony writes for `cfg`: the five roles' files, and the optional roles'.
 fn output_files(cfg: &CeremonyConfig) -> Vec<&'static str> {
     let mut files = OUTPUT_FILES.to_vec();
     if cfg.ceremony.tsa.is_some() {
         files.push("tsa.pem");
+    }
+    if cfg.ceremony.rekor_v2.is_some() {
+        files.push("rekor-v2.pub.pem");
     }
     files
 }
@@ -362,6 +375,25 @@ fn write_cert(
     cert_record(role, name, cert)
 }
 
+/// Write a log key's public half as `<role>.pub.pem` (never overwriting) and note it.
+fn export_public_key(
+    out: &Path,
+    role: &str,
+    signer: &HsmSigner,
+    record: &mut KeyRecord,
+    undo: &mut Undo,
+    steps: &mut Vec<String>,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), CeremonyError> {
+    let name = format!("{role}.pub.pem");
+    let pem = pki::spki_pem(signer.public_key_der())?;
+    write_new(&out.join(&name), pem.as_bytes(), undo)?;
+    files.insert(name.clone(), pki::sha256_hex(pem.as_bytes()));
+    steps.push(format!("exported public key to {name}"));
+    record.public_key_file = Some(name);
+    Ok(())
+}
+
 type Generated = (Vec<KeyRecord>, Vec<CertRecord>, BTreeMap<String, String>);
 
 fn generate(
@@ -378,13 +410,8 @@ fn generate(
     let mut files = BTreeMap::new();
     for (role, k) in roles {
         let (signer, mut record) = make_key(cfg, role, k, &tokens[&k.key.token], undo, steps)?;
-        if matches!(*role, "ctlog" | "rekor" | "tlog") {
-            let name = format!("{role}.pub.pem");
-            let pem = pki::spki_pem(signer.public_key_der())?;
-            write_new(&out.join(&name), pem.as_bytes(), undo)?;
-            files.insert(name.clone(), pki::sha256_hex(pem.as_bytes()));
-            steps.push(format!("exported public key to {name}"));
-            record.public_key_file = Some(name);
+        if EXPORTED_KEYS.contains(role) {
+            export_public_key(out, role, &signer, &mut record, undo, steps, &mut files)?;
         }
         keys.push(record);
         signers.insert(*role, signer);
@@ -432,10 +459,11 @@ fn generate(
     Ok((keys, certs, files))
 }
 
-/// Add one role (see [`ADDABLE_ROLES`]) to an installation whose ceremony already ran: the
-/// root token comes back for the one signature the new certificate needs; no other key or
-/// file is touched, and nothing is overwritten (an existing key label or output refuses).
-/// Writes the new files and a transcript of this addition (`transcript-<role>.json`).
+/// Add one role (see [`ADDABLE_ROLES`]) to an installation whose ceremony already ran. For the
+/// TSA the root token comes back for the one signature its certificate needs; a Rekor v2 log key
+/// needs no certificate and so no root. No other key or file is touched, and nothing is
+/// overwritten (an existing key label or output refuses). Writes the new files and a transcript
+/// of this addition (`transcript-<role>.json`).
 pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, CeremonyError> {
     let started_at = now_rfc3339();
     let out = &cfg.ceremony.output_dir;
@@ -449,16 +477,27 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
                 .join(", ")
         )));
     };
-    let Some(tsa) = &cfg.ceremony.tsa else {
+    let tsa = cfg.ceremony.tsa.as_ref();
+    let key = match role {
+        "tsa" => tsa.map(|t| t.key_config()),
+        _ => cfg.ceremony.rekor_v2.clone(),
+    };
+    let Some(key) = key else {
+        let section = role.replace('-', "_");
+        let fields = if role == "tsa" {
+            "key, pin, subject, validity_days"
+        } else {
+            "key, pin"
+        };
         return Err(CeremonyError::Other(format!(
-            "--add {role}: the config has no [ceremony.{role}] section (key, pin, subject, validity_days)"
+            "--add {role}: the config has no [ceremony.{section}] section ({fields})"
         )));
     };
     let mut steps = vec![format!(
         "adding the '{role}' role to an existing installation"
     )];
     // --- Preflight: an existing ceremony, none of the new files, the root key matching its
-    // certificate, no key with the new label. --------------------------------------------
+    // certificate (when it signs), no key with the new label. ---------------------------------
     for f in ["root.pem", "transcript.json"] {
         if !out.join(f).exists() {
             return Err(CeremonyError::Other(format!(
@@ -468,47 +507,45 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
         }
     }
     refuse_existing(out, new_files)?;
-    let root_pem = std::fs::read(out.join("root.pem")).map_err(|source| CeremonyError::Write {
-        path: out.join("root.pem"),
-        source,
-    })?;
-    let root = Certificate::load_pem_chain(&root_pem)
-        .ok()
-        .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)))
-        .ok_or_else(|| {
-            CeremonyError::Other(format!(
-                "{}: not a PEM certificate",
-                out.join("root.pem").display()
-            ))
-        })?;
-    let roles = vec![
-        ("root", cfg.ceremony.root.key_config()),
-        (role, tsa.key_config()),
-    ];
+    let mut roles = Vec::new();
+    if role == "tsa" {
+        roles.push(("root", cfg.ceremony.root.key_config()));
+    }
+    roles.push((role, key));
     let module = Module::load(&cfg.hsm.module)?;
     let tokens = login_all(&module, &roles, &mut steps)?;
-    let root_uri = &cfg.ceremony.root.key;
-    let root_signer = tokens[&root_uri.token].signer(root_uri)?;
-    if !pki::cert_matches_key(&root, root_signer.public_key_der()) {
-        return Err(CeremonyError::Other(format!(
-            "the key {root_uri} is not the key of {}: bring back the root token of this installation",
-            out.join("root.pem").display()
-        )));
-    }
-    steps.push("checked that the root key in the HSM is the key of root.pem".into());
-    refuse_existing_keys(&roles[1..], &tokens)?;
+    let root = match (role, tsa) {
+        ("tsa", Some(_)) => Some(load_root(cfg, &tokens, &mut steps)?),
+        _ => None,
+    };
+    let new = roles.len() - 1;
+    refuse_existing_keys(&roles[new..], &tokens)?;
 
     // --- Generation, with rollback on any failure. ---------------------------------------
     let mut undo = Undo::default();
     let result = (|| {
-        let k = &roles[1].1;
-        let (signer, record) =
+        let k = &roles[new].1;
+        let (signer, mut record) =
             make_key(cfg, role, k, &tokens[&k.key.token], &mut undo, &mut steps)?;
         let mut files = BTreeMap::new();
-        let cert = tsa_certificate(tsa, &signer, &root, &root_signer, &mut steps)?;
-        let cert = write_cert(
-            out, role, "tsa.pem", &cert, &mut undo, &mut steps, &mut files,
-        )?;
+        let mut certificates = Vec::new();
+        match (&root, tsa) {
+            (Some((root, root_signer)), Some(tsa)) => {
+                let cert = tsa_certificate(tsa, &signer, root, root_signer, &mut steps)?;
+                certificates.push(write_cert(
+                    out, role, "tsa.pem", &cert, &mut undo, &mut steps, &mut files,
+                )?);
+            }
+            _ => export_public_key(
+                out,
+                role,
+                &signer,
+                &mut record,
+                &mut undo,
+                &mut steps,
+                &mut files,
+            )?,
+        }
         let transcript = Transcript {
             format: "sigvault-ceremony-transcript/v1",
             sigvault_version: env!("CARGO_PKG_VERSION"),
@@ -517,7 +554,7 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
             hsm_module: module.path().display().to_string(),
             steps: steps.clone(),
             keys: vec![record],
-            certificates: vec![cert],
+            certificates,
             files,
         };
         let json = serde_json::to_string_pretty(&transcript)
@@ -538,6 +575,38 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
             Err(e)
         }
     }
+}
+
+/// The root certificate of the installation and the root key's signer, checked to match.
+fn load_root(
+    cfg: &CeremonyConfig,
+    tokens: &BTreeMap<String, Arc<Token>>,
+    steps: &mut Vec<String>,
+) -> Result<(Certificate, HsmSigner), CeremonyError> {
+    let out = &cfg.ceremony.output_dir;
+    let root_pem = std::fs::read(out.join("root.pem")).map_err(|source| CeremonyError::Write {
+        path: out.join("root.pem"),
+        source,
+    })?;
+    let root = Certificate::load_pem_chain(&root_pem)
+        .ok()
+        .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)))
+        .ok_or_else(|| {
+            CeremonyError::Other(format!(
+                "{}: not a PEM certificate",
+                out.join("root.pem").display()
+            ))
+        })?;
+    let root_uri = &cfg.ceremony.root.key;
+    let root_signer = tokens[&root_uri.token].signer(root_uri)?;
+    if !pki::cert_matches_key(&root, root_signer.public_key_der()) {
+        return Err(CeremonyError::Other(format!(
+            "the key {root_uri} is not the key of {}: bring back the root token of this installation",
+            out.join("root.pem").display()
+        )));
+    }
+    steps.push("checked that the root key in the HSM is the key of root.pem".into());
+    Ok((root, root_signer))
 }
 
 fn days(d: u32) -> Duration {

@@ -3,6 +3,7 @@
 pub mod ctlog;
 pub mod fulcio;
 pub mod rekor;
+pub mod rekor_v2;
 pub mod tlog;
 pub mod tsa;
 
@@ -34,8 +35,9 @@ pub enum Command {
         /// The ceremony config (see config/ceremony.toml).
         #[arg(long, short)]
         config: PathBuf,
-        /// Add one role to an installation whose ceremony already ran (e.g. `tsa`): its key is
-        /// generated, the root token signs its certificate, nothing else is touched.
+        /// Add one role to an installation whose ceremony already ran: `tsa` (its key is
+        /// generated and the root token signs its certificate) or `rekor-v2` (a Rekor v2 log
+        /// key, exported as rekor-v2.pub.pem). Nothing else is touched.
         #[arg(long, value_name = "ROLE")]
         add: Option<String>,
     },
@@ -62,6 +64,12 @@ pub enum Command {
     },
     /// The Rekor-compatible transparency log (API v1).
     Rekor {
+        #[command(subcommand)]
+        command: ServeCommand,
+    },
+    /// Rekor v2 (the rekor-tiles API): entries and the tiles read path of each v2 log.
+    #[command(name = "rekor-v2")]
+    RekorV2 {
         #[command(subcommand)]
         command: ServeCommand,
     },
@@ -94,6 +102,15 @@ pub enum Command {
         /// the trusted root and the signing config.
         #[arg(long)]
         tsa_url: Option<String>,
+        /// The Rekor v2 log's base URL (e.g. https://log2026-1.rekor.example.org): lists it
+        /// (the ceremony's rekor-v2.pub.pem) in the trusted root and, before Rekor v1, in the
+        /// signing config. Needs --tsa-url: v2 entries carry no signed time.
+        #[arg(long)]
+        rekor_v2_url: Option<String>,
+        /// With --rekor-v2-url: list the v2 log in the trusted root only, so clients keep
+        /// signing with Rekor v1 (sigstore-python signs with v2 whenever it is advertised).
+        #[arg(long, requires = "rekor_v2_url")]
+        rekor_v2_verify_only: bool,
         /// Operator named in the signing config.
         #[arg(long, default_value = "sigvault")]
         operator: String,
@@ -291,6 +308,9 @@ pub fn main() -> ExitCode {
         Command::Rekor {
             command: ServeCommand::Serve { config },
         } => run_async(rekor::serve(&config)),
+        Command::RekorV2 {
+            command: ServeCommand::Serve { config },
+        } => run_async(rekor_v2::serve(&config)),
         Command::Tsa {
             command: ServeCommand::Serve { config },
         } => run_async(tsa::serve(&config)),
@@ -301,6 +321,8 @@ pub fn main() -> ExitCode {
             ctlog_url,
             oidc_url,
             tsa_url,
+            rekor_v2_url,
+            rekor_v2_verify_only,
             operator,
             out,
         } => {
@@ -311,6 +333,8 @@ pub fn main() -> ExitCode {
                 ctlog_url,
                 oidc_url,
                 tsa_url,
+                rekor_v2_url,
+                rekor_v2_verify_only,
                 operator,
             };
             match crate::trust::build(&inputs).and_then(|f| crate::trust::write(&f, &out)) {

@@ -4,6 +4,7 @@
 //! `[ceremony]` table, and later a tlog config a `[tlog]` table, and so on. `[hsm]` is shared.
 //! `sigvault check-config FILE` loads a file through [`load`] and runs [`AnyConfig::check`].
 
+pub mod rekor_v2;
 pub mod secret;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 use crate::hsm::{DEFAULT_MODULE, Pkcs11Uri};
 use crate::signer::SignatureAlgorithm;
+pub use rekor_v2::{RekorV2Config, RekorV2LogConfig, RekorV2Section};
 pub use secret::{SecretError, SecretSource};
 
 /// A config problem, phrased as what to fix.
@@ -141,6 +143,10 @@ pub struct CeremonySection {
     /// installation without one adds it later with `sigvault ceremony --add tsa`.
     #[serde(default)]
     pub tsa: Option<TsaKeyConfig>,
+    /// The key (P-256) of a Rekor v2 log: the tlog signs that log's checkpoints with it.
+    /// Optional: an installation adds it later with `sigvault ceremony --add rekor-v2`.
+    #[serde(default)]
+    pub rekor_v2: Option<KeyConfig>,
 }
 
 /// `[ceremony.tsa]`: the TSA key and the certificate the root issues for it.
@@ -194,6 +200,9 @@ impl CeremonyConfig {
         ];
         if let Some(t) = &c.tsa {
             roles.push(("tsa", t.key_config()));
+        }
+        if let Some(k) = &c.rekor_v2 {
+            roles.push(("rekor-v2", k.clone()));
         }
         roles
     }
@@ -776,10 +785,13 @@ pub enum AnyConfig {
     Fulcio(Box<FulcioConfig>),
     Rekor(Box<RekorConfig>),
     Tsa(Box<TsaConfig>),
+    RekorV2(Box<RekorV2Config>),
 }
 
 /// The service tables sigvault recognises (only those whose service exists).
-pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa"];
+pub const KNOWN_KINDS: &[&str] = &[
+    "ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa", "rekor_v2",
+];
 
 /// Read and parse a config file of any kind.
 pub fn load(path: &Path) -> Result<AnyConfig, ConfigError> {
@@ -830,6 +842,17 @@ pub fn load_tlog(path: &Path) -> Result<TlogConfig, ConfigError> {
         other => Err(ConfigError::Invalid {
             path: path.into(),
             message: format!("this is a {} config, not a tlog config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a rekor-v2 config (table `[rekor_v2]`).
+pub fn load_rekor_v2(path: &Path) -> Result<RekorV2Config, ConfigError> {
+    match load(path)? {
+        AnyConfig::RekorV2(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a rekor-v2 config", other.kind()),
         }),
     }
 }
@@ -940,6 +963,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
             })?;
             AnyConfig::Tsa(Box::new(c))
         }
+        "rekor_v2" => {
+            let c: RekorV2Config =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::RekorV2(Box::new(c))
+        }
         _ => unreachable!("kind comes from KNOWN_KINDS"),
     };
     Ok(cfg)
@@ -955,6 +987,7 @@ impl AnyConfig {
             Self::Fulcio(_) => "fulcio",
             Self::Rekor(_) => "rekor",
             Self::Tsa(_) => "tsa",
+            Self::RekorV2(_) => "rekor-v2",
         }
     }
 
@@ -1098,6 +1131,16 @@ impl AnyConfig {
                 for p in t.cert_chain.iter().map(|p| p.as_path()).chain(tls_files) {
                     if !p.exists() {
                         problems.push(format!("[tsa] {} does not exist", p.display()));
+                    }
+                }
+            }
+            Self::RekorV2(c) => {
+                let r = &c.rekor_v2;
+                let keys = r.logs.iter().map(|l| l.public_key_file.as_path());
+                let tls_files = r.tls.iter().flat_map(|t| t.files());
+                for p in keys.chain(tls_files) {
+                    if !p.exists() {
+                        problems.push(format!("[rekor_v2] {} does not exist", p.display()));
                     }
                 }
             }

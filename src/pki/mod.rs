@@ -9,6 +9,7 @@ pub mod fastverify;
 pub mod fulcio;
 pub mod pop;
 pub mod tsa;
+pub mod verify;
 
 use std::time::{Duration, SystemTime};
 

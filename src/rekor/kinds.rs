@@ -20,13 +20,13 @@ use base64::engine::general_purpose::{
 };
 use der::Decode;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
-use crate::pki::fastverify::{EcCurve, EcHash};
 use crate::pki::pop::{PopError, PublicKey};
+use crate::pki::verify::{HashAlg, verify_digest, verify_message};
 
 /// Why a proposed entry was refused: always the client's fault (HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -274,145 +274,6 @@ fn pop_err(what: &str, e: PopError) -> EntryError {
     err(format!("{what}: {e}"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HashAlg {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    fn len(self) -> usize {
-        match self {
-            Self::Sha256 => 32,
-            Self::Sha384 => 48,
-            Self::Sha512 => 64,
-        }
-    }
-}
-
-/// An ECDSA signature as DER: DER as sent, or IEEE P1363 (r‖s at the curve's width, what
-/// WebCrypto and many HSM tools produce) converted, as upstream's verifier accepts both. The
-/// stored body keeps the bytes as sent. Signatures for other keys pass through.
-fn ecdsa_as_der<'s>(key: &PublicKey, sig: &'s [u8]) -> Result<std::borrow::Cow<'s, [u8]>, String> {
-    use std::borrow::Cow;
-    let neither = |width: usize| {
-        format!(
-            "not an ECDSA signature: neither DER nor IEEE P1363 ({width} bytes for this curve), {} bytes",
-            sig.len()
-        )
-    };
-    macro_rules! normalise {
-        ($curve:ident, $width:expr) => {
-            if $curve::ecdsa::Signature::from_der(sig).is_ok() {
-                Ok(Cow::Borrowed(sig))
-            } else {
-                $curve::ecdsa::Signature::from_slice(sig)
-                    .map(|s| Cow::Owned(s.to_der().as_bytes().to_vec()))
-                    .map_err(|_| neither($width))
-            }
-        };
-    }
-    match key {
-        PublicKey::P256(_) => normalise!(p256, 64),
-        PublicKey::P384(_) => normalise!(p384, 96),
-        PublicKey::P521(_) => normalise!(p521, 132),
-        _ => Ok(Cow::Borrowed(sig)),
-    }
-}
-
-/// Verify `sig` over a precomputed digest. ECDSA goes through aws-lc when it can decide
-/// (`pki::fastverify::verify_prehashed`), else through the curve crates; an ECDSA signature is
-/// DER or IEEE P1363 ([`ecdsa_as_der`]).
-fn verify_digest(key: &PublicKey, alg: HashAlg, digest: &[u8], sig: &[u8]) -> Result<(), String> {
-    let sig = &*ecdsa_as_der(key, sig)?;
-    use crate::pki::fastverify::{PrehashCurve, verify_prehashed};
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    let bad = || "signature does not verify".to_string();
-    let not_der = |e: p256::ecdsa::Error| format!("not a DER ECDSA signature ({e})");
-    let decided = |point: &[u8], curve| match verify_prehashed(curve, point, digest, sig) {
-        Some(true) => Some(Ok(())),
-        Some(false) => Some(Err(bad())),
-        None => None,
-    };
-    match key {
-        PublicKey::P256(k) => {
-            let s = p256::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            let point = k.to_encoded_point(false);
-            decided(point.as_bytes(), PrehashCurve::P256)
-                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
-        }
-        PublicKey::P384(k) => {
-            let s = p384::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            let point = k.to_encoded_point(false);
-            decided(point.as_bytes(), PrehashCurve::P384)
-                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
-        }
-        PublicKey::P521(k) => {
-            let s = p521::ecdsa::Signature::from_der(sig).map_err(not_der)?;
-            let point = k.to_encoded_point(false);
-            decided(point.as_bytes(), PrehashCurve::P521)
-                .unwrap_or_else(|| k.verify_prehash(digest, &s).map_err(|_| bad()))
-        }
-        PublicKey::Rsa(k) => {
-            let scheme = match alg {
-                HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
-                HashAlg::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
-                HashAlg::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
-            };
-            k.verify(scheme, digest, sig).map_err(|_| bad())
-        }
-        PublicKey::Ed25519(_) => {
-            Err("Ed25519 keys are not supported for pre-hashed signatures".into())
-        }
-    }
-}
-
-/// Verify `sig` over `message` with SHA-256 (ECDSA, RSA PKCS#1 v1.5) or pure Ed25519: how DSSE
-/// and rekord signatures are checked.
-fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), String> {
-    let sig = &*ecdsa_as_der(key, sig)?;
-    match key {
-        PublicKey::Ed25519(k) => {
-            use ed25519_dalek::Verifier as _;
-            let s = ed25519_dalek::Signature::from_slice(sig)
-                .map_err(|_| "an Ed25519 signature is 64 bytes".to_string())?;
-            k.verify(message, &s)
-                .map_err(|_| "signature does not verify".to_string())
-        }
-        PublicKey::P256(k) => fast_or(
-            k.to_encoded_point(false).as_bytes(),
-            EcCurve::P256,
-            key,
-            message,
-            sig,
-        ),
-        PublicKey::P384(k) => fast_or(
-            k.to_encoded_point(false).as_bytes(),
-            EcCurve::P384,
-            key,
-            message,
-            sig,
-        ),
-        _ => verify_digest(key, HashAlg::Sha256, &Sha256::digest(message), sig),
-    }
-}
-
-/// ring for ECDSA with SHA-256 over the whole message, the curve crates when ring cannot decide.
-fn fast_or(
-    point: &[u8],
-    curve: EcCurve,
-    key: &PublicKey,
-    message: &[u8],
-    sig: &[u8],
-) -> Result<(), String> {
-    match crate::pki::fastverify::verify(curve, EcHash::Sha256, point, message, sig) {
-        Some(true) => Ok(()),
-        Some(false) => Err("signature does not verify".into()),
-        None => verify_digest(key, HashAlg::Sha256, &Sha256::digest(message), sig),
-    }
-}
-
 // --- hashedrekord 0.0.1 -----------------------------------------------------------------------
 
 fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
@@ -438,10 +299,10 @@ fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
         }
     };
     let value = str_field(hash, "value", "spec.data.hash.")?;
-    if value.len() != alg.len() * 2 {
+    if value.len() != alg.digest_len() * 2 {
         return Err(err(format!(
             "spec.data.hash.value: a {alg_name} digest is {} hex digits, got {}",
-            alg.len() * 2,
+            alg.digest_len() * 2,
             value.len()
         )));
     }

@@ -13,6 +13,8 @@
 //! * `GET  /v1/trees/{tree}/proof/inclusion?index=&size=` or `?leaf_hash=<hex>&size=` —
 //!   [`InclusionResponse`].
 //! * `GET  /v1/trees/{tree}/proof/consistency?first=&second=` — [`ConsistencyResponse`].
+//! * `GET  /v1/trees/{tree}/tile/<L>/<N>[.p/<W>]`, `.../tile/entries/<N>[.p/<W>]` — a C2SP
+//!   tlog-tiles tile or entry bundle, raw bytes (404 when the tree does not have it yet).
 //!
 //! Errors are `{"code": <http status>, "message": "..."}`. Byte strings are standard base64,
 //! hashes lowercase hex.
@@ -347,6 +349,42 @@ async fn send_batch(endpoints: &[crate::http::client::Client], tree: &str, batch
 }
 
 impl TlogClient {
+    /// A tile or entry bundle (`path` as after `tile/`, e.g. `0/x001/234.p/5` or
+    /// `entries/000`), raw; `None` when the tree does not have it (yet).
+    pub async fn tile(&self, tree: &str, path: &str) -> Result<Option<Vec<u8>>, TlogClientError> {
+        let mut last = TlogClientError::Decode("no tlog endpoint configured".into());
+        for c in &self.endpoints {
+            let resp = match c
+                .request(
+                    axum::http::Method::GET,
+                    &format!("/v1/trees/{tree}/tile/{path}"),
+                    None,
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.into();
+                    continue;
+                }
+            };
+            match resp.status.as_u16() {
+                200 => return Ok(Some(resp.body.to_vec())),
+                404 => return Ok(None),
+                status => {
+                    let message = serde_json::from_slice::<ErrorBody>(&resp.body)
+                        .map(|e| e.message)
+                        .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
+                    last = TlogClientError::Api { status, message };
+                    if status != 503 {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
     /// Create `tree` (once; a 409 error if it exists).
     pub async fn create_tree(&self, tree: &str) -> Result<HeadResponse, TlogClientError> {
         self.call(axum::http::Method::POST, &format!("/v1/trees/{tree}"), None)

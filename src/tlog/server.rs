@@ -92,6 +92,9 @@ pub fn internal_router(state: AppState) -> axum::Router {
         .route("/v1/trees/{tree}/entries/batch", post(append_batch))
         .route("/v1/trees/{tree}/proof/inclusion", get(inclusion))
         .route("/v1/trees/{tree}/proof/consistency", get(consistency))
+        // The tiles as the public listener serves them, for a personality that serves a tree's
+        // read path at its own URL (Rekor v2).
+        .route("/v1/trees/{tree}/tile/{*path}", get(public_tile))
         .route("/healthz", get(healthz))
         .with_state(state)
 }

@@ -152,6 +152,18 @@ impl Tlog {
 
     /// As [`Tlog::new`], accepting entries up to `max_entry` bytes.
     pub fn with_max_entry(test: &str, token: &TestToken, db: &TestDb, max_entry: usize) -> Self {
+        Self::with_tree(test, token, db, max_entry, "tlog.test - 7", "tlog.test")
+    }
+
+    /// As [`Tlog::with_max_entry`], the tree "t" with this checkpoint origin and signer name.
+    pub fn with_tree(
+        test: &str,
+        token: &TestToken,
+        db: &TestDb,
+        max_entry: usize,
+        origin: &str,
+        note_name: &str,
+    ) -> Self {
         let dir = super::scratch(test);
         let spki_pem = keygen(token, &dir);
         // A least-privilege database user of its own, so the test can kill its connections.
@@ -188,8 +200,8 @@ lease_ttl_ms = 2000
 state_dir = "{dir}/state"
 [[tlog.trees]]
 name = "t"
-origin = "tlog.test - 7"
-note_name = "tlog.test"
+origin = "{origin}"
+note_name = "{note_name}"
 key = "pkcs11:token={label};object=tlog"
 pin = {{ file = "{pin}" }}
 "#,

@@ -305,7 +305,7 @@ for cfg in "$ROOT"/etc/sigvault/*.toml; do
   elif ! grep -q 'NOT OK' <<<"$out"; then
     bad "check-config $name (as shipped): did not parse or validate"
   elif unexpected=$(grep '^error: ' <<<"$out" | grep -Ev \
-      "pin: |database_url: |CREDENTIALS_DIRECTORY is not set|cannot read secret file|/var/lib/sigvault/ceremony/[a-z.-]+ does not exist"); then
+      "pin: |database_url: |CREDENTIALS_DIRECTORY is not set|cannot read secret file|/var/lib/sigvault/ceremony/[a-z0-9.-]+ does not exist"); then
     bad "check-config $name (as shipped): problems other than missing secrets/ceremony outputs:"
     printf '%s\n' "$unexpected" | indent
   else

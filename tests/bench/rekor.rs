@@ -5,6 +5,8 @@
 //! ```text
 //! BENCH rekor-upload <entries/s> entries/s limit=<commits/s> ratio=<ours/limit>
 //! BENCH rekor-upload-p99 <ms> ms limit=50 ratio=<ms/50>
+//! BENCH rekor-v2-upload <entries/s> entries/s limit=<commits/s> ratio=<ours/limit>
+//! BENCH rekor-v2-upload-p99 <ms> ms limit=50 ratio=<ms/50>
 //! ```
 //!
 //! * The physical limit is MariaDB's group commit: 16 connections (the tlog's production pool
@@ -22,6 +24,11 @@
 //! * `rekor-upload-p99`: p99 latency from a request's *scheduled* time to its 201, open loop at
 //!   half the rate just measured, 8 s. A latency: `limit` is the goal (50 ms) and `ratio` =
 //!   value / goal, so ratio <= 1 is the goal. A failed request counts as infinitely late.
+//! * `rekor-v2-upload`, `rekor-v2-upload-p99`: the same for `sigvault rekor-v2 serve` on the same
+//!   tlog (a second tree, `t2`, whose origin is the v2 log's URL): `POST /api/v2/log/entries`
+//!   with a hashedRekordRequestV002 (the certificate as DER, the signature over the artifact's
+//!   SHA-256), each answered 201 with its TransparencyLogEntry once a checkpoint covering it is
+//!   signed; against the same group-commit limit, measured in the same run. Goals as for v1.
 //!
 //! Set-up: this file writes its own tlog.toml (as `services.rs` does) rather than using
 //! `common::procs::Tlog`, whose `batch_max_wait_ms = 10` and `lease_ttl_ms = 2000` are test
@@ -76,6 +83,30 @@ const RAW_CONNECTIONS: usize = 16;
 /// Size of each raw row's data, bytes.
 const RAW_ROW_SIZE: usize = 300;
 const EMAIL: &str = "bench@example.com";
+
+/// Which API an upload goes to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Api {
+    /// `POST /api/v1/log/entries` on `sigvault rekor serve`.
+    V1,
+    /// `POST /api/v2/log/entries` on `sigvault rekor-v2 serve`.
+    V2,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::V1 => "/api/v1/log/entries",
+            Api::V2 => "/api/v2/log/entries",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Api::V1 => "rekor",
+            Api::V2 => "rekor-v2",
+        }
+    }
+}
 
 /// How long and how hard each phase runs.
 struct Plan {
@@ -195,7 +226,9 @@ async fn run(plan: &Plan) {
         before.push(raw_commit_rate(&raw, &next_row, plan.raw_warmup, plan.raw).await);
     }
 
-    let measured = upload_rounds(plan, &stack, &uploads).await;
+    let measured = upload_rounds(plan, &stack, &uploads, Api::V1).await;
+    first_upload_v2(&stack, &uploads).await;
+    let measured_v2 = upload_rounds(plan, &stack, &uploads, Api::V2).await;
     let mut after = Vec::new();
     for _ in 0..3 {
         after.push(raw_commit_rate(&raw, &next_row, plan.raw_warmup, plan.raw).await);
@@ -207,42 +240,45 @@ async fn run(plan: &Plan) {
          {limit:.0} commits/s (best of {before:.0?} before the uploads and {after:.0?} after)"
     );
     stack.report();
-    match measured {
-        Ok((rate, p)) => {
-            println!(
-                "BENCH rekor-upload {rate:.0} entries/s limit={limit:.0} ratio={:.3}",
-                rate / limit
-            );
-            println!(
-                "BENCH rekor-upload-p99 {p:.1} ms limit={GOAL_P99_MS:.0} ratio={:.3}",
-                p / GOAL_P99_MS
-            );
+    for (name, measured) in [("rekor-upload", measured), ("rekor-v2-upload", measured_v2)] {
+        match measured {
+            Ok((rate, p)) => {
+                println!(
+                    "BENCH {name} {rate:.0} entries/s limit={limit:.0} ratio={:.3}",
+                    rate / limit
+                );
+                println!(
+                    "BENCH {name}-p99 {p:.1} ms limit={GOAL_P99_MS:.0} ratio={:.3}",
+                    p / GOAL_P99_MS
+                );
+            }
+            Err(n) => println!("rekor bench smoke run ok ({name}: {n} uploads)"),
         }
-        Err(n) => println!("rekor bench smoke run ok ({n} uploads)"),
     }
 }
 
 // --- The services ------------------------------------------------------------------------------
 
-/// tlog and rekor as child processes (stopped on drop, rekor first).
+/// tlog, rekor and rekor-v2 as child processes (stopped on drop, the personalities first).
 struct Stack {
     rekor: Service,
+    rekor_v2: Service,
     tlog: Service,
     port: u16,
+    /// Rekor v2's port; its log's URL is `http://127.0.0.1:<port>`, the origin of tree `t2`.
+    port_v2: u16,
     /// The Rekor key's SubjectPublicKeyInfo (DER): it signs checkpoints and SETs.
     spki: Vec<u8>,
 }
 
 impl Stack {
-    /// Where the CPU goes per upload: rekor, the tlog, MariaDB, the load generator.
-    fn cpu_meter(&self) -> load::CpuMeter {
-        load::CpuMeter::new(
-            "uploads",
-            &[
-                ("rekor", self.rekor.child.id()),
-                ("tlog", self.tlog.child.id()),
-            ],
-        )
+    /// Where the CPU goes per upload: rekor (v1 or v2), the tlog, MariaDB, the load generator.
+    fn cpu_meter(&self, api: Api) -> load::CpuMeter {
+        let personality = match api {
+            Api::V1 => ("rekor", self.rekor.child.id()),
+            Api::V2 => ("rekor-v2", self.rekor_v2.child.id()),
+        };
+        load::CpuMeter::new("uploads", &[personality, ("tlog", self.tlog.child.id())])
     }
 
     fn start(dir: &Path, db: &common::TestDb, index_db: &common::TestDb) -> Stack {
@@ -259,10 +295,12 @@ impl Stack {
             Err(_) => String::new(),
         };
         let tlog_sock = dir.join("tlog.sock");
+        // Tree t2 is the Rekor v2 log's (the same key signs it here: one token, one bench).
+        let port_v2 = free_port();
         std::fs::write(
             dir.join("tlog.toml"),
             format!(
-                "[hsm]\nmodule = \"{module}\"\n[tlog]\ndatabase_url = {{ file = \"{d}/db.url\" }}\nmigrate_on_start = true\ninternal_listen = \"unix:{sock}\"\npublic_listen = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n{wait}[[tlog.trees]]\nname = \"{TREE}\"\norigin = \"{NOTE_NAME} - {TREE_ID}\"\nnote_name = \"{NOTE_NAME}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n",
+                "[hsm]\nmodule = \"{module}\"\n[tlog]\ndatabase_url = {{ file = \"{d}/db.url\" }}\nmigrate_on_start = true\ninternal_listen = \"unix:{sock}\"\npublic_listen = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n{wait}[[tlog.trees]]\nname = \"{TREE}\"\norigin = \"{NOTE_NAME} - {TREE_ID}\"\nnote_name = \"{NOTE_NAME}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n[[tlog.trees]]\nname = \"t2\"\norigin = \"127.0.0.1:{port_v2}\"\nnote_name = \"127.0.0.1:{port_v2}\"\nkey = \"pkcs11:token={label};object=tlog\"\npin = {{ file = \"{pin}\" }}\n",
                 module = common::module().display(),
                 d = dir.display(),
                 sock = tlog_sock.display(),
@@ -298,10 +336,29 @@ impl Stack {
             dir,
             "rekor.log",
         );
+        // rekor-v2: production defaults but for the addresses; creates tree t2 at start.
+        std::fs::write(
+            dir.join("rekor-v2.toml"),
+            format!(
+                "[rekor_v2]\nlisten = \"127.0.0.1:{port_v2}\"\ntlog = [\"unix:{sock}\"]\n[[rekor_v2.logs]]\nurl = \"http://127.0.0.1:{port_v2}\"\ntree = \"t2\"\npublic_key_file = \"{pem}\"\n",
+                sock = tlog_sock.display(),
+                pem = pem.display(),
+            ),
+        )
+        .expect("write");
+        check_config(&dir.join("rekor-v2.toml"));
+        let rekor_v2 = Service::start(
+            &["rekor-v2", "serve"],
+            &dir.join("rekor-v2.toml"),
+            dir,
+            "rekor-v2.log",
+        );
         Stack {
             rekor,
+            rekor_v2,
             tlog,
             port,
+            port_v2,
             spki,
         }
     }
@@ -312,15 +369,20 @@ impl Stack {
             lines[lines.len().saturating_sub(15)..].join("\n")
         };
         format!(
-            "--- tlog log ---\n{}\n--- rekor log ---\n{}",
+            "--- tlog log ---\n{}\n--- rekor log ---\n{}\n--- rekor-v2 log ---\n{}",
             tail(&self.tlog.log()),
-            tail(&self.rekor.log())
+            tail(&self.rekor.log()),
+            tail(&self.rekor_v2.log())
         )
     }
 
     /// Warnings and errors the services logged, and rekor's counters (stderr, for diagnosis).
     fn report(&self) {
-        for (name, log) in [("tlog", self.tlog.log()), ("rekor", self.rekor.log())] {
+        for (name, log) in [
+            ("tlog", self.tlog.log()),
+            ("rekor", self.rekor.log()),
+            ("rekor-v2", self.rekor_v2.log()),
+        ] {
             let bad: Vec<String> = log
                 .lines()
                 .filter(|l| {
@@ -356,6 +418,8 @@ struct Identity {
     key: p256::ecdsa::SigningKey,
     /// The certificate PEM, base64 (a hashedrekord's `publicKey.content`).
     cert_b64: String,
+    /// The certificate DER, base64 (a v2 verifier's `x509Certificate.rawBytes`).
+    cert_der_b64: String,
 }
 
 impl Identity {
@@ -368,7 +432,24 @@ impl Identity {
         Identity {
             key,
             cert_b64: B64.encode(cert.pem()),
+            cert_der_b64: B64.encode(cert.der()),
         }
+    }
+
+    /// A Rekor v2 `CreateEntryRequest` for `artifact` (what sigstore-python sends).
+    fn hashedrekord_v2(&self, artifact: &[u8]) -> Vec<u8> {
+        let sig: p256::ecdsa::Signature = self.key.sign(artifact);
+        serde_json::to_vec(&serde_json::json!({"hashedRekordRequestV002": {
+            "digest": B64.encode(Sha256::digest(artifact)),
+            "signature": {
+                "content": B64.encode(sig.to_der().as_bytes()),
+                "verifier": {
+                    "x509Certificate": {"rawBytes": self.cert_der_b64},
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                },
+            },
+        }}))
+        .expect("json")
     }
 
     /// A hashedrekord upload body for `artifact`.
@@ -408,15 +489,17 @@ impl<'a> Uploads<'a> {
         }
     }
 
-    fn one(&self) -> Vec<u8> {
+    fn one(&self, api: Api) -> Vec<u8> {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
-        self.id.hashedrekord(
-            format!("sigvault rekor bench {} artifact {k:012}\n", self.nonce).as_bytes(),
-        )
+        let artifact = format!("sigvault rekor bench {} artifact {k:012}\n", self.nonce);
+        match api {
+            Api::V1 => self.id.hashedrekord(artifact.as_bytes()),
+            Api::V2 => self.id.hashedrekord_v2(artifact.as_bytes()),
+        }
     }
 
     /// `n` upload bodies (2 threads), each used once.
-    fn pool(&self, n: usize) -> Arc<Pool> {
+    fn pool(&self, n: usize, api: Api) -> Arc<Pool> {
         let started = Instant::now();
         let threads = 2;
         let per = n.div_ceil(threads);
@@ -426,7 +509,7 @@ impl<'a> Uploads<'a> {
                 .map(|t| {
                     s.spawn(move || {
                         let count = per.min(n.saturating_sub(t * per));
-                        (0..count).map(|_| self.one()).collect::<Vec<_>>()
+                        (0..count).map(|_| self.one(api)).collect::<Vec<_>>()
                     })
                 })
                 .collect();
@@ -507,6 +590,84 @@ fn check_entry(body: &[u8], spki: &[u8]) -> Result<u64, String> {
     Ok(index)
 }
 
+/// Check a Rekor v2 201 as a client would: a TransparencyLogEntry whose inclusion proof for the
+/// canonicalized body verifies against its root, and whose checkpoint, signed by the log's key
+/// under the log's origin, is for that tree.
+fn check_entry_v2(body: &[u8], spki: &[u8], origin: &str) -> Result<u64, String> {
+    let e: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("json: {e}"))?;
+    let leaf = B64
+        .decode(
+            e["canonicalizedBody"]
+                .as_str()
+                .ok_or("no canonicalizedBody")?,
+        )
+        .map_err(|_| "body is not base64")?;
+    let leaf = merkle::leaf_hash(&leaf);
+    let p = &e["inclusionProof"];
+    let int = |v: &serde_json::Value| -> Result<u64, String> {
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{v} is not an integer string"))
+    };
+    let (index, size) = (int(&p["logIndex"])?, int(&p["treeSize"])?);
+    let b64_32 = |v: &serde_json::Value| -> Result<[u8; 32], String> {
+        B64.decode(v.as_str().ok_or("not a string")?)
+            .ok()
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| format!("{v} is not a base64 hash"))
+    };
+    let root = b64_32(&p["rootHash"])?;
+    let hashes = p["hashes"]
+        .as_array()
+        .ok_or("no hashes")?
+        .iter()
+        .map(b64_32)
+        .collect::<Result<Vec<_>, _>>()?;
+    merkle::verify_inclusion(&leaf, index, size, &hashes, &root)
+        .map_err(|e| format!("inclusion proof: {e}"))?;
+    let cp = p["checkpoint"]["envelope"]
+        .as_str()
+        .ok_or("no checkpoint")?;
+    let cp_body = note::verify_note(cp, origin, spki).map_err(|e| format!("checkpoint: {e}"))?;
+    let cp = note::Checkpoint::parse_body(cp_body).map_err(|e| format!("checkpoint: {e}"))?;
+    if (cp.origin.as_str(), cp.size, cp.root) != (origin, size, root) {
+        return Err("the checkpoint is not of the proof's tree".into());
+    }
+    Ok(index)
+}
+
+/// The first Rekor v2 upload, once rekor-v2 is ready; its answer checked in full.
+async fn first_upload_v2(stack: &Stack, uploads: &Uploads<'_>) {
+    let c = client(stack.port_v2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c
+        .request(Method::GET, "/readyz", None)
+        .await
+        .is_ok_and(|r| r.status == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "rekor-v2 never became ready\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c
+        .request(
+            Method::POST,
+            Api::V2.path(),
+            Some((uploads.one(Api::V2), "application/json")),
+        )
+        .await;
+    if let Some(kind) = failure_kind(&r) {
+        panic!("the first Rekor v2 upload: {kind}\n{}", stack.logs());
+    }
+    let origin = format!("127.0.0.1:{}", stack.port_v2);
+    let index = check_entry_v2(&r.expect("response").body, &stack.spki, &origin)
+        .unwrap_or_else(|e| panic!("the first Rekor v2 upload's answer: {e}"));
+    assert!(index > 0, "no client entry gets index 0");
+}
+
 async fn first_upload(stack: &Stack, uploads: &Uploads<'_>) {
     let c = client(stack.port);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -523,7 +684,7 @@ async fn first_upload(stack: &Stack, uploads: &Uploads<'_>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let body = uploads.one();
+    let body = uploads.one(Api::V1);
     loop {
         let r = c
             .request(
@@ -638,12 +799,13 @@ fn memchr_str(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 // --- rekor -------------------------------------------------------------------------------------
 
-/// Upload the pool's bodies one each; with `spki` (the smoke run), check every answer in full.
-fn upload_job(pool: &Arc<Pool>, spki: Option<&[u8]>) -> Job {
+/// Upload the pool's bodies one each to `api`; with `check` (the smoke run: the key, and the v2
+/// log's origin), check every answer in full.
+fn upload_job(pool: &Arc<Pool>, api: Api, check: Option<(&[u8], &str)>) -> Job {
     let pool = Arc::clone(pool);
-    let spki: Option<Arc<[u8]>> = spki.map(Into::into);
+    let check: Option<(Arc<[u8]>, Arc<str>)> = check.map(|(k, o)| (k.into(), o.into()));
     Arc::new(move |c: Client| {
-        let (pool, spki) = (Arc::clone(&pool), spki.clone());
+        let (pool, check) = (Arc::clone(&pool), check.clone());
         Box::pin(async move {
             let Some(body) = pool.take() else {
                 return Outcome::Exhausted;
@@ -651,16 +813,23 @@ fn upload_job(pool: &Arc<Pool>, spki: Option<&[u8]>) -> Job {
             let r = c
                 .request(
                     Method::POST,
-                    "/api/v1/log/entries",
+                    api.path(),
                     Some((body.to_vec(), "application/json")),
                 )
                 .await;
-            match (failure_kind(&r), spki) {
+            match (failure_kind(&r), check) {
                 (None, None) => Outcome::Ok,
-                (None, Some(spki)) => match check_entry(&r.expect("response").body, &spki) {
-                    Ok(_) => Outcome::Ok,
-                    Err(e) => Outcome::Failed(format!("bad answer: {e}")),
-                },
+                (None, Some((spki, origin))) => {
+                    let body = &r.expect("response").body;
+                    let checked = match api {
+                        Api::V1 => check_entry(body, &spki),
+                        Api::V2 => check_entry_v2(body, &spki, &origin),
+                    };
+                    match checked {
+                        Ok(_) => Outcome::Ok,
+                        Err(e) => Outcome::Failed(format!("bad answer: {e}")),
+                    }
+                }
                 (Some(kind), _) => Outcome::Failed(kind),
             }
         })
@@ -673,24 +842,31 @@ async fn upload_rounds(
     plan: &Plan,
     stack: &Stack,
     uploads: &Uploads<'_>,
+    api: Api,
 ) -> Result<(f64, f64), u64> {
+    let name = api.name();
     let tally = Arc::new(Tally::default());
-    let cl = clients(stack.port, plan.clients);
+    let port = match api {
+        Api::V1 => stack.port,
+        Api::V2 => stack.port_v2,
+    };
+    let cl = clients(port, plan.clients);
     let load = Load {
-        bench: "rekor",
+        bench: name,
         clients: &cl,
         tally: &tally,
     };
     if !plan.measuring {
-        let spki = Some(stack.spki.as_slice());
-        let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
-        let meter = stack.cpu_meter();
+        let origin = format!("127.0.0.1:{}", stack.port_v2);
+        let check = Some((stack.spki.as_slice(), origin.as_str()));
+        let job = upload_job(&uploads.pool(plan.smoke_requests, api), api, check);
+        let meter = stack.cpu_meter(api);
         let (_, n) = load
             .closed(&job, plan.warmup, plan.measure, Some(&meter))
             .await;
-        let job = upload_job(&uploads.pool(plan.smoke_requests), spki);
+        let job = upload_job(&uploads.pool(plan.smoke_requests, api), api, check);
         let lat = load.open(&job, 20.0, plan.p99).await;
-        tally.report("rekor", "rekor");
+        tally.report("rekor", name);
         assert_eq!(tally.total(), 0, "failed uploads\n{}", stack.logs());
         assert_eq!(n + lat.len() as u64, 2 * plan.smoke_requests as u64);
         return Err(n + lat.len() as u64 + 1);
@@ -698,32 +874,34 @@ async fn upload_rounds(
     // Calibrate on a first pool, then make enough for the measured rounds.
     let (r0, _) = load
         .closed(
-            &upload_job(&uploads.pool(plan.first_pool), None),
+            &upload_job(&uploads.pool(plan.first_pool, api), api, None),
             Duration::ZERO,
             Duration::from_secs(2),
             None,
         )
         .await;
-    eprintln!("rekor bench: calibration round {r0:.0} uploads/s");
+    eprintln!("rekor bench: {name}: calibration round {r0:.0} uploads/s");
     let cap = 300_000;
     let n = ((r0 * 1.6 * (plan.warmup + plan.measure).as_secs_f64()) as usize + 2000).min(cap);
-    let pool = uploads.pool(n);
+    let pool = uploads.pool(n, api);
     let (rate, _) = load
         .closed(
-            &upload_job(&pool, None),
+            &upload_job(&pool, api, None),
             plan.warmup,
             plan.measure,
-            Some(&stack.cpu_meter()),
+            Some(&stack.cpu_meter(api)),
         )
         .await;
     let half = (rate / 2.0).max(1.0);
     let n = ((half * 1.2 * plan.p99.as_secs_f64()) as usize + 1000).min(cap);
-    let pool = uploads.pool(n);
-    let mut lat = load.open(&upload_job(&pool, None), half, plan.p99).await;
+    let pool = uploads.pool(n, api);
+    let mut lat = load
+        .open(&upload_job(&pool, api, None), half, plan.p99)
+        .await;
     let p = p99(&mut lat);
-    tally.report("rekor", "rekor");
+    tally.report("rekor", name);
     eprintln!(
-        "rekor bench: {} clients, {rate:.0} uploads/s closed loop; open loop at {half:.0}/s: {} \
+        "rekor bench: {name}: {} clients, {rate:.0} uploads/s closed loop; open loop at {half:.0}/s: {} \
          requests, {}",
         plan.clients,
         lat.len(),

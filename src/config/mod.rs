@@ -5,6 +5,7 @@
 //! `sigvault check-config FILE` loads a file through [`load`] and runs [`AnyConfig::check`].
 
 pub mod secret;
+pub mod tuf;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use crate::hsm::{DEFAULT_MODULE, Pkcs11Uri};
 use crate::signer::SignatureAlgorithm;
 pub use secret::{SecretError, SecretSource};
+pub use tuf::TufConfig;
 
 /// A config problem, phrased as what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -776,10 +778,11 @@ pub enum AnyConfig {
     Fulcio(Box<FulcioConfig>),
     Rekor(Box<RekorConfig>),
     Tsa(Box<TsaConfig>),
+    Tuf(Box<TufConfig>),
 }
 
 /// The service tables sigvault recognises (only those whose service exists).
-pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa"];
+pub const KNOWN_KINDS: &[&str] = &["ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa", "tuf"];
 
 /// Read and parse a config file of any kind.
 pub fn load(path: &Path) -> Result<AnyConfig, ConfigError> {
@@ -841,6 +844,17 @@ pub fn load_tsa(path: &Path) -> Result<TsaConfig, ConfigError> {
         other => Err(ConfigError::Invalid {
             path: path.into(),
             message: format!("this is a {} config, not a tsa config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a tuf config.
+pub fn load_tuf(path: &Path) -> Result<TufConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Tuf(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a tuf config", other.kind()),
         }),
     }
 }
@@ -940,6 +954,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
             })?;
             AnyConfig::Tsa(Box::new(c))
         }
+        "tuf" => {
+            let c: TufConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Tuf(Box::new(c))
+        }
         _ => unreachable!("kind comes from KNOWN_KINDS"),
     };
     Ok(cfg)
@@ -955,6 +978,7 @@ impl AnyConfig {
             Self::Fulcio(_) => "fulcio",
             Self::Rekor(_) => "rekor",
             Self::Tsa(_) => "tsa",
+            Self::Tuf(_) => "tuf",
         }
     }
 
@@ -1101,6 +1125,7 @@ impl AnyConfig {
                     }
                 }
             }
+            Self::Tuf(c) => c.check(&mut problems),
         }
         problems
     }

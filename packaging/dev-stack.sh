@@ -388,6 +388,19 @@ EOF
   "$BIN" tuf refresh --config "$CFG/tuf.toml" >>"$LOGS/tuf.log" 2>&1 || { tail_log tuf; die "sigvault tuf refresh failed"; }
   cp "$STATE/tuf/repository/1.root.json" "$STATE/root.json"
   start_service tuf "http://127.0.0.1:$TUF_PORT/readyz"
+  # What sigvault-tuf-refresh.timer does in a package: a refresh every 15 minutes while the stack
+  # runs (it signs only what is due), so a stack left up for days keeps a valid timestamp.
+  if ! alive tuf-refresh; then
+    (
+      trap 'kill "${nap:-}" 2>/dev/null; exit 0' TERM
+      while :; do
+        sleep 900 & nap=$!
+        wait "$nap"
+        "$BIN" tuf refresh --config "$CFG/tuf.toml" || true
+      done
+    ) >>"$LOGS/tuf.log" 2>&1 </dev/null &
+    echo $! >"$RUN/tuf-refresh.pid"
+  fi
   printf 'TUF_URL=http://127.0.0.1:%s\nTUF_ROOT=%s\n' "$TUF_PORT" "$STATE/root.json" >>"$STATE/endpoints.env"
 }
 
@@ -486,7 +499,7 @@ EOF
 
 down() {
   local svc
-  for svc in tuf tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
+  for svc in tuf-refresh tuf tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
   if alive mariadb; then
     mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot shutdown >/dev/null 2>&1 || true
     stop_pid mariadb
@@ -503,7 +516,7 @@ status() {
     echo "ceremony:  not done"
   fi
   local p
-  for p in mariadb idp $SERVICES tuf; do
+  for p in mariadb idp $SERVICES tuf tuf-refresh; do
     if alive "$p"; then echo "$p: running (pid $(cat "$RUN/$p.pid"))"; else echo "$p: stopped"; fi
   done
   [ -f "$STATE/endpoints.env" ] && { echo; cat "$STATE/endpoints.env"; }

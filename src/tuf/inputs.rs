@@ -21,7 +21,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use der::Decode;
 use serde_json::{Map, Value};
 
-/// The target names clients look up (CLIENT-CONTRACT of sigstore-python and sigstore-js).
+/// The target names clients look up: sigstore-python 4.x asks its TUF updater for both
+/// (`sigstore/_internal/tuf.py`), sigstore-js for the first (`@sigstore/tuf`'s
+/// `TRUSTED_ROOT_TARGET`).
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
 pub const SIGNING_CONFIG_TARGET: &str = "signing_config.v0.2.json";
 

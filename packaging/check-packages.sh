@@ -138,10 +138,10 @@ deb_has() { # deb_has MODE PATH
     || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
 }
 check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
   check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
 done
-for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do
+for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do
   check "deb: /etc/sigvault/$c.toml" deb_has -rw-r--r-- "etc/sigvault/$c.toml"
   check "deb: /etc/sigvault/$c.toml is a conffile" grep -qx "/etc/sigvault/$c.toml" "$WORK/deb.control/conffiles"
 done
@@ -179,11 +179,11 @@ rpm_has() { # rpm_has MODE PATH
 check "rpm: Name sigvault, Version $VERSION" \
   bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
 check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
   check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
 done
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1
-for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do
+for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do
   check "rpm: /etc/sigvault/$c.toml is %config(noreplace)" \
     bash -c "rpm -qp --configfiles '$RPM' | grep -qx /etc/sigvault/$c.toml && grep -Eq '^[a-z]*c[a-z]*n[a-z]* /etc/sigvault/$c.toml$' '$WORK/rpm.flags'"
 done
@@ -278,7 +278,7 @@ else
   bad "root: apt-get install failed"; tail -n 30 "$WORK/install.log" | indent; finish
 fi
 check "root: sigvault --version prints sigvault $VERSION" bash -c "[ \"\$(chroot '$ROOT' /usr/bin/sigvault --version)\" = 'sigvault $VERSION' ]"
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2 sigvault-tuf sigvault-tuf-refresh; do
   check "root: system user $u (nologin, no home)" \
     bash -c "e=\$(chroot '$ROOT' getent passwd $u) && [ \"\$(cut -d: -f3 <<<\"\$e\")\" -lt 1000 ] && [ \"\$(cut -d: -f7 <<<\"\$e\")\" = /usr/sbin/nologin ] && [ ! -e '$ROOT/nonexistent' ]"
 done
@@ -289,7 +289,7 @@ check "root: /etc/sigvault/credentials root 0700" bash -c "[ \"\$(stat -c '%U:%G
 check "root: /var/lib/sigvault root 0755" bash -c "[ \"\$(stat -c '%U:%G %a' '$ROOT/var/lib/sigvault')\" = 'root:root 755' ]"
 check "root: no sigvault unit enabled by the package" bash -c "! find '$ROOT/etc/systemd/system' -name 'sigvault*' | grep ."
 check "root: /etc/sigvault/*.toml are registered conffiles" \
-  bash -c "for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
+  bash -c "for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do chroot '$ROOT' dpkg-query -W -f='\${Conffiles}\n' sigvault | grep -q \" /etc/sigvault/\$c.toml \" || exit 1; done"
 
 # 6a. The shipped examples as shipped: no secrets and no ceremony yet. They must parse and
 # validate; the only problems allowed are the missing secrets (PIN files, credentials) and the
@@ -321,7 +321,7 @@ setup_script='set -eu
 umask 077
 mkdir -p /etc/sigvault/secrets
 newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
-for role in root issuing-ca ctlog rekor tlog tsa; do
+for role in root issuing-ca ctlog rekor tlog tsa tuf-root-1 tuf-root-2 tuf-targets tuf-online; do
   newpin >/etc/sigvault/secrets/$role.pin
   softhsm2-util --init-token --free --label sigvault-$role --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$(newpin)" >/dev/null
 done
@@ -333,6 +333,7 @@ cp /etc/sigvault/secrets/rekor.pin /etc/sigvault/credentials/rekor-pin
 cp /etc/sigvault/secrets/ctlog.pin /etc/sigvault/credentials/ctlog-pin
 cp /etc/sigvault/secrets/issuing-ca.pin /etc/sigvault/credentials/fulcio-pin
 cp /etc/sigvault/secrets/tsa.pin /etc/sigvault/credentials/tsa-pin
+cp /etc/sigvault/secrets/tuf-online.pin /etc/sigvault/credentials/tuf-online-pin
 echo "mysql://sigvault_tlog:not-a-real-password@127.0.0.1:3306/sigvault_tlog" >/etc/sigvault/credentials/tlog-db-url
 echo "mysql://sigvault_rekor:not-a-real-password@127.0.0.1:3306/sigvault_rekor" >/etc/sigvault/credentials/rekor-db-url
 chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
@@ -356,8 +357,8 @@ done
 # README.md): a service user with the group sees all six tokens, without it none.
 tokens_as() { in_root setpriv --reuid="$1" --regid="$1" --groups="$2" --inh-caps=-all \
   env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf softhsm2-util --show-slots 2>/dev/null | grep -c 'Label: *sigvault-'; }
-check "root: sigvault-ctlog with group softhsm sees the 6 tokens" \
-  test "$(tokens_as sigvault-ctlog softhsm,sigvault-tlog-clients)" = 6
+check "root: sigvault-ctlog with group softhsm sees the 10 tokens (6 of the ceremony, 4 of the TUF repository)" \
+  test "$(tokens_as sigvault-ctlog softhsm,sigvault-tlog-clients)" = 10
 check "root: sigvault-ctlog without group softhsm sees no token" \
   test "$(tokens_as sigvault-ctlog sigvault-tlog-clients)" = 0
 check "root: sigvault-ctlog can read the ceremony outputs its config names" \
@@ -508,6 +509,58 @@ else
     in_root env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml
 fi
 
+# 6e. The TUF repository as its units run it: created by an operator (root, with the offline
+# tokens' PIN files, README.md "The TUF repository"), re-signed by the refresh as
+# sigvault-tuf-refresh with its credential, served by sigvault-tuf, which holds no key and
+# cannot write what it serves.
+say "the TUF repository inside the root: init as the operator, refresh and serve as their units' users"
+tuf_setup='set -eu
+install -d -m 0755 -o sigvault-tuf-refresh -g sigvault-tuf-refresh /var/lib/sigvault-tuf
+sigvault trust --ceremony-dir /var/lib/sigvault/ceremony --fulcio-url https://fulcio.example.org \
+  --rekor-url https://rekor.example.org --ctlog-url https://ctlog.example.org/sigvault \
+  --oidc-url https://oauth2.example.org --tsa-url https://tsa.example.org/api/v1/timestamp \
+  --operator example.org --out /tmp/tuf-trust >/dev/null
+CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tuf init --config /etc/sigvault/tuf.toml --trust-dir /tmp/tuf-trust
+chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
+if in_root env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf sh -c "$tuf_setup" >"$WORK/tuf-init.log" 2>&1; then
+  ok "root: sigvault tuf init --config /etc/sigvault/tuf.toml (the shipped config, 2-of-2 root)"
+else
+  bad "root: sigvault tuf init failed"; tail -n 30 "$WORK/tuf-init.log" | indent
+fi
+check "root: the repository belongs to the refresh's user, world-readable" \
+  bash -c "[ \"\$(chroot '$ROOT' stat -c '%U %a' /var/lib/sigvault-tuf/repository/timestamp.json)\" = 'sigvault-tuf-refresh 644' ]"
+tcdir=/run/credentials/sigvault-tuf-refresh.service
+mkdir -p "$ROOT$tcdir"
+cp "$ROOT/etc/sigvault/credentials/tuf-online-pin" "$ROOT$tcdir/"
+in_root chown -R sigvault-tuf-refresh:sigvault-tuf-refresh "$tcdir"
+chmod 0500 "$ROOT$tcdir"; chmod 0400 "$ROOT$tcdir"/*
+check "root: sigvault tuf refresh as sigvault-tuf-refresh (group softhsm) with its credential" \
+  chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+    CREDENTIALS_DIRECTORY="$tcdir" SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf \
+    setpriv --reuid=sigvault-tuf-refresh --regid=sigvault-tuf-refresh --groups=softhsm --inh-caps=-all \
+    --bounding-set=-all --no-new-privs /usr/bin/sigvault tuf refresh --config /etc/sigvault/tuf.toml
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+  setpriv --reuid=sigvault-tuf --regid=sigvault-tuf --clear-groups --inh-caps=-all --bounding-set=-all \
+  --no-new-privs /usr/bin/sigvault tuf serve --config /etc/sigvault/tuf.toml >"$WORK/tuf.run.log" 2>&1 &
+tuf_pid=$!
+for _ in $(seq 1 150); do
+  curl -fsS http://127.0.0.1:8088/readyz >/dev/null 2>&1 && break
+  kill -0 "$tuf_pid" 2>/dev/null || break
+  sleep 0.2
+done
+check "root: sigvault tuf serve as sigvault-tuf (no token group) is ready and serves timestamp.json" \
+  bash -c "curl -fsS http://127.0.0.1:8088/readyz && curl -fsS http://127.0.0.1:8088/timestamp.json | cmp - '$ROOT/var/lib/sigvault-tuf/repository/timestamp.json'"
+check "root: sigvault-tuf cannot change what it serves" \
+  bash -c "! chroot '$ROOT' setpriv --reuid=sigvault-tuf --regid=sigvault-tuf --clear-groups --inh-caps=-all \
+    touch /var/lib/sigvault-tuf/repository/timestamp.json 2>/dev/null"
+kill "$tuf_pid" 2>/dev/null || true
+for _ in $(seq 1 150); do kill -0 "$tuf_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$tuf_pid" 2>/dev/null; then
+  kill -9 "$tuf_pid" 2>/dev/null || true; bad "root: tuf serve did not stop on SIGTERM within 15 s"
+else
+  ok "root: tuf serve stopped on SIGTERM"
+fi
+
 # --- 7. remove, then purge ---------------------------------------------------------------------------
 say "apt-get remove, then apt-get purge, inside the root"
 keys_before=$(find "$ROOT/var/lib/softhsm/tokens" -type f | sort | xargs sha256sum 2>/dev/null | sha256sum)
@@ -519,10 +572,10 @@ check "after remove: users kept (files may still be theirs)" in_root getent pass
 if in_root apt-get purge -y sigvault >"$WORK/purge.log" 2>&1; then ok "root: apt-get purge"; else bad "root: apt-get purge"; tail -n 20 "$WORK/purge.log" | indent; fi
 check "after purge: package unknown to dpkg" bash -c "! chroot '$ROOT' dpkg-query -W -f='\${Status}' sigvault 2>/dev/null | grep -q installed"
 check "after purge: example configs gone" bash -c "! ls '$ROOT'/etc/sigvault/*.toml 2>/dev/null | grep ."
-for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2; do
+for u in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2 sigvault-tuf sigvault-tuf-refresh; do
   check "after purge: user $u gone" bash -c "! chroot '$ROOT' getent passwd $u"
 done
-for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2 sigvault-tlog-clients; do
+for g in sigvault-tlog sigvault-ctlog sigvault-fulcio sigvault-rekor sigvault-tsa sigvault-rekor-v2 sigvault-tuf sigvault-tuf-refresh sigvault-tlog-clients; do
   check "after purge: group $g gone" bash -c "! chroot '$ROOT' getent group $g"
 done
 if [ -n "${SIGVAULT_TEST_MYSQL_URL:-}" ]; then

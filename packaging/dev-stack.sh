@@ -3,7 +3,8 @@
 #
 #   packaging/dev-stack.sh up      install what is missing, build, run the key ceremony (once),
 #                                  start a private MariaDB, the five services and a local OpenID
-#                                  provider, write the client trust files, then sign a sample file
+#                                  provider, write the client trust files and publish them in the
+#                                  instance's TUF repository, then sign a sample file
 #                                  with sigstore-python and verify it with sigstore-js (and the
 #                                  reverse)
 #   packaging/dev-stack.sh down    stop everything `up` started (keys and data stay)
@@ -108,6 +109,7 @@ ports() {
   # Services added since the state dir was made get a port of their own, the others keep theirs.
   grep -q '^TSA_PORT=' "$STATE/ports.env" || echo "TSA_PORT=$(free_port)" >>"$STATE/ports.env"
   grep -q '^REKOR_V2_PORT=' "$STATE/ports.env" || echo "REKOR_V2_PORT=$(free_port)" >>"$STATE/ports.env"
+  grep -q '^TUF_PORT=' "$STATE/ports.env" || echo "TUF_PORT=$(free_port)" >>"$STATE/ports.env"
   # shellcheck disable=SC1091
   . "$STATE/ports.env"
 }
@@ -356,6 +358,76 @@ SIGSTORE_JS="$(command -v node) $repo/tests/clients/js/client.mjs"
 EOF
 }
 
+# The instance's TUF repository (README.md, "The TUF repository"), which clients bootstrap from
+# with root.json: its own tokens (root, targets, online; one key holder each here, where
+# production has several), the trust files published as its targets, a refresh (what the timer
+# does), then `sigvault tuf serve`. Keys are made once; later runs publish what changed.
+tuf_repo() {
+  local s=$STATE/secrets t role slots
+  local -x SOFTHSM2_CONF=$STATE/softhsm2.conf
+  slots=$(softhsm2-util --show-slots 2>/dev/null) || die "softhsm2-util --show-slots failed"
+  for role in root targets online; do
+    t=sigvault-tuf-$role
+    [ -s "$s/tuf-$role.pin" ] || { od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$s/tuf-$role.pin"; chmod 600 "$s/tuf-$role.pin"; }
+    if ! grep -Eq "^[[:space:]]*Label:[[:space:]]+$t[[:space:]]*$" <<<"$slots"; then
+      softhsm2-util --init-token --free --label "$t" --pin "$(cat "$s/tuf-$role.pin")" \
+        --so-pin "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >/dev/null
+    fi
+  done
+  cat >"$CFG/tuf.toml" <<EOF
+# Written by packaging/dev-stack.sh (reference: config/tuf.toml).
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+[tuf]
+dir = "$STATE/tuf"
+listen = "127.0.0.1:$TUF_PORT"
+[tuf.root]
+expires = "365d"
+[[tuf.root.keys]]
+key = "pkcs11:token=sigvault-tuf-root;object=tuf-root"
+pin = { file = "$s/tuf-root.pin" }
+[tuf.targets]
+expires = "90d"
+[[tuf.targets.keys]]
+key = "pkcs11:token=sigvault-tuf-targets;object=tuf-targets"
+pin = { file = "$s/tuf-targets.pin" }
+[tuf.snapshot]
+key = "pkcs11:token=sigvault-tuf-online;object=tuf-snapshot"
+pin = { file = "$s/tuf-online.pin" }
+expires = "7d"
+[tuf.timestamp]
+key = "pkcs11:token=sigvault-tuf-online;object=tuf-timestamp"
+pin = { file = "$s/tuf-online.pin" }
+expires = "1d"
+EOF
+  "$BIN" check-config "$CFG/tuf.toml" >/dev/null || { "$BIN" check-config "$CFG/tuf.toml"; die "bad tuf config"; }
+  if [ -f "$STATE/tuf/repository/1.root.json" ]; then
+    "$BIN" tuf publish --config "$CFG/tuf.toml" --trust-dir "$STATE" >>"$LOGS/tuf.log" 2>&1 \
+      || { tail_log tuf; die "sigvault tuf publish failed"; }
+  else
+    say "creating the TUF repository in $STATE/tuf (keys in the sigvault-tuf-* tokens)"
+    "$BIN" tuf init --config "$CFG/tuf.toml" --trust-dir "$STATE" >>"$LOGS/tuf.log" 2>&1 \
+      || { tail_log tuf; die "sigvault tuf init failed"; }
+  fi
+  "$BIN" tuf refresh --config "$CFG/tuf.toml" >>"$LOGS/tuf.log" 2>&1 || { tail_log tuf; die "sigvault tuf refresh failed"; }
+  cp "$STATE/tuf/repository/1.root.json" "$STATE/root.json"
+  start_service tuf "http://127.0.0.1:$TUF_PORT/readyz"
+  # What sigvault-tuf-refresh.timer does in a package: a refresh every 15 minutes while the stack
+  # runs (it signs only what is due), so a stack left up for days keeps a valid timestamp.
+  if ! alive tuf-refresh; then
+    (
+      trap 'kill "${nap:-}" 2>/dev/null; exit 0' TERM
+      while :; do
+        sleep 900 & nap=$!
+        wait "$nap"
+        "$BIN" tuf refresh --config "$CFG/tuf.toml" || true
+      done
+    ) >>"$LOGS/tuf.log" 2>&1 </dev/null &
+    echo $! >"$RUN/tuf-refresh.pid"
+  fi
+  printf 'TUF_URL=http://127.0.0.1:%s\nTUF_ROOT=%s\n' "$TUF_PORT" "$STATE/root.json" >>"$STATE/endpoints.env"
+}
+
 install_clients() {
   local venv=$STATE/clients/venv want
   want=$(sed -n 's/^sigstore==//p' "$repo/tests/clients/py/requirements.txt")
@@ -425,6 +497,7 @@ up() {
   start_service tsa "http://127.0.0.1:$TSA_PORT/readyz"
   start_service rekor-v2 "http://127.0.0.1:$REKOR_V2_PORT/readyz"
   trust_files
+  tuf_repo
   install_clients
   if [ "${SIGVAULT_SKIP_DEMO:-0}" != 1 ]; then
     demo
@@ -436,6 +509,7 @@ sigvault is running (state dir $STATE):
   CT log   http://127.0.0.1:$CTLOG_PORT/sigvault   tiles  http://127.0.0.1:$TILES_PORT/{rekor,ctlog}/
   TSA      http://127.0.0.1:$TSA_PORT/api/v1/timestamp
   Rekor v2 http://127.0.0.1:$REKOR_V2_PORT (checkpoint, tiles, /api/v2/log/entries)
+  TUF      http://127.0.0.1:$TUF_PORT (first root: $STATE/root.json)
   OIDC     $ISSUER (development provider)
   Trust    $STATE/trust-config.json, trusted_root.json, signing_config.json
   Logs     $LOGS/
@@ -452,7 +526,7 @@ EOF
 
 down() {
   local svc
-  for svc in rekor-v2 tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
+  for svc in rekor-v2 tuf-refresh tuf tsa fulcio ctlog rekor tlog idp; do stop_pid "$svc"; done
   if alive mariadb; then
     mariadb-admin --no-defaults --socket="$RUN/mysqld.sock" -uroot shutdown >/dev/null 2>&1 || true
     stop_pid mariadb
@@ -469,7 +543,7 @@ status() {
     echo "ceremony:  not done"
   fi
   local p
-  for p in mariadb idp $SERVICES; do
+  for p in mariadb idp $SERVICES tuf tuf-refresh; do
     if alive "$p"; then echo "$p: running (pid $(cat "$RUN/$p.pid"))"; else echo "$p: stopped"; fi
   done
   [ -f "$STATE/endpoints.env" ] && { echo; cat "$STATE/endpoints.env"; }

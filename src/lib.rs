@@ -23,3 +23,4 @@ pub mod store;
 pub mod tlog;
 pub mod trust;
 pub mod tsa;
+pub mod tuf;

@@ -85,7 +85,7 @@ echo "@sigstore/cli:   $("$NODE" -p "require('$repo/tests/clients/js/node_module
 echo "node:            $("$NODE" --version)"
 echo "sigstore-rs:     $(sed -n '/^name = "sigstore"$/{n;s/^version = //p}' "$repo/tests/clients/rs/Cargo.lock")"
 
-for f in trust-config.json trusted_root.json signing_config.json endpoints.env; do
+for f in trust-config.json trusted_root.json signing_config.json root.json endpoints.env; do
   expect_ok "state dir has $f" test -s "$STATE/$f"
 done
 for v in FULCIO_URL REKOR_URL REKOR_V2_URL TRUST_CONFIG_V1 CTLOG_URL TSA_URL TLOG_URL REKOR_TILES_URL CTLOG_TILES_URL OIDC_ISSUER_URL ID_TOKEN_CMD CERT_IDENTITY CERT_ISSUER CEREMONY_DIR; do
@@ -392,12 +392,40 @@ expect_ok "tlog verify refuses a bundle's checkpoint with another root, and says
    grep -q "checkpoint-altered.txt: does not verify with the tree" <<<"$out"' \
   "$SV" "$STATE/config/tlog.toml"
 
+echo "==> TUF: clients bootstrap from the instance's own repository (sigvault tuf serve)"
+# dev-stack.sh published the trust files as TUF targets, ran a refresh, serves the repository
+# and left its first root in the state dir: the clients start from that root.json alone.
+expect_ok "endpoints.env sets TUF_URL and TUF_ROOT, and root.json is in the state dir" \
+  test -n "${TUF_URL:-}" -a "${TUF_ROOT:-}" = "$STATE/root.json" -a -s "$STATE/root.json"
+expect_ok "the TUF repository is ready (/readyz)" curl -fsS "$TUF_URL/readyz"
+# sigstore-python keeps the metadata trust-instance verified under XDG_DATA_HOME: a private one.
+TUFPY=(env XDG_DATA_HOME="$W/tuf-py/data" XDG_CACHE_HOME="$W/tuf-py/cache" "$PY" --instance "$TUF_URL")
+expect_ok "python: sigstore --instance URL trust-instance root.json" "${TUFPY[@]}" trust-instance "$TUF_ROOT"
+expect_ok "python signs with --instance (signing config fetched through TUF)" "${TUFPY[@]}" sign \
+  --identity-token "$(cat token)" --oidc-disable-ambient-providers --bundle tuf-py.sigstore.json artifact.txt
+expect_ok "python verifies with --instance (trusted root fetched through TUF)" "${TUFPY[@]}" verify identity \
+  --bundle tuf-py.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" artifact.txt
+expect_fail "python with --instance rejects the bundle for a tampered artifact" "${TUFPY[@]}" verify identity \
+  --bundle tuf-py.sigstore.json --cert-identity "$ID" --cert-oidc-issuer "$ISS" tampered.txt
+expect_ok "python's TUF targets are sigvault trust's files, byte for byte" bash -c \
+  'cmp "$(find "$0" -name trusted_root.json | head -n 1)" "$1/trusted_root.json" &&
+   cmp "$(find "$0" -name signing_config.v0.2.json | head -n 1)" "$1/signing_config.json"' "$W/tuf-py" "$STATE"
+TUFJS=("${CLI[@]}" verify --tuf-mirror-url "$TUF_URL" --tuf-root-path "$TUF_ROOT" --tuf-cache-path "$W/tuf-js"
+  --certificate-identity-email "$ID" --certificate-issuer "$ISS")
+expect_ok "js (@sigstore/cli verify) verifies through tufMirrorURL and tufRootPath" "${TUFJS[@]}" \
+  --blob-file artifact.txt tuf-py.sigstore.json
+expect_fail "js through TUF rejects the bundle for a tampered artifact" "${TUFJS[@]}" \
+  --blob-file tampered.txt tuf-py.sigstore.json
+expect_ok "tuf refresh (the timer's job) succeeds again, signing only what is due" \
+  env SOFTHSM2_CONF="$STATE/softhsm2.conf" "$SV" tuf refresh --config "$STATE/config/tuf.toml"
+expect_ok "tuf status: every role current" "$SV" tuf status --config "$STATE/config/tuf.toml"
+
 echo "==> packaging/dev-stack.sh down stops everything up started"
 cd "$repo"
 expect_ok "dev-stack down" packaging/dev-stack.sh down
 expect_ok "dev-stack status: every part stopped" bash -c "! packaging/dev-stack.sh status | grep -q ': running'"
 # (Each pattern is a regex that does not match its own text, so pgrep never finds this check.)
-expect_ok "no process of the stack is left" bash -c "! pgrep -f 'sigvault (tlog|rekor|ctlog|fulcio|tsa|rekor-v2) serve --config $STATE/' &&
+expect_ok "no process of the stack is left" bash -c "! pgrep -f 'sigvault (tlog|rekor|ctlog|fulcio|tsa|rekor-v2|tuf) serve --config $STATE/' &&
   ! pgrep -f 'mariadb[d] .*$STATE/' && ! pgrep -f 'idp[.]mjs ${OIDC_ISSUER_URL##*:}\$'"
 
 echo

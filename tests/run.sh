@@ -34,13 +34,26 @@ die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
 # --- 1. what the tests need --------------------------------------------------------------------
 # shellcheck source=tests/deps.sh
 . "$repo/tests/deps.sh"
-ensure_debian_packages softhsm2 mariadb-server mariadb-client opensc openssl python3 python3-pip curl
+ensure_debian_packages softhsm2 mariadb-server mariadb-client opensc openssl python3 python3-pip python3-venv curl
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 # Third-party checkers and peers the tests use: pyca/cryptography (PyPI) to parse certificates
 # and verify SCTs, and a local OpenID Connect provider (oauth2-mock-server, npm).
 python3 -c 'import cryptography' 2>/dev/null \
   || python3 -m pip install --quiet 'cryptography>=42' \
   || die "cannot install the Python package cryptography"
+# python-tuf's ngclient (PyPI `tuf`, pinned in tests/clients/tuf/requirements.txt), the stock
+# client tests/tuf.rs updates from sigvault's TUF repository with; a venv under target/ so that
+# it is made once per checkout.
+TUF_VENV=$repo/target/tuf-client-venv
+if ! cmp -s tests/clients/tuf/requirements.txt "$TUF_VENV/requirements.txt"; then
+  say "installing python-tuf ($(grep -v '^#' tests/clients/tuf/requirements.txt | tr '\n' ' ')) into $TUF_VENV"
+  rm -rf "$TUF_VENV"
+  python3 -m venv "$TUF_VENV" \
+    && "$TUF_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/clients/tuf/requirements.txt \
+    && cp tests/clients/tuf/requirements.txt "$TUF_VENV/requirements.txt" \
+    || die "cannot install python-tuf into $TUF_VENV"
+fi
+export SIGVAULT_TEST_TUF_PYTHON=$TUF_VENV/bin/python
 command -v node >/dev/null || ensure_debian_packages nodejs npm
 if [ ! -d tests/idp/node_modules/oauth2-mock-server ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
   say "installing the test OpenID provider (npm ci in tests/idp)"

@@ -6,6 +6,7 @@ pub mod rekor;
 pub mod rekor_v2;
 pub mod tlog;
 pub mod tsa;
+pub mod tuf;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ServeCommand,
     },
+    /// The instance's TUF repository: clients bootstrap from its first root.json and follow
+    /// every change of trust by themselves.
+    Tuf {
+        #[command(subcommand)]
+        command: TufCommand,
+    },
     /// Write the trust files Sigstore clients need: trusted_root.json, signing_config.json
     /// (v0.2) and trust-config.json (the ClientTrustConfig for `sigstore --trust-config`).
     Trust {
@@ -117,6 +124,52 @@ pub enum Command {
         /// Where to write the files.
         #[arg(long, short)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TufCommand {
+    /// Create the repository: generate every role's key in its token (refusing existing
+    /// labels) and sign version 1 of root, targets, snapshot and timestamp. Refuses if a
+    /// repository exists.
+    Init {
+        /// The TUF config (see config/tuf.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Publish these `sigvault trust` files as the first targets (otherwise none).
+        #[arg(long, value_name = "DIR")]
+        trust_dir: Option<PathBuf>,
+    },
+    /// Publish `sigvault trust` output (trusted_root.json, signing_config.json) as the targets
+    /// trusted_root.json and signing_config.v0.2.json, checked before anything is signed.
+    Publish {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The directory `sigvault trust --out` wrote.
+        #[arg(long, value_name = "DIR")]
+        trust_dir: PathBuf,
+    },
+    /// Re-sign the timestamp (and the snapshot when it nears expiry) with the online keys;
+    /// idempotent; what sigvault-tuf-refresh.timer runs.
+    Refresh {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Sign a new root from the config, signed by the current and the new root keys; keys
+    /// the tokens lack are generated. Also how online keys are rotated and the root renewed.
+    RotateRoot {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print each role's version and time left; exits non-zero when not ready.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve the repository over HTTP (systemd Type=notify).
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -314,6 +367,14 @@ pub fn main() -> ExitCode {
         Command::Tsa {
             command: ServeCommand::Serve { config },
         } => run_async(tsa::serve(&config)),
+        Command::Tuf { command } => match command {
+            TufCommand::Init { config, trust_dir } => tuf::init(&config, trust_dir.as_deref()),
+            TufCommand::Publish { config, trust_dir } => tuf::publish(&config, &trust_dir),
+            TufCommand::Refresh { config } => tuf::refresh(&config),
+            TufCommand::RotateRoot { config } => tuf::rotate_root(&config),
+            TufCommand::Status { config } => tuf::status(&config),
+            TufCommand::Serve { config } => run_async(tuf::serve(&config)),
+        },
         Command::Trust {
             ceremony_dir,
             fulcio_url,

@@ -6,6 +6,7 @@
 
 pub mod rekor_v2;
 pub mod secret;
+pub mod tuf;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::hsm::{DEFAULT_MODULE, Pkcs11Uri};
 use crate::signer::SignatureAlgorithm;
 pub use rekor_v2::{RekorV2Config, RekorV2LogConfig, RekorV2Section};
 pub use secret::{SecretError, SecretSource};
+pub use tuf::TufConfig;
 
 /// A config problem, phrased as what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -786,11 +788,12 @@ pub enum AnyConfig {
     Rekor(Box<RekorConfig>),
     Tsa(Box<TsaConfig>),
     RekorV2(Box<RekorV2Config>),
+    Tuf(Box<TufConfig>),
 }
 
 /// The service tables sigvault recognises (only those whose service exists).
 pub const KNOWN_KINDS: &[&str] = &[
-    "ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa", "rekor_v2",
+    "ceremony", "tlog", "ctlog", "fulcio", "rekor", "tsa", "rekor_v2", "tuf",
 ];
 
 /// Read and parse a config file of any kind.
@@ -864,6 +867,17 @@ pub fn load_tsa(path: &Path) -> Result<TsaConfig, ConfigError> {
         other => Err(ConfigError::Invalid {
             path: path.into(),
             message: format!("this is a {} config, not a tsa config", other.kind()),
+        }),
+    }
+}
+
+/// Read a file that must be a tuf config.
+pub fn load_tuf(path: &Path) -> Result<TufConfig, ConfigError> {
+    match load(path)? {
+        AnyConfig::Tuf(c) => Ok(*c),
+        other => Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("this is a {} config, not a tuf config", other.kind()),
         }),
     }
 }
@@ -972,6 +986,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AnyConfig, ConfigError> {
             })?;
             AnyConfig::RekorV2(Box::new(c))
         }
+        "tuf" => {
+            let c: TufConfig =
+                toml::from_str(text).map_err(|e| perr(e.to_string().trim_end().to_owned()))?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+            AnyConfig::Tuf(Box::new(c))
+        }
         _ => unreachable!("kind comes from KNOWN_KINDS"),
     };
     Ok(cfg)
@@ -988,6 +1011,7 @@ impl AnyConfig {
             Self::Rekor(_) => "rekor",
             Self::Tsa(_) => "tsa",
             Self::RekorV2(_) => "rekor-v2",
+            Self::Tuf(_) => "tuf",
         }
     }
 
@@ -1144,6 +1168,7 @@ impl AnyConfig {
                     }
                 }
             }
+            Self::Tuf(c) => c.check(&mut problems),
         }
         problems
     }

@@ -1,4 +1,4 @@
-//! sigvault: an HSM-centric Sigstore appliance. See DESIGN.md in the planning notes and README.md.
+//! sigvault: an HSM-centric Sigstore appliance. See README.md.
 //!
 //! Module cut (pure leaves first): [`signer`] is the one seam for signing; [`hsm`] is its only
 //! production implementation (PKCS#11); [`pki`] builds certificates; [`config`] reads the strict

@@ -1,4 +1,4 @@
-//! Trust material for Sigstore clients (CLIENT-CONTRACT.md §2): the TrustedRoot
+//! Trust material for Sigstore clients (sigstore/protobuf-specs `TrustedRoot`, `SigningConfig`, `ClientTrustConfig`): the TrustedRoot
 //! (`trusted_root.json`), the SigningConfig v0.2 (`signing_config.json`) and the ClientTrustConfig
 //! that sigstore-python takes with `--trust-config` (`trust-config.json`), built from the
 //! ceremony's public outputs and the services' public URLs.

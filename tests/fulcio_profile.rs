@@ -957,7 +957,7 @@ fn pop_weak_and_unsupported_keys_are_refused() {
 #[test]
 fn sigstore_python_style_csr_is_accepted() {
     // sigstore-python sends a P-256 CSR with an empty subject and a critical
-    // BasicConstraints(CA:false) extension request, signed with ECDSA-SHA256 (CLIENT-CONTRACT §4.1).
+    // BasicConstraints(CA:false) extension request, signed with ECDSA-SHA256 (what sigstore-python sends).
     if !have_pyca() {
         return;
     }

@@ -218,7 +218,9 @@ impl CeremonyConfig {
         }
         let c = &self.ceremony;
         if c.root.curve != Curve::P384 {
-            tracing::warn!("root CA curve is not P-384 (DESIGN.md decision 3 recommends P-384)");
+            tracing::warn!(
+                "root CA curve is not P-384 (P-384 is recommended for a root, which outlives every key it certifies)"
+            );
         }
         for (name, ca) in [("root", &c.root), ("issuing_ca", &c.issuing_ca)] {
             crate::pki::parse_name(&ca.subject)

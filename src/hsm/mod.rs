@@ -1,6 +1,6 @@
 //! PKCS#11 through `cryptoki`: the only place sigvault touches an HSM.
 //!
-//! Lifecycle, following what SoftHSM and real HSMs need (DESIGN.md, LIMITS.md §1.1):
+//! Lifecycle, following what SoftHSM and real HSMs need (README.md, "When the HSM goes away"):
 //! * the module is loaded once and `C_Initialize`d with `CKF_OS_LOCKING_OK` (without it SoftHSM
 //!   turns its mutexes off);
 //! * tokens are found by **label**: SoftHSM renumbers slots after `--init-token`;

@@ -1,5 +1,5 @@
 //! From a verified token to the certificate identity: SAN, certificate issuer, the name signed
-//! for proof of possession, and the Sigstore extension values (SERVER-CONTRACT §1.2, §1.5).
+//! for proof of possession, and the Sigstore extension values (sigstore/fulcio `pkg/identity`, `docs/oid-info.md`).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Token verification with go-oidc's semantics (SERVER-CONTRACT §1.2).
+//! Token verification with go-oidc's semantics (as sigstore/fulcio uses go-oidc's `IDTokenVerifier`).
 //!
 //! Order: parse the JWS (rejecting `none` and HMAC algorithms outright), read the unverified
 //! `iss` only to pick the issuer config, load that issuer's discovery document and JWKS (cached),

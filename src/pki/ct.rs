@@ -1,7 +1,7 @@
 //! RFC 6962 certificate-transparency structures, precertificate handling and chain checks.
 //!
 //! Pure code: no I/O, no clocks, no signing (callers sign through [`crate::signer::Signer`]).
-//! Everything here follows SERVER-CONTRACT.md §1.6 and §2.2, i.e. RFC 6962 §3 as implemented by
+//! Everything here follows RFC 6962 §3 as implemented by
 //! google/certificate-transparency-go (`types.go`, `serialization.go`, `x509.BuildPrecertTBS`,
 //! the CTFE's chain validation).
 //!
@@ -850,7 +850,7 @@ pub fn precert_tbs(precert: &Certificate) -> Result<Vec<u8>, CtError> {
 }
 
 /// The TBSCertificate that embedded SCTs of a final certificate cover: its TBS with the SCT-list
-/// extension removed (what a verifier rebuilds, RFC 6962 §3.2 / SERVER-CONTRACT §1.6).
+/// extension removed (what a verifier rebuilds, RFC 6962 §3.2).
 pub fn final_cert_tbs_for_sct(cert: &Certificate) -> Result<Vec<u8>, CtError> {
     if has_poison_extension(cert) {
         return Err(CtError::UnexpectedPoison);

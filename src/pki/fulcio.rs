@@ -1,9 +1,9 @@
-//! The Fulcio leaf-certificate profile (SERVER-CONTRACT.md §1.4–§1.6, CLIENT-CONTRACT.md §4.3).
+//! The Fulcio leaf-certificate profile (sigstore/fulcio `docs/certificate-specification.md` and `docs/oid-info.md`).
 //!
 //! Pure code: no clock reads except through the `now` argument of [`validity_for`], no I/O, no
 //! signing. The caller signs the TBS built here with [`crate::pki::sign_tbs`].
 //!
-//! Flow (SERVER-CONTRACT §1.6):
+//! Flow (RFC 6962 §3.1 precertificates, as sigstore/fulcio issues them):
 //! 1. [`leaf_tbs`] builds the TBS: v3, empty subject, issuer = the issuing CA's subject, and the
 //!    extensions in upstream Fulcio's order — KeyUsage (critical), ExtendedKeyUsage, SKI, AKI,
 //!    SubjectAltName (critical, because the subject is empty), then the Sigstore
@@ -198,7 +198,7 @@ pub fn issuer_key_identifier(issuer: &Certificate) -> Result<Vec<u8>, FulcioErro
     }
 }
 
-/// Build the TBSCertificate of a Fulcio leaf (the profile of SERVER-CONTRACT §1.4).
+/// Build the TBSCertificate of a Fulcio leaf (sigstore/fulcio's certificate profile).
 ///
 /// Extensions, in this order: KeyUsage digitalSignature (critical), ExtendedKeyUsage codeSigning,
 /// SubjectKeyIdentifier, AuthorityKeyIdentifier (= issuer's SKI), SubjectAltName (critical), then

@@ -2,7 +2,7 @@
 //!
 //! Certificates are assembled field by field (not through a builder) so the exact DER is ours to
 //! control: Fulcio's precertificate and final certificate must match byte for byte but for two
-//! extensions, and the CA profile must match SERVER-CONTRACT.md §1.4.
+//! extensions, and the CA profile must match README.md, "The key ceremony".
 
 pub mod ct;
 pub mod fastverify;

@@ -1,4 +1,4 @@
-//! Proof of possession for the Fulcio-compatible CA (SERVER-CONTRACT.md §1.3).
+//! Proof of possession for the Fulcio-compatible CA (sigstore/fulcio's `POST /api/v2/signingCert` and `/api/v1/signingCert`).
 //!
 //! Two forms, as upstream Fulcio accepts them:
 //! * a public key (PEM `PUBLIC KEY` or DER SubjectPublicKeyInfo, [`parse_public_key`]) plus a

@@ -1,7 +1,7 @@
 //! Rekor v1 entry kinds: validate a proposed entry and produce the canonical body that is logged,
 //! hashed into the entry UUID and returned to clients, plus the search-index keys.
 //!
-//! Kinds (SERVER-CONTRACT.md §3.3, CLIENT-CONTRACT.md §6.1 and §6.3):
+//! Kinds (sigstore/rekor `pkg/types/`, and the bodies sigstore-python and sigstore-js rebuild):
 //! * `hashedrekord` 0.0.1 — a signature over an artifact digest, with a PEM key or certificate;
 //! * `dsse` 0.0.1 — a DSSE envelope (as a JSON string) and its verifiers;
 //! * `intoto` 0.0.2 — a DSSE envelope with double-base64 payload and signatures;

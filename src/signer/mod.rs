@@ -8,7 +8,7 @@
 use sha2::Digest;
 
 /// The signature algorithms sigvault produces. Deliberately closed: each one is a key type the
-/// appliance supports end to end (DESIGN.md decision 3).
+/// appliance supports end to end (README.md, "The key ceremony").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureAlgorithm {
     /// ECDSA over P-256 with SHA-256 (issuing CA by default, CT log, Rekor and tlog keys).

@@ -1,7 +1,7 @@
 //! The timestamp authority (`sigvault tsa serve`): RFC 3161 timestamp tokens signed by a key that
 //! never leaves its PKCS#11 token.
 //!
-//! Stateless by design (DESIGN.md decision 13): one HSM signature per token, no database; serial
+//! Stateless by design: one HSM signature per token, no database; serial
 //! numbers are unique without coordination ([`serial`]); several instances may run behind one
 //! load balancer. A token is only issued while the kernel says the clock is synchronised
 //! ([`clock`]), the TSA certificate is valid, and the request is one the TSA grants

@@ -1,9 +1,9 @@
 //! `sigvault::pki::ct` against google/certificate-transparency-go test data
-//! (shared/vectors/ct-go_testdata.json) and against chains made by rcgen.
+//! (tests/vectors/ct-go_testdata.json; tests/vectors/README.md says where each value comes from)
+//! and against chains made by rcgen.
 //!
 //! Signatures are checked with the p256/p384 crates, so the encodings we build are proven by code
-//! we did not write. The vectors are read from `$SIGVAULT_VECTORS_DIR` or else
-//! `<crate>/../shared/vectors`.
+//! we did not write.
 
 use std::path::PathBuf;
 
@@ -23,12 +23,10 @@ struct Vectors {
 
 impl Vectors {
     fn load() -> Self {
-        let dir = std::env::var_os("SIGVAULT_VECTORS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-        let path = dir.join("ct-go_testdata.json");
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/ct-go_testdata.json");
         let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {} (set SIGVAULT_VECTORS_DIR): {e}", path.display()));
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         Self {
             json: serde_json::from_str(&text).expect("vector JSON"),
         }

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use der::DecodePem;
@@ -10,9 +9,8 @@ use der::DecodePem;
 use crate::config;
 use crate::ctlog::{CtLog, Policy};
 use crate::hsm::Module;
-use crate::http::client::Client;
 use crate::signer::{SignatureAlgorithm, Signer};
-use crate::tlog::api::{TlogClient, TlogClientError};
+use crate::tlog::api::TlogClientError;
 
 /// Read every certificate of a PEM file.
 pub fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<x509_cert::Certificate>> {
@@ -61,15 +59,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     for r in &c.roots {
         roots.extend(read_pem_certs(r)?);
     }
-    let clients = c
-        .tlog
-        .iter()
-        .map(|e| {
-            Client::new(e.clone(), c.tlog_tls.as_ref())
-                .map(|c| c.with_timeout(Duration::from_secs(30)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let tlog = TlogClient::new(clients);
+    let tlog = super::tlog_client(&c.tlog, c.tlog_tls.as_ref())?;
     if c.create_tree {
         match tlog.create_tree(&c.tree).await {
             Ok(_) => tracing::info!(tree = %c.tree, "created the CT log's tree"),

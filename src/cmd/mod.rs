@@ -230,6 +230,22 @@ pub async fn until_stopped(
     }
 }
 
+/// The tlog client a personality's config describes: its endpoints tried in order (active
+/// sequencer, then standbys), each with a 30 s timeout (an append waits for its batch to commit).
+pub fn tlog_client(
+    endpoints: &[crate::http::client::Endpoint],
+    tls: Option<&crate::http::client::ClientTls>,
+) -> anyhow::Result<crate::tlog::api::TlogClient> {
+    let clients = endpoints
+        .iter()
+        .map(|e| {
+            crate::http::client::Client::new(e.clone(), tls)
+                .map(|c| c.with_timeout(std::time::Duration::from_secs(30)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::tlog::api::TlogClient::new(clients))
+}
+
 /// Serve `router` (wrapped in the request limits) on `listen` until SIGTERM/SIGINT: bind, tell
 /// systemd READY=1, and on the signal STOPPING=1 and a graceful shutdown. `name` is for logs.
 /// Also stops, with an error, when the HSM behind `signers` stays unusable ([`hsm_watchdog`]).

@@ -2,13 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::config::{self, RekorConfig};
 use crate::hsm::Module;
-use crate::http::client::Client;
 use crate::rekor::Rekor;
 use crate::rekor::index::IndexerHandle;
 use crate::signer::{SignatureAlgorithm, Signer};
@@ -36,16 +34,7 @@ pub async fn migrate(file: &Path) -> anyhow::Result<()> {
 
 /// The tlog client a rekor config describes.
 pub fn tlog_client(cfg: &RekorConfig) -> anyhow::Result<TlogClient> {
-    let r = &cfg.rekor;
-    let clients = r
-        .tlog
-        .iter()
-        .map(|e| {
-            Client::new(e.clone(), r.tlog_tls.as_ref())
-                .map(|c| c.with_timeout(Duration::from_secs(30)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TlogClient::new(clients))
+    super::tlog_client(&cfg.rekor.tlog, cfg.rekor.tlog_tls.as_ref())
 }
 
 pub async fn serve(file: &Path) -> anyhow::Result<()> {

@@ -8,10 +8,9 @@ use anyhow::Context;
 use der::DecodePem;
 
 use crate::config;
-use crate::http::client::Client;
 use crate::rekor_v2::Log;
 use crate::rekor_v2::server::{AppState, LogState};
-use crate::tlog::api::{TlogClient, TlogClientError};
+use crate::tlog::api::TlogClientError;
 
 /// A log's published key (PEM SubjectPublicKeyInfo) as DER; it must be ECDSA P-256, the one key
 /// type both sigstore clients verify checkpoints with.
@@ -34,15 +33,7 @@ fn read_log_key(pem_file: &Path) -> anyhow::Result<Vec<u8>> {
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_rekor_v2(file)?;
     let r = &cfg.rekor_v2;
-    let clients = r
-        .tlog
-        .iter()
-        .map(|e| {
-            Client::new(e.clone(), r.tlog_tls.as_ref())
-                .map(|c| c.with_timeout(Duration::from_secs(30)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let tlog = TlogClient::new(clients);
+    let tlog = super::tlog_client(&r.tlog, r.tlog_tls.as_ref())?;
     let mut logs = Vec::new();
     for l in &r.logs {
         let spki = read_log_key(&l.public_key_file)?;

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
+use crate::ceremony::generations::{Generation, Role, format_time};
+
 /// What the trust files describe.
 #[derive(Debug, Clone)]
 pub struct TrustInputs {
@@ -134,20 +136,117 @@ fn check_url(what: &str, url: &str, path_allowed: bool) -> Result<String, String
     Ok(u.to_owned())
 }
 
-fn log_entry(base_url: &str, spki: &[u8], start: &str) -> Value {
+/// A `validFor` window: RFC 3339 start, and end once the generation is retired.
+fn window(start: &str, end: Option<&str>) -> Value {
+    match end {
+        Some(end) => json!({"start": start, "end": end}),
+        None => json!({"start": start}),
+    }
+}
+
+fn log_entry(base_url: &str, spki: &[u8], valid_for: Value) -> Value {
     json!({
         "baseUrl": base_url,
         "hashAlgorithm": "SHA2_256",
         "publicKey": {
             "rawBytes": B64.encode(spki),
             "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-            "validFor": {"start": start},
+            "validFor": valid_for,
         },
         "logId": {"keyId": B64.encode(Sha256::digest(spki))},
     })
 }
 
-/// Build the documents.
+fn generations(dir: &Path, role: Role) -> Result<Vec<Generation>, String> {
+    crate::ceremony::generations::generations(dir, role).map_err(|e| e.to_string())
+}
+
+/// One generation as trust lists it: its window and, for a log, its URL.
+struct Listed<T> {
+    material: T,
+    url: String,
+    start: String,
+    end: Option<String>,
+}
+
+/// Each generation of `role`, its material read by `read`; generation 1's window starts at
+/// `first_start`, its URL (a log's) is `first_url`; later ones carry theirs in their records.
+fn listed<T>(
+    dir: &Path,
+    role: Role,
+    first_url: &str,
+    first_start: &dyn Fn(&T) -> String,
+    read: &dyn Fn(&Path) -> Result<T, String>,
+) -> Result<Vec<Listed<T>>, String> {
+    let mut out = Vec::new();
+    for g in generations(dir, role)? {
+        let material = read(&g.file)?;
+        let start = match g.start {
+            Some(t) => format_time(t),
+            None => first_start(&material),
+        };
+        let url = match (g.number, &g.url) {
+            (1, _) => first_url.to_owned(),
+            (_, Some(u)) => u.clone(),
+            (n, None) if role.is_log() => {
+                return Err(format!(
+                    "{}: generation {n} of the {} records no URL",
+                    role.rotation_record(n),
+                    role.as_str()
+                ));
+            }
+            _ => first_url.to_owned(),
+        };
+        out.push(Listed {
+            material,
+            url,
+            start,
+            end: g.end.map(format_time),
+        });
+    }
+    Ok(out)
+}
+
+fn first_cert(path: &Path) -> Result<Certificate, String> {
+    Ok(read_certs(path)?.remove(0))
+}
+
+fn ca_entry(
+    cert: &Certificate,
+    root: &Certificate,
+    uri: &str,
+    valid_for: Value,
+) -> Result<Value, String> {
+    let der = |c: &Certificate| c.to_der().map_err(|e| format!("cannot encode: {e}"));
+    Ok(json!({
+        "subject": {
+            "organization": name_attr(cert, const_oid::db::rfc4519::O),
+            "commonName": name_attr(cert, const_oid::db::rfc4519::CN),
+        },
+        "uri": uri,
+        "certChain": {"certificates": [
+            {"rawBytes": B64.encode(der(cert)?)},
+            {"rawBytes": B64.encode(der(root)?)},
+        ]},
+        "validFor": valid_for,
+    }))
+}
+
+/// Log IDs name logs: sigstore-go keys the logs of a trusted root by them, so two logs (or two
+/// generations) sharing a key would collapse into one entry.
+fn refuse_shared_keys(what: &str, keys: &[&[u8]]) -> Result<(), String> {
+    for (i, a) in keys.iter().enumerate() {
+        if keys[..i].contains(a) {
+            return Err(format!(
+                "two {what} share one key (their log IDs would collapse into one): each log needs its own key"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Build the documents: every generation of each rotating role the ceremony's records hold
+/// (see [`crate::ceremony::generations`]), each with its window.
 pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
     let fulcio = check_url("the Fulcio URL", &inp.fulcio_url, false)?;
     let rekor = check_url("the Rekor URL", &inp.rekor_url, true)?;
@@ -158,16 +257,23 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
         .map(|u| check_url("the OIDC URL", u, true))
         .transpose()?;
     let d = &inp.ceremony_dir;
-    let issuing = read_certs(&d.join("issuing-ca.pem"))?;
-    let root = read_certs(&d.join("root.pem"))?;
-    let issuing = &issuing[0];
-    let root = &root[0];
-    let der = |c: &Certificate| c.to_der().map_err(|e| format!("cannot encode: {e}"));
-    let start = rfc3339(&issuing.tbs_certificate.validity.not_before);
-    let ctlog_spki = read_spki(&d.join("ctlog.pub.pem"))?;
+    let not_before = |c: &Certificate| rfc3339(&c.tbs_certificate.validity.not_before);
+    let issuing = listed(d, Role::IssuingCa, &fulcio, &not_before, &first_cert)?;
+    if issuing.is_empty() {
+        // Named the way an operator looks for it.
+        read_certs(&d.join("issuing-ca.pem"))?;
+    }
+    let root = first_cert(&d.join("root.pem"))?;
+    // Generation 1 of every role starts when the first issuing CA does, as it always has.
+    let start = issuing[0].start.clone();
+    let from_start = |_: &Vec<u8>| start.clone();
+    let ctlogs = listed(d, Role::Ctlog, &ctlog, &from_start, &read_spki)?;
+    if ctlogs.is_empty() {
+        read_spki(&d.join("ctlog.pub.pem"))?;
+    }
     let rekor_spki = read_spki(&d.join("rekor.pub.pem"))?;
-    let tsa = match &inp.tsa_url {
-        None => None,
+    let tsas = match &inp.tsa_url {
+        None => vec![],
         Some(url) => {
             let url = check_url("the TSA URL", url, true)?;
             if !url.contains("://") || url.splitn(4, '/').nth(3).is_none_or(str::is_empty) {
@@ -175,98 +281,125 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
                     "the TSA URL must be the full endpoint URL, e.g. https://tsa.example.org/api/v1/timestamp (sigstore-python posts to it as given): {url:?}"
                 ));
             }
-            let cert = read_certs(&d.join("tsa.pem")).map_err(|e| {
-                format!("{e} (the TSA certificate: run `sigvault ceremony --add tsa` first)")
-            })?;
-            Some((url, cert.into_iter().next().ok_or("tsa.pem is empty")?))
+            let tsas = listed(d, Role::Tsa, &url, &not_before, &first_cert)?;
+            if tsas.is_empty() {
+                return Err(format!(
+                    "cannot read {}: no such file (the TSA certificate: run `sigvault ceremony --add tsa` first)",
+                    d.join("tsa.pem").display()
+                ));
+            }
+            tsas
         }
     };
-    let tsa_authorities = match &tsa {
-        None => vec![],
-        Some((url, cert)) => vec![json!({
-            "subject": {
-                "organization": name_attr(cert, const_oid::db::rfc4519::O),
-                "commonName": name_attr(cert, const_oid::db::rfc4519::CN),
-            },
-            "uri": url,
-            "certChain": {"certificates": [
-                {"rawBytes": B64.encode(der(cert)?)},
-                {"rawBytes": B64.encode(der(root)?)},
-            ]},
-            "validFor": {"start": rfc3339(&cert.tbs_certificate.validity.not_before)},
-        })],
-    };
-
     let rekor_v2 = match &inp.rekor_v2_url {
-        None => None,
+        None => vec![],
         Some(url) => {
             let url = check_url("the Rekor v2 URL", url, true)?;
-            let spki = read_spki(&d.join("rekor-v2.pub.pem")).map_err(|e| {
-                format!("{e} (the Rekor v2 log key: run `sigvault ceremony --add rekor-v2` first)")
-            })?;
-            if spki == rekor_spki {
-                return Err("the Rekor v2 log needs its own key, not Rekor v1's".into());
+            let logs = listed(d, Role::RekorV2, &url, &from_start, &read_spki)?;
+            if logs.is_empty() {
+                return Err(format!(
+                    "cannot read {}: no such file (the Rekor v2 log key: run `sigvault ceremony --add rekor-v2` first)",
+                    d.join("rekor-v2.pub.pem").display()
+                ));
             }
-            Some((url, spki))
+            logs
         }
     };
-    if rekor_v2.is_some() && !inp.rekor_v2_verify_only && tsa.is_none() {
+    if inp.rekor_v2_url.is_none() && generations(d, Role::RekorV2)?.len() > 1 {
+        return Err(
+            "the ceremony records several Rekor v2 logs: give --rekor-v2-url (the first log's URL)"
+                .into(),
+        );
+    }
+    if rekor_v2.iter().any(|l| l.material == rekor_spki) {
+        return Err("the Rekor v2 log needs its own key, not Rekor v1's".into());
+    }
+    let mut tlog_keys: Vec<&[u8]> = vec![&rekor_spki];
+    tlog_keys.extend(rekor_v2.iter().map(|l| l.material.as_slice()));
+    refuse_shared_keys("transparency logs", &tlog_keys)?;
+    let ct_keys: Vec<&[u8]> = ctlogs.iter().map(|l| l.material.as_slice()).collect();
+    refuse_shared_keys("CT logs", &ct_keys)?;
+    if !rekor_v2.is_empty() && !inp.rekor_v2_verify_only && tsas.is_empty() {
         return Err(
             "a Rekor v2 entry carries no signed time, so clients signing with it need a timestamp authority: give --tsa-url too (or --rekor-v2-verify-only)"
                 .into(),
         );
     }
-    let mut tlogs = vec![log_entry(&rekor, &rekor_spki, &start)];
-    if let Some((url, spki)) = &rekor_v2 {
-        tlogs.push(log_entry(url, spki, &start));
+
+    let mut tlogs = vec![log_entry(&rekor, &rekor_spki, window(&start, None))];
+    for l in &rekor_v2 {
+        tlogs.push(log_entry(
+            &l.url,
+            &l.material,
+            window(&l.start, l.end.as_deref()),
+        ));
     }
+    let certificate_authorities = issuing
+        .iter()
+        .map(|c| {
+            ca_entry(
+                &c.material,
+                &root,
+                &fulcio,
+                window(&c.start, c.end.as_deref()),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctlog_entries: Vec<_> = ctlogs
+        .iter()
+        .map(|l| log_entry(&l.url, &l.material, window(&l.start, l.end.as_deref())))
+        .collect();
+    let tsa_authorities = tsas
+        .iter()
+        .map(|t| {
+            ca_entry(
+                &t.material,
+                &root,
+                &t.url,
+                window(&t.start, t.end.as_deref()),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let trusted_root = json!({
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
         "tlogs": tlogs,
-        "certificateAuthorities": [{
-            "subject": {
-                "organization": name_attr(issuing, const_oid::db::rfc4519::O),
-                "commonName": name_attr(issuing, const_oid::db::rfc4519::CN),
-            },
-            "uri": fulcio,
-            "certChain": {"certificates": [
-                {"rawBytes": B64.encode(der(issuing)?)},
-                {"rawBytes": B64.encode(der(root)?)},
-            ]},
-            "validFor": {"start": start},
-        }],
-        "ctlogs": [log_entry(&ctlog, &ctlog_spki, &start)],
+        "certificateAuthorities": certificate_authorities,
+        "ctlogs": ctlog_entries,
         "timestampAuthorities": tsa_authorities,
     });
-    let service_v = |url: &str, version: u32| {
+    let service_v = |url: &str, version: u32, valid_for: Value| {
         json!({
             "url": url,
             "majorApiVersion": version,
-            "validFor": {"start": start},
+            "validFor": valid_for,
             "operator": inp.operator,
         })
     };
-    let service = |url: &str| service_v(url, 1);
+    let service = |url: &str| service_v(url, 1, window(&start, None));
     // Newest first: a client that knows Rekor v2 keeps it (the highest version per operator);
-    // one that does not drops it and signs with v1.
+    // one that does not drops it and signs with v1. Each v2 log is advertised from its start
+    // until the next one's, so that a client signs with exactly one of them at any time.
     let mut rekor_urls = Vec::new();
-    if let Some((url, _)) = rekor_v2.as_ref().filter(|_| !inp.rekor_v2_verify_only) {
-        rekor_urls.push(service_v(url, 2));
+    if !inp.rekor_v2_verify_only {
+        for (i, l) in rekor_v2.iter().enumerate().rev() {
+            let until = rekor_v2.get(i + 1).map(|next| next.start.as_str());
+            rekor_urls.push(service_v(&l.url, 2, window(&l.start, until)));
+        }
     }
     rekor_urls.push(service(&rekor));
+    let tsa_urls: Vec<_> = tsas
+        .first()
+        .map(|t| service_v(&t.url, 1, window(&t.start, None)))
+        .into_iter()
+        .collect();
     let signing_config = json!({
         "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
         "caUrls": [service(&fulcio)],
         "oidcUrls": oidc.iter().map(|u| service(u)).collect::<Vec<_>>(),
         "rekorTlogUrls": rekor_urls,
         "rekorTlogConfig": {"selector": "ANY"},
-        "tsaUrls": tsa.iter().map(|(url, cert)| json!({
-            "url": url,
-            "majorApiVersion": 1,
-            "validFor": {"start": rfc3339(&cert.tbs_certificate.validity.not_before)},
-            "operator": inp.operator,
-        })).collect::<Vec<_>>(),
+        "tsaUrls": tsa_urls,
         "tsaConfig": {"selector": "ANY"},
     });
     let client_trust_config = json!({

@@ -420,6 +420,16 @@ expect_ok "tuf refresh (the timer's job) succeeds again, signing only what is du
   env SOFTHSM2_CONF="$STATE/softhsm2.conf" "$SV" tuf refresh --config "$STATE/config/tuf.toml"
 expect_ok "tuf status: every role current" "$SV" tuf status --config "$STATE/config/tuf.toml"
 
+echo "==> rotations on the running stack (tests/lifecycle.sh): the issuing CA under load, the TSA, Rekor v2, the CT log"
+# The bundles made above are what clients hold from before: after each rotation they must still
+# verify with the trust published through TUF.
+if W_ARTIFACT="$W/artifact.txt" "$repo/tests/lifecycle.sh" "$STATE" "$W/py.sigstore.json" "$W/py1.sigstore.json" \
+  "$W/js.sigstore.json" "$W/tuf-py.sigstore.json"; then
+  ok "lifecycle: every rotation, every bundle before and after verified"
+else
+  bad "lifecycle (its FAIL lines are above)"
+fi
+
 echo "==> packaging/dev-stack.sh down stops everything up started"
 cd "$repo"
 expect_ok "dev-stack down" packaging/dev-stack.sh down

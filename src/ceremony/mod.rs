@@ -25,6 +25,9 @@ use crate::hsm::{GeneratedKey, HsmError, HsmSigner, Module, Pkcs11Uri, Token};
 use crate::pki::{self, CaKind};
 use crate::signer::{SignatureAlgorithm, Signer};
 
+pub mod generations;
+pub mod rotate;
+
 /// Files every ceremony writes into `output_dir`.
 pub const OUTPUT_FILES: &[&str] = &[
     "root.pem",
@@ -139,6 +142,8 @@ fn now_rfc3339() -> String {
 pub struct CeremonyOutcome {
     pub output_dir: PathBuf,
     pub files: Vec<PathBuf>,
+    /// What the operator does next (printed after the files).
+    pub next_steps: Vec<String>,
 }
 
 /// Undo log for a ceremony in progress.
@@ -199,6 +204,7 @@ pub fn run(cfg: &CeremonyConfig) -> Result<CeremonyOutcome, CeremonyError> {
             Ok(CeremonyOutcome {
                 output_dir: out.clone(),
                 files: undo.files,
+                next_steps: Vec::new(),
             })
         }
         Err(e) => {
@@ -375,22 +381,22 @@ fn write_cert(
     cert_record(role, name, cert)
 }
 
-/// Write a log key's public half as `<role>.pub.pem` (never overwriting) and note it.
+/// Write a log key's public half as the file `name` (`<role>.pub.pem`; never overwriting) and
+/// note it.
 fn export_public_key(
     out: &Path,
-    role: &str,
+    name: &str,
     signer: &HsmSigner,
     record: &mut KeyRecord,
     undo: &mut Undo,
     steps: &mut Vec<String>,
     files: &mut BTreeMap<String, String>,
 ) -> Result<(), CeremonyError> {
-    let name = format!("{role}.pub.pem");
     let pem = pki::spki_pem(signer.public_key_der())?;
-    write_new(&out.join(&name), pem.as_bytes(), undo)?;
-    files.insert(name.clone(), pki::sha256_hex(pem.as_bytes()));
+    write_new(&out.join(name), pem.as_bytes(), undo)?;
+    files.insert(name.to_owned(), pki::sha256_hex(pem.as_bytes()));
     steps.push(format!("exported public key to {name}"));
-    record.public_key_file = Some(name);
+    record.public_key_file = Some(name.to_owned());
     Ok(())
 }
 
@@ -411,7 +417,8 @@ fn generate(
     for (role, k) in roles {
         let (signer, mut record) = make_key(cfg, role, k, &tokens[&k.key.token], undo, steps)?;
         if EXPORTED_KEYS.contains(role) {
-            export_public_key(out, role, &signer, &mut record, undo, steps, &mut files)?;
+            let name = format!("{role}.pub.pem");
+            export_public_key(out, &name, &signer, &mut record, undo, steps, &mut files)?;
         }
         keys.push(record);
         signers.insert(*role, signer);
@@ -538,7 +545,7 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
             }
             _ => export_public_key(
                 out,
-                role,
+                &format!("{role}.pub.pem"),
                 &signer,
                 &mut record,
                 &mut undo,
@@ -569,6 +576,7 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
         Ok(()) => Ok(CeremonyOutcome {
             output_dir: out.clone(),
             files: undo.files,
+            next_steps: Vec::new(),
         }),
         Err(e) => {
             undo.rollback();

@@ -95,7 +95,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &c.listen,
         c.tls.as_ref(),
         c.max_body_bytes,
-        hsm_signers,
+        super::fixed_signers(hsm_signers),
         cfg.hsm.exit_after_failing(),
     )
     .await

@@ -27,15 +27,16 @@ pub fn split_url(url: &str) -> anyhow::Result<(Endpoint, String)> {
     Ok((endpoint, path.to_owned()))
 }
 
-pub async fn serve(file: &Path) -> anyhow::Result<()> {
-    let cfg = config::load_fulcio(file)?;
+/// The CA a fulcio config describes: its key logged in (a module already loaded is shared, a
+/// token already logged in is logged in again on a session of its own), its chain, its issuers
+/// and its CT log. Also the signer, for the HSM watchdog.
+fn load_ca(cfg: &config::FulcioConfig) -> anyhow::Result<(Ca, crate::hsm::HsmSigner)> {
     let f = &cfg.fulcio;
     let module = Module::load(&cfg.hsm.module)?;
     let pin = f.pin.read().context("[fulcio] pin")?;
     let token = module.login(&f.key, &pin)?;
     drop(pin);
-    let signer = Arc::new(token.signer(&f.key)?);
-    let hsm_signers = vec![(*signer).clone()];
+    let signer = token.signer(&f.key)?;
     let mut chain = Vec::new();
     for file in &f.ca_chain {
         chain.extend(super::ctlog::read_pem_certs(file)?);
@@ -58,8 +59,8 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let (endpoint, prefix) = split_url(&f.ct_log_url)?;
     let client =
         Client::new(endpoint, f.ct_log_tls.as_ref())?.with_timeout(Duration::from_secs(30));
-    let ca = Arc::new(Ca::new(
-        signer,
+    let ca = Ca::new(
+        Arc::new(signer.clone()),
         chain,
         verifier,
         CtLogClient {
@@ -67,18 +68,60 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
             prefix,
             public_key: ct_key,
         },
-    )?);
-    let state = crate::fulcio::server::AppState {
-        ca,
-        metrics: Arc::default(),
+    )?;
+    Ok((ca, signer))
+}
+
+/// On each SIGHUP (`systemctl reload sigvault-fulcio`), read `file` again and move to the CA it
+/// describes (a rotated issuing CA, another CT log, new issuers), or keep the current one and
+/// say why when the new config does not load. What a reload does not change: the listener, its
+/// TLS and the body limit (restart for those).
+async fn reload_on_sighup(
+    file: std::path::PathBuf,
+    state: crate::fulcio::server::AppState,
+    watched: tokio::sync::watch::Sender<Vec<crate::hsm::HsmSigner>>,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+        return;
     };
+    while hup.recv().await.is_some() {
+        let f = file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let cfg = config::load_fulcio(&f)?;
+            load_ca(&cfg)
+        })
+        .await;
+        match loaded {
+            Ok(Ok((ca, signer))) => {
+                let issuer = ca.issuer_name();
+                state.replace_ca(ca);
+                let _ = watched.send(vec![signer]);
+                tracing::info!(issuing_ca = %issuer, "reloaded {}: new requests use this CA", file.display());
+            }
+            Ok(Err(e)) => tracing::error!(
+                "reload of {} refused, still serving with the CA loaded before: {e:#}",
+                file.display()
+            ),
+            Err(e) => tracing::error!("reload of {} failed: {e}", file.display()),
+        }
+    }
+}
+
+pub async fn serve(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_fulcio(file)?;
+    let f = &cfg.fulcio;
+    let (ca, signer) = load_ca(&cfg)?;
+    let state = crate::fulcio::server::AppState::new(ca);
+    let (watched, signers) = tokio::sync::watch::channel(vec![signer]);
+    tokio::spawn(reload_on_sighup(file.into(), state.clone(), watched));
     super::serve_public(
         "fulcio",
         crate::fulcio::server::router(state),
         &f.listen,
         f.tls.as_ref(),
         f.max_body_bytes,
-        hsm_signers,
+        signers,
         cfg.hsm.exit_after_failing(),
     )
     .await

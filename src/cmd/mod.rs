@@ -39,8 +39,37 @@ pub enum Command {
         /// Add one role to an installation whose ceremony already ran: `tsa` (its key is
         /// generated and the root token signs its certificate) or `rekor-v2` (a Rekor v2 log
         /// key, exported as rekor-v2.pub.pem). Nothing else is touched.
-        #[arg(long, value_name = "ROLE")]
+        #[arg(long, value_name = "ROLE", conflicts_with_all = ["rotate", "retire"])]
         add: Option<String>,
+        /// Make the next generation of a role beside the current one (README, "Rotating keys
+        /// and logs"): `issuing-ca` or `tsa` (a new key, its certificate signed by the root
+        /// token), `ctlog` or `rekor-v2` (a new log key; give the new log's --url). Writes the
+        /// new file (e.g. issuing-ca-2.pem) and rotate-<role>-<n>.json; overwrites nothing.
+        #[arg(long, value_name = "ROLE", conflicts_with = "retire")]
+        rotate: Option<String>,
+        /// With --rotate: the new key's label (default: the configured label followed by -<n>).
+        #[arg(long, requires = "rotate")]
+        label: Option<String>,
+        /// With --rotate of a log: the URL the new log is served at (its own).
+        #[arg(long, requires = "rotate")]
+        url: Option<String>,
+        /// With --rotate: when the new generation's window starts (RFC 3339; default now).
+        #[arg(long, requires = "rotate")]
+        start: Option<String>,
+        /// With --rotate tsa: a new certificate for the current key instead of a new key.
+        #[arg(long, requires = "rotate")]
+        renew: bool,
+        /// With --rotate of a role with a certificate: its subject (default: the configured
+        /// subject, the CN followed by the generation number).
+        #[arg(long, requires = "rotate")]
+        subject: Option<String>,
+        /// End the window of the generation before the newest (retire-<role>-<n>.json): once
+        /// nothing uses it any more. Needs no HSM.
+        #[arg(long, value_name = "ROLE")]
+        retire: Option<String>,
+        /// With --retire: the end of the window (RFC 3339; default now).
+        #[arg(long, requires = "retire")]
+        end: Option<String>,
     },
     /// Create or upgrade a service's database tables (embedded migrations).
     Migrate {
@@ -183,20 +212,26 @@ pub enum ServeCommand {
     },
 }
 
+/// The signers the HSM watchdog watches: the current set, which a reload may replace.
+pub type Signers = tokio::sync::watch::Receiver<Vec<crate::hsm::HsmSigner>>;
+
+/// A set of signers no reload replaces.
+pub fn fixed_signers(signers: Vec<crate::hsm::HsmSigner>) -> Signers {
+    tokio::sync::watch::channel(signers).1
+}
+
 /// Resolves, with the reason, once the token of one of `signers` has failed every signature for
 /// `exit_after` (`[hsm] exit_after_failing_secs`), so that the service exits and systemd restarts
 /// it (`Restart=on-failure`) into a fresh module load and login: what recovers a token that went
 /// away and came back, which a running PKCS#11 session cannot (SoftHSM2, and many HSMs after a
 /// restart, invalidate every handle). While a token is failing it is probed once a second, so a
 /// transient fault clears itself with the next good signature and costs no restart.
-pub async fn hsm_watchdog(
-    signers: Vec<crate::hsm::HsmSigner>,
-    exit_after: std::time::Duration,
-) -> String {
+pub async fn hsm_watchdog(signers: Signers, exit_after: std::time::Duration) -> String {
     use crate::signer::Signer as _;
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        for s in &signers {
+        let current = signers.borrow().clone();
+        for s in &current {
             let Some((failing_for, why)) = s.token().failing() else {
                 continue;
             };
@@ -218,7 +253,7 @@ pub async fn hsm_watchdog(
 
 /// Until SIGTERM/SIGINT (`Ok`) or the HSM watchdog gives up on a token (`Err`, after logging).
 pub async fn until_stopped(
-    signers: Vec<crate::hsm::HsmSigner>,
+    signers: Signers,
     exit_after: std::time::Duration,
 ) -> anyhow::Result<()> {
     tokio::select! {
@@ -255,7 +290,7 @@ pub async fn serve_public(
     listen: &crate::http::ListenAddr,
     tls: Option<&crate::http::TlsFiles>,
     max_body_bytes: usize,
-    signers: Vec<crate::hsm::HsmSigner>,
+    signers: Signers,
     exit_after: std::time::Duration,
 ) -> anyhow::Result<()> {
     let router = crate::http::with_limits(
@@ -355,7 +390,33 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Ceremony { config, add } => ceremony(&config, add.as_deref()),
+        Command::Ceremony {
+            config,
+            add,
+            rotate,
+            label,
+            url,
+            start,
+            renew,
+            subject,
+            retire,
+            end,
+        } => {
+            let action = match (add, rotate, retire) {
+                (Some(role), _, _) => CeremonyAction::Add(role),
+                (_, Some(role), _) => CeremonyAction::Rotate {
+                    role,
+                    label,
+                    url,
+                    start,
+                    renew,
+                    subject,
+                },
+                (_, _, Some(role)) => CeremonyAction::Retire { role, end },
+                _ => CeremonyAction::Run,
+            };
+            ceremony(&config, action)
+        }
         Command::Migrate { config } => migrate(&config),
         Command::Tlog {
             command: TlogCommand::Serve { config },
@@ -468,23 +529,105 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn ceremony(file: &std::path::Path, add: Option<&str>) -> ExitCode {
+/// What `sigvault ceremony` was asked to do.
+enum CeremonyAction {
+    Run,
+    Add(String),
+    Rotate {
+        role: String,
+        label: Option<String>,
+        url: Option<String>,
+        start: Option<String>,
+        renew: bool,
+        subject: Option<String>,
+    },
+    Retire {
+        role: String,
+        end: Option<String>,
+    },
+}
+
+fn rotating_role(role: &str) -> Result<crate::ceremony::generations::Role, String> {
+    use crate::ceremony::generations::Role;
+    Role::parse(role).ok_or_else(|| {
+        let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        let why = match role {
+            "root" => " (a new root is a new trust anchor: rotate it through the TUF root, `sigvault tuf rotate-root`, and a new ceremony)",
+            "rekor" => " (Rekor v1 shards are not built yet; Rekor v2 logs rotate with `--rotate rekor-v2`)",
+            _ => "",
+        };
+        format!("the roles that rotate are {}; not '{role}'{why}", names.join(", "))
+    })
+}
+
+fn ceremony(file: &std::path::Path, action: CeremonyAction) -> ExitCode {
+    use crate::ceremony::generations::parse_time;
     let cfg = match config::load_ceremony(file) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let outcome = match add {
-        None => crate::ceremony::run(&cfg),
-        Some(role) => crate::ceremony::add(&cfg, role),
+    let done = match &action {
+        CeremonyAction::Run | CeremonyAction::Add(_) => "ceremony complete",
+        CeremonyAction::Rotate { .. } => "rotation complete",
+        CeremonyAction::Retire { .. } => "retirement recorded",
+    };
+    let outcome = match action {
+        CeremonyAction::Run => crate::ceremony::run(&cfg),
+        CeremonyAction::Add(role) => crate::ceremony::add(&cfg, &role),
+        CeremonyAction::Rotate {
+            role,
+            label,
+            url,
+            start,
+            renew,
+            subject,
+        } => {
+            let role = match rotating_role(&role) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let start = match start.as_deref().map(parse_time).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail(format!("--start: {e}")),
+            };
+            crate::ceremony::rotate::rotate(
+                &cfg,
+                &crate::ceremony::rotate::RotateOptions {
+                    role,
+                    label,
+                    url,
+                    start,
+                    renew,
+                    subject,
+                },
+            )
+        }
+        CeremonyAction::Retire { role, end } => {
+            let role = match rotating_role(&role) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let end = match end.as_deref().map(parse_time).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail(format!("--end: {e}")),
+            };
+            crate::ceremony::rotate::retire(&cfg, role, end)
+        }
     };
     match outcome {
         Ok(outcome) => {
             println!(
-                "ceremony complete; public outputs in {}:",
+                "{done}; public outputs in {}:",
                 outcome.output_dir.display()
             );
             for f in &outcome.files {
                 println!("  {}", f.display());
+            }
+            if !outcome.next_steps.is_empty() {
+                println!("next:");
+                for (i, step) in outcome.next_steps.iter().enumerate() {
+                    println!("  {}. {step}", i + 1);
+                }
             }
             ExitCode::SUCCESS
         }

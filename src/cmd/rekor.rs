@@ -93,7 +93,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &r.listen,
         r.tls.as_ref(),
         r.max_body_bytes,
-        hsm_signers,
+        super::fixed_signers(hsm_signers),
         cfg.hsm.exit_after_failing(),
     )
     .await

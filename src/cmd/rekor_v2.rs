@@ -68,7 +68,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &r.listen,
         r.tls.as_ref(),
         r.max_body_bytes,
-        Vec::new(),
+        super::fixed_signers(Vec::new()),
         Duration::from_secs(3600),
     )
     .await

@@ -269,7 +269,11 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let a = tokio::spawn(internal_l.serve(internal, wait(stop_rx.clone())));
     let b = tokio::spawn(public_l.serve(public, wait(stop_rx.clone())));
     crate::http::sd_notify("READY=1\nSTATUS=serving");
-    let outcome = super::until_stopped(hsm_signers, cfg.hsm.exit_after_failing()).await;
+    let outcome = super::until_stopped(
+        super::fixed_signers(hsm_signers),
+        cfg.hsm.exit_after_failing(),
+    )
+    .await;
     tracing::info!("shutting down");
     crate::http::sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);

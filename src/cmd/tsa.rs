@@ -60,7 +60,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &t.listen,
         t.tls.as_ref(),
         t.max_body_bytes,
-        hsm_signers,
+        super::fixed_signers(hsm_signers),
         cfg.hsm.exit_after_failing(),
     )
     .await

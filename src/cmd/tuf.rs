@@ -109,7 +109,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         &t.listen,
         t.tls.as_ref(),
         4096,
-        Vec::new(),
+        super::fixed_signers(Vec::new()),
         std::time::Duration::from_secs(3600),
     )
     .await

@@ -135,6 +135,10 @@ impl Ca {
     }
 
     /// PEM of the issuing CA and its issuers (trustBundle, rootCert).
+    /// The issuing CA's subject, for logs.
+    pub fn issuer_name(&self) -> String {
+        self.issuing.tbs_certificate.subject.to_string()
+    }
     pub fn chain_pem(&self) -> &[String] {
         &self.chain_pem
     }

@@ -1,7 +1,7 @@
 //! Fulcio's HTTP API at the origin root (sigstore-python drops any path in the Fulcio URL).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::extract::State;
@@ -21,10 +21,32 @@ pub struct Metrics {
     pub failed: AtomicU64,
 }
 
+/// The service's state. The CA is swapped whole by a reload (`systemctl reload`, SIGHUP): each
+/// request takes the CA current when it starts and uses that one throughout, so a certificate is
+/// always answered with the chain of the CA that signed it, and nothing is refused meanwhile.
 #[derive(Clone)]
 pub struct AppState {
-    pub ca: Arc<Ca>,
+    ca: Arc<RwLock<Arc<Ca>>>,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(ca: Ca) -> Self {
+        Self {
+            ca: Arc::new(RwLock::new(Arc::new(ca))),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The CA requests use from now on.
+    pub fn ca(&self) -> Arc<Ca> {
+        Arc::clone(&self.ca.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Serve with `ca` from the next request on; requests under way finish with the old one.
+    pub fn replace_ca(&self, ca: Ca) {
+        *self.ca.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ca);
+    }
 }
 
 /// Errors in Fulcio's JSON shape: `{"code": <gRPC code>, "message": "...", "details": []}`.
@@ -76,10 +98,11 @@ pub fn router(state: AppState) -> axum::Router {
 /// Ready when the CT log answers with a tree head that verifies with the configured log key:
 /// without its SCT no certificate can be issued.
 async fn readyz(State(st): State<AppState>) -> Response {
-    if let Some(why) = st.ca.hsm_failing() {
+    let ca = st.ca();
+    if let Some(why) = ca.hsm_failing() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
     }
-    match st.ca.ct_log_ready().await {
+    match ca.ct_log_ready().await {
         Ok(size) => (StatusCode::OK, format!("ready\nct log tree size {size}\n")).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
@@ -206,9 +229,10 @@ async fn issue_chain(
     token: &str,
     proof: KeyProof<'_>,
 ) -> Result<Vec<String>, ApiError> {
-    let leaf = st.ca.issue(token, proof).await?;
+    let ca = st.ca();
+    let leaf = ca.issue(token, proof).await?;
     let mut chain = vec![leaf];
-    chain.extend(st.ca.chain_pem().iter().cloned());
+    chain.extend(ca.chain_pem().iter().cloned());
     Ok(chain)
 }
 
@@ -291,13 +315,13 @@ async fn v1(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Strin
 }
 
 async fn trust_bundle(State(st): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "chains": [ { "certificates": st.ca.chain_pem() } ] }))
+    Json(serde_json::json!({ "chains": [ { "certificates": st.ca().chain_pem() } ] }))
 }
 
 async fn root_cert(State(st): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
-        st.ca.chain_pem().join(""),
+        st.ca().chain_pem().join(""),
     )
         .into_response()
 }
@@ -305,7 +329,8 @@ async fn root_cert(State(st): State<AppState>) -> Response {
 /// The issuers this CA accepts, in Fulcio's `/api/v2/configuration` shape (empty fields
 /// emitted, as upstream does).
 async fn configuration(State(st): State<AppState>) -> Json<serde_json::Value> {
-    let cfg = st.ca.verifier().config();
+    let ca = st.ca();
+    let cfg = ca.verifier().config();
     let mut issuers = Vec::new();
     let entry = |url_key: &str, url: &str, i: &crate::oidc::config::OidcIssuer| {
         serde_json::json!({

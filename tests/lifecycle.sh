@@ -236,6 +236,7 @@ done; exit 1' "$FULCIO_URL"
 sleep 2
 touch stop-load
 wait "$LOAD" || true
+echo "     load: $(cat load.json)"
 expect_ok "the load: every request answered 200, through the reload (none refused)" python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1])); print(r)

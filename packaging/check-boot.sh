@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# sigvault's booted install check: the .deb installed on a Debian 12 system that systemd really
+# boots (systemd-nspawn), README.md "Install on a VM" followed step by step inside it, then the
+# running units checked.
+#
+#   packaging/check-boot.sh
+#
+# packaging/check-packages.sh installs the .deb in a chroot, where no unit is ever started by
+# systemd; this check is the one that shows Type=notify, LoadCredential=, the sandbox
+# (ProtectSystem=, IPAddressDeny=, SystemCallFilter=, MemoryDenyWriteExecute=) and the token
+# permissions working together under a real PID 1. Steps (each assertion prints "ok" or "FAIL";
+# the last line is "N passed, M failed"; the exit status is non-zero on any failure):
+#   1. packaging/build-packages.sh (incremental; the .deb is what is installed);
+#   2. a Debian 12 root: debootstrap (systemd, systemd-sysv, dbus, python3...), then in a chroot,
+#      with this machine's network, the Debian packages the install will need downloaded
+#      (mariadb-server, softhsm2, opensc; `apt-get install --download-only`) and sigstore-python
+#      (the version tests/clients/py/requirements.txt pins) in a venv. Cached as
+#      target/packaging-cache/boot-<key>.tar.gz, so only the first run downloads anything;
+#   3. the root booted with systemd-nspawn --boot --private-network (its own loopback, so the
+#      services' fixed ports collide with nothing on this machine; no network, so everything
+#      below is installed from what step 2 downloaded);
+#   4. inside, README's "Install on a VM" steps 1-7 as written: apt-get install ./sigvault*.deb
+#      (with its recommends mariadb-server, softhsm2, opensc), tokens in the system token dir,
+#      the ceremony, credentials, databases and `sigvault migrate`, then configs (step 6; see
+#      CONFIG below) and `systemctl enable/start sigvault.target`;
+#   5. the running appliance: ... (see the sections below).
+#
+# Test-only choices, each because the container is not a VM on a network:
+#   - the *.example.org names the shipped configs use resolve to 127.0.0.1 (guest /etc/hosts);
+#   - fulcio, rekor, rekor-v2 and the tsa serve HTTPS with their own `tls` (README step 7) from a
+#     private CA made here with openssl; the client is given that CA (REQUESTS_CA_BUNDLE);
+#   - the tsa's require_synchronised_clock = false: the container's clock is the host's, whose
+#     synchronisation this check cannot promise;
+#   - the OpenID provider is a small one on 127.0.0.1 inside the guest (tests/idp needs a Node.js
+#     that Debian 12 does not ship), listed in fulcio-identity.yaml (README step 5).
+#
+# cgroup v2 for the guest (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1) and the bpf() system call allowed
+# to it (--system-call-filter=bpf): systemd enforces IPAddressDeny= with a BPF program on the
+# unit's cgroup, which needs both; without them the directive is silently not enforced. The
+# sandbox checks below each have a negative control, so a sandbox that is not applied fails.
+#
+# Needs root on Debian 12; installs systemd-container and debootstrap from Debian if missing.
+# Everything is under one temporary directory, removed on exit with the container stopped.
+# Bounded: SIGVAULT_BOOT_TIMEOUT seconds (default 1500) for the whole check.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+if [ -z "${SIGVAULT_BOOT_INNER:-}" ]; then
+  export SIGVAULT_BOOT_INNER=1
+  exec timeout --signal=TERM --kill-after=60 "${SIGVAULT_BOOT_TIMEOUT:-1500}" "$0" "$@"
+fi
+
+PASSED=0
+FAILED=0
+exec 3>&1
+T0=$(date +%s)
+ok() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$*" >&3; }
+bad() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*" >&3; }
+check() {
+  local desc=$1 out
+  shift
+  if out=$("$@" 2>&1); then ok "$desc"; else bad "$desc"; [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/     | /' | head -n 30; fi
+}
+# check_fails DESCRIPTION COMMAND...: pass when COMMAND fails (a negative check).
+check_fails() {
+  local desc=$1 out
+  shift
+  if out=$("$@" 2>&1); then bad "$desc (it succeeded)"; [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/     | /' | head -n 10; else ok "$desc"; fi
+}
+say() { printf '==> [%3ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
+indent() { sed 's/^/     | /'; }
+summary() { printf '%d passed, %d failed (%d s)\n' "$PASSED" "$FAILED" "$(($(date +%s) - T0))" >&3; }
+
+WORK=
+ROOT=
+NSPAWN_PID=
+MACHINE=sigvault-boot-$$
+stop_container() {
+  [ -n "$NSPAWN_PID" ] || return 0
+  if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    # SIGTERM makes systemd-nspawn ask the guest's PID 1 to power off.
+    kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+  fi
+  wait "$NSPAWN_PID" 2>/dev/null || true
+  NSPAWN_PID=
+}
+cleanup_mounts() {
+  [ -n "$ROOT" ] || return 0
+  local m
+  for m in $(awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_container
+  cleanup_mounts
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ -n "${SIGVAULT_BOOT_KEEP:-}" ]; then
+      echo "kept $WORK (SIGVAULT_BOOT_KEEP)" >&3
+    elif [ -n "$ROOT" ] && awk -v r="$ROOT" '$2 == r || index($2, r "/") == 1 {f=1} END {exit !f}' /proc/self/mounts; then
+      bad "cleanup: something is still mounted under $ROOT; left $WORK in place"
+    else
+      rm -rf --one-file-system "$WORK"
+    fi
+  fi
+  return $rc
+}
+on_signal() {
+  bad "interrupted or timed out (SIGVAULT_BOOT_TIMEOUT=${SIGVAULT_BOOT_TIMEOUT:-1500}s)"
+  cleanup
+  summary
+  exit 1
+}
+trap cleanup EXIT
+trap on_signal INT TERM
+
+finish() {
+  cleanup
+  summary
+  [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
+  exit $?
+}
+
+# --- 0. prerequisites --------------------------------------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+  bad "must run as root (debootstrap, chroot, systemd-nspawn)"
+  finish
+fi
+# shellcheck source=tests/deps.sh
+. "$repo/tests/deps.sh"
+if ! ensure_debian_packages systemd-container debootstrap binutils openssl; then
+  bad "install systemd-container, debootstrap, binutils and openssl"
+  finish
+fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sigvault-bootcheck.XXXXXX")
+chmod 755 "$WORK"
+
+# --- 1. build ----------------------------------------------------------------------------------
+say "building the packages (packaging/build-packages.sh)"
+if packaging/build-packages.sh >"$WORK/build.out" 2>"$WORK/build.err"; then
+  DEB=$(sed -n '1p' "$WORK/build.out")
+  [ -f "$DEB" ] && ok "build: $DEB" || { bad "build: no .deb reported"; finish; }
+else
+  bad "build: packaging/build-packages.sh failed"; tail -n 40 "$WORK/build.err" | indent; finish
+fi
+
+# --- 2. the Debian 12 root, prepared while it still has this machine's network -------------------
+apt_mirror() { # the bookworm mirror this machine's apt uses (as packaging/check-packages.sh)
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN{RS=""}
+         /(^|\n)Types:[^\n]*deb([ \t]|\n|$)/ && /(^|\n)Suites:[^\n]*bookworm([ \t]|\n|$)/ && !/(^|\n)Enabled: *no/ {
+           n = split($0, l, "\n");
+           for (i = 1; i <= n; i++) if (l[i] ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", l[i]); split(l[i], u, /[ \t]+/); print u[1]; exit }
+         }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ } if ($(i+1) == "bookworm") print $i }' "$f"
+  done
+}
+MIRROR=$(apt_mirror | grep -v -- '-security' | head -n 1)
+# What a booted Debian 12 VM has (systemd as PID 1, dbus), what the check drives it with
+# (iproute2, curl, openssl, python3 for sigstore-python), and what README's step 1 then installs
+# from Debian (downloaded only; installed inside the booted system).
+INCLUDE=systemd,systemd-sysv,dbus,libpam-systemd,iproute2,curl,ca-certificates,openssl,procps,python3,python3-venv,adduser
+DOWNLOAD="mariadb-server softhsm2 opensc"
+CACHE_DIR=$repo/target/packaging-cache
+KEY=$(printf 'bookworm minbase %s %s %s %s boot-v1' "$MIRROR" "$INCLUDE" "$DOWNLOAD" \
+  "$(cat tests/clients/py/requirements.txt)" | sha256sum | cut -c1-12)
+TARBALL=$CACHE_DIR/debian12-boot-$KEY.tar.gz
+ROOT=$WORK/root
+mkdir -p "$ROOT"
+[ -n "$MIRROR" ] || { bad "debootstrap: no bookworm mirror found in /etc/apt/sources.list(.d)"; finish; }
+in_chroot() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+  DEBIAN_FRONTEND=noninteractive "$@"; }
+if [ -f "$TARBALL" ]; then
+  say "unpacking the cached root $TARBALL"
+  check "root: unpacked from the cache" tar -xzf "$TARBALL" -C "$ROOT" --numeric-owner
+else
+  say "debootstrap --variant=minbase bookworm (mirror $MIRROR), downloads, sigstore-python; cached afterwards"
+  if ! timeout 900 debootstrap --variant=minbase --include="$INCLUDE" bookworm "$ROOT" "$MIRROR" \
+       >"$WORK/debootstrap.log" 2>&1; then
+    bad "root: debootstrap failed"; tail -n 30 "$WORK/debootstrap.log" | indent; finish
+  fi
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  mount -t proc proc "$ROOT/proc"
+  mount --bind /dev "$ROOT/dev"
+  cp tests/clients/py/requirements.txt "$ROOT/tmp/sigstore-requirements.txt"
+  # pip inside the chroot trusts what this machine trusts (e.g. a proxy's CA), once.
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOT/tmp/host-ca.crt"
+  prep='set -e
+apt-get update -qq
+apt-get install -y -qq --download-only '"$DOWNLOAD"'
+python3 -m venv /opt/sigstore-python
+/opt/sigstore-python/bin/pip install --quiet --disable-pip-version-check --cert /tmp/host-ca.crt \
+  -r /tmp/sigstore-requirements.txt
+rm -f /tmp/sigstore-requirements.txt /tmp/host-ca.crt /etc/resolv.conf'
+  if in_chroot timeout 900 sh -c "$prep" >"$WORK/prep.log" 2>&1; then
+    ok "root: debootstrap bookworm from $MIRROR; $DOWNLOAD downloaded; sigstore-python in /opt/sigstore-python"
+  else
+    bad "root: preparing the root failed"; tail -n 30 "$WORK/prep.log" | indent; finish
+  fi
+  cleanup_mounts
+  mkdir -p "$CACHE_DIR"
+  tar -czf "$TARBALL.part" -C "$ROOT" --numeric-owner . && mv "$TARBALL.part" "$TARBALL"
+fi
+
+# Per run: the package, the names the configs use, and the check's own helpers.
+cp "$DEB" "$ROOT/root/sigvault_amd64.deb"
+cat >"$ROOT/etc/hosts" <<'EOF'
+127.0.0.1 localhost fulcio.example.org rekor.example.org log2026.rekor.example.org tsa.example.org ctlog.example.org oidc.example.org
+::1 localhost ip6-localhost ip6-loopback
+EOF
+echo sigvault-appliance >"$ROOT/etc/hostname"
+# The guest's "machine" is new: no machine-id yet (systemd makes one at first boot, as on a VM).
+rm -f "$ROOT/etc/machine-id"
+: >"$ROOT/etc/machine-id"
+
+# --- 3. boot ------------------------------------------------------------------------------------
+GPID=
+boot() {
+  local i
+  : >>"$WORK/console.log"
+  echo "=== boot $(date -u +%T)" >>"$WORK/console.log"
+  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet --boot --directory="$ROOT" \
+    --machine="$MACHINE" --register=no --keep-unit --private-network --system-call-filter=bpf \
+    --console=pipe </dev/null >>"$WORK/console.log" 2>&1 &
+  NSPAWN_PID=$!
+  GPID=
+  for i in $(seq 1 300); do
+    GPID=$(pgrep -P "$NSPAWN_PID" | head -n 1)
+    [ -n "$GPID" ] && [ "$(readlink "/proc/$GPID/exe" 2>/dev/null)" != "$(readlink "/proc/$NSPAWN_PID/exe")" ] && break
+    GPID=
+    kill -0 "$NSPAWN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$GPID" ]
+}
+# Run a command in the booted guest (all its namespaces), with a clean environment.
+guest() { nsenter -t "$GPID" -a /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+  LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+wait_booted() { # systemd's own verdict: "running" (or "degraded", which the checks then explain)
+  local state i
+  # Until PID 1 has its private bus socket, systemctl cannot even ask.
+  for i in $(seq 1 300); do
+    [ -S "$ROOT/run/systemd/private" ] && break
+    sleep 0.1
+  done
+  state=$(guest timeout 180 systemctl is-system-running --wait 2>&1)
+  echo "$state"
+  [ "$state" = running ]
+}
+
+say "booting the root with systemd-nspawn --boot --private-network"
+if boot; then
+  ok "boot: systemd-nspawn started, guest PID 1 is $(cat "/proc/$GPID/comm") (host pid $GPID)"
+else
+  bad "boot: the container did not start"; tail -n 30 "$WORK/console.log" | indent; finish
+fi
+state=$(wait_booted)
+if [ "$state" = running ]; then
+  ok "boot: systemctl is-system-running says running"
+else
+  bad "boot: systemctl is-system-running says '$state'"; guest systemctl --failed --no-pager | indent
+fi
+check "boot: the guest has cgroup v2 (IPAddressDeny= needs it)" bash -c "[ \"\$(nsenter -t $GPID -m stat -fc %T /sys/fs/cgroup)\" = cgroup2fs ]"
+check "boot: the guest has no network but its loopback" bash -c "[ \"\$(nsenter -t $GPID -n ip -o link | grep -vc ': lo:')\" = 0 ]"
+
+# The check's helpers inside the guest: a private CA for the services' TLS, a small OpenID
+# provider (discovery, JWKS, tokens signed with a key kept under /root/boot-check), the client.
+mkdir -p "$ROOT/root/boot-check"
+cat >"$ROOT/root/boot-check/idp.py" <<'EOF'
+# A minimal OpenID provider for the booted check: `serve` answers discovery and JWKS on
+# 127.0.0.1:8080, `mint EMAIL` prints an ID token for EMAIL (aud sigstore) signed with its key.
+import http.server, json, os, sys, time
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+ISS = "http://127.0.0.1:8080"
+KEY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "idp-key.pem")
+
+def key():
+    if not os.path.exists(KEY):
+        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with open(KEY, "wb") as f:
+            f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    with open(KEY, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), None)
+
+if sys.argv[1] == "mint":
+    now = int(time.time())
+    claims = {"iss": ISS, "aud": "sigstore", "sub": "boot-check", "email": sys.argv[2],
+              "email_verified": True, "iat": now, "nbf": now, "exp": now + 600}
+    print(jwt.encode(claims, key(), algorithm="RS256", headers={"kid": "boot-check"}))
+else:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key().public_key()))
+    jwk.update(kid="boot-check", use="sig", alg="RS256")
+    docs = {
+        "/.well-known/openid-configuration": {
+            "issuer": ISS, "jwks_uri": ISS + "/jwks", "authorization_endpoint": ISS + "/authorize",
+            "token_endpoint": ISS + "/token", "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"]},
+        "/jwks": {"keys": [jwk]},
+    }
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            doc = docs.get(self.path)
+            body = json.dumps(doc).encode() if doc else b"not found"
+            self.send_response(200 if doc else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    http.server.HTTPServer(("127.0.0.1", 8080), H).serve_forever()
+EOF
+ISSUER=http://127.0.0.1:8080
+EMAIL=boot-check@sigvault.test
+PY=/opt/sigstore-python/bin/python
+SIGSTORE=/opt/sigstore-python/bin/sigstore
+BC=/root/boot-check
+start_idp() {
+  guest systemd-run --quiet --collect --unit=boot-check-idp $PY $BC/idp.py serve >/dev/null 2>&1
+  local i
+  for i in $(seq 1 100); do
+    guest curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# gsh DESCRIPTION SCRIPT: run SCRIPT with bash -eu in the guest, as root; pass when it succeeds.
+gsh() {
+  local desc=$1 log
+  log=$WORK/step-$((PASSED + FAILED)).log
+  if guest bash -euc "$2" >"$log" 2>&1; then ok "$desc"; else bad "$desc"; tail -n 30 "$log" | indent; fi
+}
+
+# --- 4. README "Install on a VM", as written, inside the booted guest -----------------------------
+say "README step 1: apt-get install ./sigvault_0.1.0-1_amd64.deb (with its recommends, from the downloads)"
+step1_failed=$FAILED
+gsh "step 1: apt-get install ./sigvault.deb pulls softhsm2, mariadb-server, opensc (its recommends)" '
+cd /root && apt-get install -y ./sigvault_amd64.deb   # no network: everything comes from the downloads
+for p in sigvault softhsm2 mariadb-server opensc; do dpkg-query -W -f="\${Status}\n" $p | grep -qx "install ok installed"; done'
+[ "$step1_failed" = "$FAILED" ] || finish
+check "step 1: mariadb.service started by its package, under systemd" guest systemctl is-active mariadb.service
+check "step 1: the package enabled and started no sigvault unit" \
+  bash -c "! nsenter -t $GPID -a systemctl list-units --all --no-legend 'sigvault*' | grep -E ' (active|activating) '"
+
+say "README step 2: tokens in the system token dir, the ceremony"
+gsh "step 2: PINs on a tmpfs, one token per role, check-config, sigvault ceremony, chgrp/chmod" '
+mkdir -p /etc/sigvault/secrets && mount -t tmpfs -o mode=0700 tmpfs /etc/sigvault/secrets
+newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
+(umask 077; for role in root issuing-ca ctlog rekor tlog tsa; do newpin >/etc/sigvault/secrets/$role.pin; done)
+for role in root issuing-ca ctlog rekor tlog tsa; do
+  softhsm2-util --init-token --free --label sigvault-$role \
+    --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$(newpin)" >/dev/null
+done
+sigvault check-config /etc/sigvault/ceremony.toml
+sigvault ceremony --config /etc/sigvault/ceremony.toml
+chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
+check "step 2: ceremony outputs in /var/lib/sigvault/ceremony" \
+  bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem tsa.pem rekor-v2.pub.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
+
+say "README step 3: credentials"
+gsh "step 3: credentials installed 0600, the secrets tmpfs unmounted" '
+cd /etc/sigvault/credentials
+install -m 0600 /etc/sigvault/secrets/tlog.pin       tlog-pin
+install -m 0600 /etc/sigvault/secrets/rekor.pin      rekor-pin
+install -m 0600 /etc/sigvault/secrets/ctlog.pin      ctlog-pin
+install -m 0600 /etc/sigvault/secrets/issuing-ca.pin fulcio-pin
+install -m 0600 /etc/sigvault/secrets/tsa.pin        tsa-pin
+umount /etc/sigvault/secrets
+! ls /etc/sigvault/secrets/*.pin 2>/dev/null'
+
+say "README step 4: MariaDB settings, databases, sigvault migrate"
+gsh "step 4: mariadb.cnf installed, mariadb restarted, tlog and rekor databases, migrate" '
+install -m 0644 /usr/share/sigvault/mariadb.cnf /etc/mysql/mariadb.conf.d/60-sigvault.cnf
+systemctl restart mariadb
+for svc in tlog rekor; do
+  pw=$(od -An -tx1 -N12 /dev/urandom | tr -d " \n")
+  mariadb -e "CREATE DATABASE sigvault_$svc;
+    CREATE USER '"'"'sigvault_$svc'"'"'@'"'"'localhost'"'"' IDENTIFIED BY '"'"'$pw'"'"';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON sigvault_$svc.* TO '"'"'sigvault_$svc'"'"'@'"'"'localhost'"'"';"
+  (umask 077; echo "mysql://sigvault_$svc:$pw@127.0.0.1:3306/sigvault_$svc" \
+    > /etc/sigvault/credentials/$svc-db-url)
+  CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault migrate --config /etc/sigvault/$svc.toml
+done'
+
+say "README steps 5-6: the OpenID provider listed, TLS and the URLs in the configs, check-config"
+gsh "step 5: the test OpenID provider ($ISSUER) is the issuer fulcio-identity.yaml lists" "
+cat >/etc/sigvault/fulcio-identity.yaml <<EOF
+oidc-issuers:
+  $ISSUER:
+    issuer-url: $ISSUER
+    client-id: sigstore
+    type: email
+EOF"
+if start_idp; then ok "the test OpenID provider answers discovery at $ISSUER"; else bad "the test OpenID provider did not start"; guest journalctl -u boot-check-idp --no-pager | tail -n 20 | indent; fi
+gsh "step 6: a private CA and a certificate for the services' names; each key readable by its service only" '
+d=/root/boot-check; t=/etc/sigvault/tls
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=boot-check CA" \
+  -keyout $d/ca.key -out $d/ca.pem 2>/dev/null
+install -d -m 0755 $t
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=sigvault appliance" \
+  -keyout $d/tls.key -out $d/tls.csr 2>/dev/null
+printf "subjectAltName=DNS:fulcio.example.org,DNS:rekor.example.org,DNS:log2026.rekor.example.org,DNS:tsa.example.org,DNS:ctlog.example.org\nextendedKeyUsage=serverAuth\n" >$d/ext
+openssl x509 -req -in $d/tls.csr -CA $d/ca.pem -CAkey $d/ca.key -CAcreateserial -days 2 -extfile $d/ext -out $t/appliance.pem 2>/dev/null
+chmod 0644 $t/appliance.pem
+for svc in fulcio rekor rekor-v2 tsa; do install -m 0640 -o root -g sigvault-$svc $d/tls.key $t/$svc.key; done'
+gsh "step 6: configs: tls for fulcio, rekor, rekor-v2, tsa; the Rekor v2 URL with its port; tsa clock check off (test only)" '
+cd /etc/sigvault
+for pair in fulcio:fulcio rekor:rekor rekor-v2:rekor_v2 tsa:tsa; do
+  f=${pair%%:*}; t=${pair#*:}
+  printf "\n[%s.tls]\ncert = \"/etc/sigvault/tls/appliance.pem\"\nkey = \"/etc/sigvault/tls/%s.key\"\n" "$t" "$f" >>$f.toml
+done
+# The v2 log is served on :3004 here, so its URL, origin and note name carry the port (README
+# step 6: the origin and note name are the URL without its scheme).
+sed -i "s|^url = \"https://log2026.rekor.example.org\"|url = \"https://log2026.rekor.example.org:3004\"|" rekor-v2.toml
+sed -i "s|^origin = \"log2026.rekor.example.org\"|origin = \"log2026.rekor.example.org:3004\"|; s|^note_name = \"log2026.rekor.example.org\"|note_name = \"log2026.rekor.example.org:3004\"|" tlog.toml
+grep -q "log2026.rekor.example.org:3004" rekor-v2.toml && [ "$(grep -c "log2026.rekor.example.org:3004" tlog.toml)" = 2 ]
+sed -i "s/^require_synchronised_clock = true/require_synchronised_clock = false/" tsa.toml
+grep -qx "require_synchronised_clock = false" tsa.toml'
+for svc in tlog ctlog fulcio rekor tsa rekor-v2; do
+  check "step 6: check-config /etc/sigvault/$svc.toml: OK" \
+    guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault check-config "/etc/sigvault/$svc.toml"
+done
+
+SERVICES="tlog ctlog rekor rekor-v2 fulcio tsa"
+say "README step 7: systemctl enable sigvault.target ...; systemctl start sigvault.target"
+t_start=$(date +%s)
+gsh "step 7: systemctl enable sigvault.target sigvault-{tlog,ctlog,fulcio,rekor,tsa,rekor-v2}.service; systemctl start sigvault.target" '
+systemctl enable sigvault.target sigvault-{tlog,ctlog,fulcio,rekor,tsa,rekor-v2}.service
+timeout 180 systemctl start sigvault.target'
+say "sigvault.target started in $(($(date +%s) - t_start)) s"
+
+# --- 5. the running appliance ----------------------------------------------------------------------
+# Readiness: each unit is Type=notify, so "active (running)" is only reached on the service's
+# READY=1. Negative control: a Type=notify unit that never notifies stays "activating".
+unit_prop() { guest systemctl show -P "$2" "$1"; }
+units_active() {
+  local svc line rc=0
+  for svc in $SERVICES; do
+    line="$(unit_prop sigvault-$svc.service Type) $(unit_prop sigvault-$svc.service ActiveState) $(unit_prop sigvault-$svc.service SubState)"
+    [ "$line" = "notify active running" ] || { echo "sigvault-$svc: $line"; rc=1; }
+  done
+  return $rc
+}
+check "units: every sigvault service is Type=notify and active (running)" units_active
+for svc in $SERVICES; do
+  check "units: sigvault-$svc.service active, its readiness notified ($(unit_prop sigvault-$svc.service ActiveEnterTimestamp | awk '{print $3}'))" \
+    bash -c "[ \"\$(nsenter -t $GPID -a systemctl show -P Type,ActiveState sigvault-$svc.service | tr '\n' ' ')\" = 'notify active ' ]"
+done
+guest systemd-run --quiet --no-block --collect --unit=boot-check-silent -p Type=notify -p TimeoutStartSec=60 sleep 300 >/dev/null 2>&1
+sleep 3
+check "units (negative control): a Type=notify unit that never notifies is still 'activating' after 3 s" \
+  bash -c "[ \"\$(nsenter -t $GPID -a systemctl show -P ActiveState boot-check-silent.service)\" = activating ]"
+guest systemctl stop boot-check-silent.service >/dev/null 2>&1
+check "units: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a systemctl --failed --no-pager; exit 1; }"
+
+finish

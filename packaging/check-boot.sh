@@ -466,4 +466,49 @@ check "units (negative control): a Type=notify unit that never notifies is still
 guest systemctl stop boot-check-silent.service >/dev/null 2>&1
 check "units: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a systemctl --failed --no-pager; exit 1; }"
 
+# Signing and verifying with sigstore-python over HTTPS: the trust files name the services by
+# their https://*.example.org URLs; the client trusts the private CA through REQUESTS_CA_BUNDLE.
+say "sigstore-python signs and verifies against the units (HTTPS, private CA)"
+gsh "trust: sigvault trust writes the client trust files (https URLs; one set advertising Rekor v2, one v1 only)" "
+common='--ceremony-dir /var/lib/sigvault/ceremony --fulcio-url https://fulcio.example.org:5555
+  --rekor-url https://rekor.example.org:3000 --ctlog-url https://ctlog.example.org:6962/sigvault
+  --tsa-url https://tsa.example.org:3003/api/v1/timestamp --rekor-v2-url https://log2026.rekor.example.org:3004
+  --oidc-url $ISSUER --operator example.org'
+sigvault trust \$common --out $BC/trust >/dev/null
+sigvault trust \$common --rekor-v2-verify-only --out $BC/trust-v1 >/dev/null
+test -s $BC/trust/trust-config.json && test -s $BC/trust-v1/trust-config.json"
+check "tls: fulcio answers https://fulcio.example.org:5555 with the private CA" \
+  guest curl -fsS --cacert $BC/ca.pem https://fulcio.example.org:5555/api/v2/configuration
+check_fails "tls (negative control): a client without the private CA refuses fulcio's certificate" \
+  guest curl -fsS https://fulcio.example.org:5555/api/v2/configuration
+check_fails "tls (negative control): plain HTTP is not served on fulcio's port" \
+  guest curl -fsS http://fulcio.example.org:5555/api/v2/configuration
+# sign_verify NAME TRUST_DIR: sign a fresh artifact NAME.txt, verify its bundle, and refuse it for
+# a changed artifact.
+sign_verify() {
+  local name=$1 trust=$2
+  gsh "sigstore-python signs $name.txt ($trust) and verifies the bundle; a changed artifact is refused" "
+cd $BC
+echo \"$name \$(date +%s%N)\" >$name.txt
+export REQUESTS_CA_BUNDLE=$BC/ca.pem
+$SIGSTORE --trust-config $trust/trust-config.json sign --identity-token \"\$($PY idp.py mint $EMAIL)\" \
+  --oidc-disable-ambient-providers --bundle $name.sigstore.json $name.txt
+$SIGSTORE --trust-config $trust/trust-config.json verify identity --bundle $name.sigstore.json \
+  --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $name.txt
+cp $name.txt $name.changed.txt; echo changed >>$name.changed.txt
+! $SIGSTORE --trust-config $trust/trust-config.json verify identity --bundle $name.sigstore.json \
+  --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $name.changed.txt 2>/dev/null"
+}
+sign_verify first-v2 trust
+sign_verify first-v1 trust-v1
+check "bundles: the v2 one is a Rekor v2 entry with one RFC 3161 timestamp from the tsa; the v1 one a Rekor v1 entry with its SET" \
+  guest $PY - <<EOF
+import json
+v2 = json.load(open("$BC/first-v2.sigstore.json"))["verificationMaterial"]
+v1 = json.load(open("$BC/first-v1.sigstore.json"))["verificationMaterial"]
+assert v2["tlogEntries"][0]["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}, v2["tlogEntries"][0]["kindVersion"]
+assert len(v2["timestampVerificationData"]["rfc3161Timestamps"]) == 1, v2.get("timestampVerificationData")
+assert v1["tlogEntries"][0]["kindVersion"]["version"] == "0.0.1" and "inclusionPromise" in v1["tlogEntries"][0]
+EOF
+
 finish

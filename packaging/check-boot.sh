@@ -511,4 +511,65 @@ assert len(v2["timestampVerificationData"]["rfc3161Timestamps"]) == 1, v2.get("t
 assert v1["tlogEntries"][0]["kindVersion"]["version"] == "0.0.1" and "inclusionPromise" in v1["tlogEntries"][0]
 EOF
 
+# --- the sandbox, checked from inside the running units ---------------------------------------------
+# in_unit SVC CMD...: CMD as root, moved into the unit's cgroup (where systemd's BPF firewall for
+# IPAddressDeny= is attached) and in the unit's mount namespace (where ProtectSystem= and
+# ReadWritePaths= are). in_cgroup SVC CMD...: only the cgroup. Root on purpose: what root cannot
+# do there, the sandbox forbids, not file permissions.
+in_unit() {
+  local svc=$1; shift
+  local pid cg
+  pid=$(unit_prop "sigvault-$svc.service" MainPID); cg=$(unit_prop "sigvault-$svc.service" ControlGroup)
+  guest sh -c 'p=$1; shift; echo $$ >"/sys/fs/cgroup$0/cgroup.procs" && exec nsenter -t "$p" -m -- "$@"' "$cg" "$pid" "$@"
+}
+in_cgroup() {
+  local svc=$1; shift
+  local cg
+  cg=$(unit_prop "sigvault-$svc.service" ControlGroup)
+  guest sh -c 'echo $$ >"/sys/fs/cgroup$0/cgroup.procs" && exec "$@"' "$cg" "$@"
+}
+say "the sandbox, from inside the running units"
+# ProtectSystem=strict: /etc and /usr read-only in the unit even for root; control: the same
+# write from the guest's own mount namespace succeeds.
+check "sandbox (control): root outside the units can write /etc/sigvault and /var/lib/sigvault/ceremony" \
+  guest sh -c 'touch /etc/sigvault/.probe /var/lib/sigvault/ceremony/.probe && rm /etc/sigvault/.probe /var/lib/sigvault/ceremony/.probe'
+for svc in $SERVICES; do
+  check "sandbox: in sigvault-$svc, even root cannot write /etc, /usr or the ceremony record (read-only file system)" \
+    bash -c "for f in /etc/sigvault/.probe /usr/bin/.probe /var/lib/sigvault/ceremony/.probe; do
+      out=\$(nsenter -t $GPID -a sh -c 'echo \$\$ >\"/sys/fs/cgroup\$0/cgroup.procs\" && exec nsenter -t \"\$1\" -m -- touch \"\$2\"' \
+        '$(unit_prop "sigvault-$svc.service" ControlGroup)' '$(unit_prop "sigvault-$svc.service" MainPID)' \$f 2>&1) && { echo \"wrote \$f\"; exit 1; }
+      grep -q 'Read-only file system' <<<\"\$out\" || { echo \"\$f: \$out\"; exit 1; }
+    done"
+done
+check "sandbox (control): inside sigvault-tlog the token dir (ReadWritePaths=) is writable" \
+  in_unit tlog sh -c 'touch /var/lib/softhsm/tokens/.probe && rm /var/lib/softhsm/tokens/.probe'
+# IPAddressDeny=any + IPAddressAllow=localhost: an address outside 127.0.0.0/8 and ::1, on this
+# guest's own loopback device (there is no other network), served by a listener outside the units.
+guest ip addr add 10.99.0.1/32 dev lo >/dev/null 2>&1
+guest systemd-run --quiet --collect --unit=boot-check-outside $PY -m http.server --bind 10.99.0.1 8099 >/dev/null 2>&1
+for _ in $(seq 1 50); do guest curl -fsS -o /dev/null http://10.99.0.1:8099/ 2>/dev/null && break; sleep 0.1; done
+check "sandbox (control): the guest reaches http://10.99.0.1:8099 outside any unit" \
+  guest curl -fsS -o /dev/null --max-time 5 http://10.99.0.1:8099/
+check "sandbox (control): from inside sigvault-fulcio (no IPAddressDeny=: it must reach the OIDC issuers) 10.99.0.1 is reachable" \
+  in_cgroup fulcio curl -fsS -o /dev/null --max-time 5 http://10.99.0.1:8099/
+for svc in tlog ctlog rekor rekor-v2 tsa; do
+  check_fails "sandbox: from inside sigvault-$svc (IPAddressDeny=any) 10.99.0.1 is unreachable" \
+    in_cgroup "$svc" curl -fsS -o /dev/null --max-time 3 http://10.99.0.1:8099/
+done
+check "sandbox (control): from inside sigvault-ctlog loopback (IPAddressAllow=localhost) is reachable" \
+  in_cgroup ctlog curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8090/healthz
+guest systemctl stop boot-check-outside.service >/dev/null 2>&1
+# SystemCallFilter=, MemoryDenyWriteExecute= (seccomp, per process) and NoNewPrivileges=: their
+# filters are on the running service's main process, beyond the one systemd-nspawn puts on the
+# whole guest (the guest's PID 1 carries only that one); no capabilities; its unit's user.
+base_filters=$(guest awk '/^Seccomp_filters:/ {print $2}' /proc/1/status)
+for svc in $SERVICES; do
+  pid=$(unit_prop "sigvault-$svc.service" MainPID)
+  check "sandbox: sigvault-$svc (pid $pid) runs as sigvault-$svc, no capabilities, no_new_privs, seccomp filters beyond the guest's $base_filters" \
+    guest bash -c "s=/proc/$pid/status; u=\$(id -u sigvault-$svc)
+      awk -v u=\$u '/^Uid:/ {exit !(\$2 == u && \$3 == u)}' \$s || { grep ^Uid: \$s; exit 1; }
+      grep -Eq '^CapEff:[[:space:]]+0+\$' \$s && grep -Eq '^CapBnd:[[:space:]]+0+\$' \$s && grep -Eq '^NoNewPrivs:[[:space:]]+1\$' \$s &&
+      grep -Eq '^Seccomp:[[:space:]]+2\$' \$s && awk -v b=$base_filters '/^Seccomp_filters:/ {exit !(\$2 > b)}' \$s || { grep -E '^(Cap|NoNew|Seccomp)' \$s; exit 1; }"
+done
+
 finish

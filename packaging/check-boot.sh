@@ -236,8 +236,11 @@ boot() {
   NSPAWN_PID=$!
   GPID=
   for i in $(seq 1 300); do
-    GPID=$(pgrep -P "$NSPAWN_PID" | head -n 1)
-    [ -n "$GPID" ] && [ "$(readlink "/proc/$GPID/exe" 2>/dev/null)" != "$(readlink "/proc/$NSPAWN_PID/exe")" ] && break
+    # The guest's PID 1 is the child of systemd-nspawn that runs systemd (other children come
+    # and go while it sets up).
+    for GPID in $(pgrep -P "$NSPAWN_PID"); do
+      [ "$(cat "/proc/$GPID/comm" 2>/dev/null)" = systemd ] && break 2
+    done
     GPID=
     kill -0 "$NSPAWN_PID" 2>/dev/null || break
     sleep 0.1
@@ -361,9 +364,12 @@ mkdir -p /etc/sigvault/secrets && mount -t tmpfs -o mode=0700 tmpfs /etc/sigvaul
 newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
 (umask 077; for role in root issuing-ca ctlog rekor tlog tsa; do newpin >/etc/sigvault/secrets/$role.pin; done)
 for role in root issuing-ca ctlog rekor tlog tsa; do
+  so=$(newpin); echo "$so" >>/root/boot-check/so-pins
   softhsm2-util --init-token --free --label sigvault-$role \
-    --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$(newpin)" >/dev/null
+    --pin "$(cat /etc/sigvault/secrets/$role.pin)" --so-pin "$so" >/dev/null
 done
+# (The check keeps a copy of every PIN, only to look for them in the journal later.)
+for f in /etc/sigvault/secrets/*.pin; do cat $f; echo; done >/root/boot-check/secrets; chmod 600 /root/boot-check/secrets
 sigvault check-config /etc/sigvault/ceremony.toml
 sigvault ceremony --config /etc/sigvault/ceremony.toml
 chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
@@ -390,6 +396,7 @@ for svc in tlog rekor; do
   mariadb -e "CREATE DATABASE sigvault_$svc;
     CREATE USER '"'"'sigvault_$svc'"'"'@'"'"'localhost'"'"' IDENTIFIED BY '"'"'$pw'"'"';
     GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON sigvault_$svc.* TO '"'"'sigvault_$svc'"'"'@'"'"'localhost'"'"';"
+  echo "$pw" >>/root/boot-check/secrets
   (umask 077; echo "mysql://sigvault_$svc:$pw@127.0.0.1:3306/sigvault_$svc" \
     > /etc/sigvault/credentials/$svc-db-url)
   CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault migrate --config /etc/sigvault/$svc.toml
@@ -491,7 +498,8 @@ sign_verify() {
 cd $BC
 echo \"$name \$(date +%s%N)\" >$name.txt
 export REQUESTS_CA_BUNDLE=$BC/ca.pem
-$SIGSTORE --trust-config $trust/trust-config.json sign --identity-token \"\$($PY idp.py mint $EMAIL)\" \
+tok=\$($PY idp.py mint $EMAIL); echo \"\$tok\" >>tokens
+$SIGSTORE --trust-config $trust/trust-config.json sign --identity-token \"\$tok\" \
   --oidc-disable-ambient-providers --bundle $name.sigstore.json $name.txt
 $SIGSTORE --trust-config $trust/trust-config.json verify identity --bundle $name.sigstore.json \
   --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $name.txt
@@ -571,5 +579,106 @@ for svc in $SERVICES; do
       grep -Eq '^CapEff:[[:space:]]+0+\$' \$s && grep -Eq '^CapBnd:[[:space:]]+0+\$' \$s && grep -Eq '^NoNewPrivs:[[:space:]]+1\$' \$s &&
       grep -Eq '^Seccomp:[[:space:]]+2\$' \$s && awk -v b=$base_filters '/^Seccomp_filters:/ {exit !(\$2 > b)}' \$s || { grep -E '^(Cap|NoNew|Seccomp)' \$s; exit 1; }"
 done
+
+# --- SIGKILL: systemd restarts each service, and signing works again ---------------------------------
+say "systemctl kill -s SIGKILL each service: systemd restarts it"
+declare -A OLD_PID OLD_N
+for svc in $SERVICES; do
+  OLD_PID[$svc]=$(unit_prop "sigvault-$svc.service" MainPID); OLD_N[$svc]=$(unit_prop "sigvault-$svc.service" NRestarts)
+done
+for svc in $SERVICES; do guest systemctl kill -s SIGKILL "sigvault-$svc.service"; done
+restarted() { # every service has a new main process, one more restart, and is active again
+  local svc rc=0 i
+  for i in $(seq 1 60); do
+    rc=0
+    for svc in $SERVICES; do
+      [ "$(unit_prop "sigvault-$svc.service" ActiveState)" = active ] \
+        && [ "$(unit_prop "sigvault-$svc.service" MainPID)" != "${OLD_PID[$svc]}" ] \
+        && [ "$(unit_prop "sigvault-$svc.service" NRestarts)" -gt "${OLD_N[$svc]}" ] || rc=1
+    done
+    [ $rc = 0 ] && return 0
+    sleep 1
+  done
+  for svc in $SERVICES; do echo "sigvault-$svc: $(guest systemctl show -p ActiveState,SubState,MainPID,NRestarts,Result "sigvault-$svc.service" | tr '\n' ' ')"; done
+  return 1
+}
+t_kill=$(date +%s)
+check "restart: after SIGKILL all six are active again, each with a new main process and NRestarts+1 (Restart=on-failure)" restarted
+say "restarted in $(($(date +%s) - t_kill)) s"
+# The killed tlog could not hand its sequencer leases over: the new instance is READY=1 at once
+# (it serves reads, "standby") and takes each tree's lease when the dead one's expires
+# (lease_ttl_ms, 10 s in tlog.toml); until then appends answer 503 "retry". Signing waits for
+# the tlog's /readyz to report every tree active, and the time that takes is printed.
+trees_active() {
+  local i r
+  for i in $(seq 1 60); do
+    r=$(guest curl -sS http://127.0.0.1:8090/readyz 2>&1)
+    [ "$(grep -c ': active$' <<<"$r")" = 3 ] && return 0
+    sleep 0.5
+  done
+  echo "$r"; return 1
+}
+check "restart: the new tlog takes over the three trees' sequencer leases (its /readyz: every tree active)" trees_active
+say "the tlog sequences again $(($(date +%s) - t_kill)) s after the kill"
+sign_verify after-kill-v2 trust
+sign_verify after-kill-v1 trust-v1
+
+# --- the journal ---------------------------------------------------------------------------------
+say "the journal: audit lines, and no PIN, password or token"
+check "journal: fulcio's audit line for each certificate (sigvault::audit, issued a certificate, the identity)" \
+  bash -c "[ \"\$(nsenter -t $GPID -a journalctl -u sigvault-fulcio -o cat --no-pager | grep 'sigvault::audit' | grep 'issued a certificate' | grep -c '$EMAIL')\" -ge 4 ]"
+check "journal: the tsa's audit line for each timestamp (sigvault::audit, issued a timestamp)" \
+  bash -c "[ \"\$(nsenter -t $GPID -a journalctl -u sigvault-tsa -o cat --no-pager | grep 'sigvault::audit' | grep -c 'issued a timestamp')\" -ge 2 ]"
+guest journalctl --flush >/dev/null 2>&1
+guest sh -c 'journalctl -o export --no-pager >/root/boot-check/journal.export'
+check "journal (control): a marker logged now is found by the same search" \
+  guest sh -c 'm=boot-check-marker-$(od -An -tx1 -N8 /dev/urandom | tr -d " \n"); echo "$m" | systemd-cat -t boot-check;
+    journalctl --flush; sleep 1; journalctl -o export --no-pager | grep -qF "$m"'
+check "journal: none of the PINs, SO PINs, database passwords or ID tokens appears anywhere in it" \
+  guest bash -c 'cd /root/boot-check; n=$(cat secrets so-pins tokens | grep -c .); [ "$n" -ge 16 ] || { echo "only $n secrets recorded"; exit 1; }
+    ! grep -aFf <(cat secrets so-pins tokens) journal.export' 
+rm -f "$ROOT/root/boot-check/journal.export"
+
+# --- power off, boot again: the stack comes back unattended ---------------------------------------
+say "systemctl poweroff, then boot the same root again"
+guest systemctl poweroff >/dev/null 2>&1
+for _ in $(seq 1 900); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+  bad "reboot: the guest did not power off within 90 s"; finish
+fi
+wait "$NSPAWN_PID"; rc=$?
+NSPAWN_PID=
+check "reboot: the guest powered off cleanly (systemd-nspawn exit status $rc)" test "$rc" = 0
+t_boot=$(date +%s)
+if boot; then ok "reboot: booted again"; else bad "reboot: the container did not start"; finish; fi
+state=$(wait_booted)
+check "reboot: systemctl is-system-running says running ($state)" test "$state" = running
+say "booted and settled in $(($(date +%s) - t_boot)) s"
+check "reboot: every sigvault service is active again, unattended (enabled, started at boot)" units_active
+check "reboot: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a systemctl --failed --no-pager; exit 1; }"
+for b in first-v2 first-v1 after-kill-v2 after-kill-v1; do
+  trust=trust; [ "${b%-v1}" != "$b" ] && trust=trust-v1
+  check "reboot: the bundle made before ($b) still verifies" \
+    guest $SIGSTORE --trust-config $BC/$trust/trust-config.json verify identity --bundle $BC/$b.sigstore.json \
+      --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $BC/$b.txt
+done
+if start_idp; then ok "reboot: the test OpenID provider is back"; else bad "reboot: the test OpenID provider did not start"; fi
+sign_verify after-reboot-v2 trust
+sign_verify after-reboot-v1 trust-v1
+
+# --- apt-get purge: keys and the ceremony record stay -----------------------------------------------
+say "apt-get purge sigvault on the running appliance"
+tokens_sum() { guest sh -c 'find /var/lib/softhsm/tokens -type f ! -name "*.lock" | sort | xargs sha256sum | sha256sum'; }
+keys_before=$(tokens_sum)
+ceremony_before=$(guest sh -c 'cd /var/lib/sigvault/ceremony && sha256sum * | sha256sum')
+gsh "purge: apt-get purge -y sigvault" 'apt-get purge -y sigvault'
+check "purge: no sigvault unit is loaded or running any more" \
+  bash -c "! nsenter -t $GPID -a systemctl list-units --all --no-legend --plain 'sigvault*' | grep -Ev ' not-found (inactive|failed) ' | grep ."
+check "purge: no sigvault process is left" bash -c "! nsenter -t $GPID -a pgrep -x sigvault"
+check "purge: the HSM tokens are untouched (same files, same contents)" test "$keys_before" = "$(tokens_sum)"
+check "purge: the ceremony record is untouched" \
+  test "$ceremony_before" = "$(guest sh -c 'cd /var/lib/sigvault/ceremony && sha256sum * | sha256sum')"
+check "purge: the credentials are kept" guest test -s /etc/sigvault/credentials/fulcio-pin
+check "purge: the logs' database is kept" guest mariadb -e 'SELECT 1 FROM sigvault_tlog.entries LIMIT 1'
 
 finish

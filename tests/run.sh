@@ -164,6 +164,8 @@ case "$mode" in
     else
       say "packaging check"
       packaging/check-packages.sh
+      # The .rpm installed into a clean root with rpm --root, scriptlets run, then erased.
+      packaging/check-rpm.sh
       # The .deb on a Debian 12 system systemd really boots (systemd-nspawn): README's "Install
       # on a VM" followed inside, the units, their sandbox, restarts, a power cycle and purge.
       say "booted install check"
@@ -186,6 +188,7 @@ case "$mode" in
     ;;
   packaging)
     packaging/check-packages.sh
+    packaging/check-rpm.sh
     packaging/check-boot.sh
     ;;
   *) die "unknown mode '$mode' (use: test | bench | cargo ARGS | packaging)" ;;

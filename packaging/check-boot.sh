@@ -374,7 +374,7 @@ check "step 1: the package enabled and started no sigvault unit" \
   bash -c "! nsenter -t $GPID -a systemctl list-units --all --no-legend 'sigvault*' | grep -E ' (active|activating) '"
 
 say "README step 2: tokens in the system token dir, the ceremony"
-gsh "step 2: PINs on a tmpfs, one token per role, check-config, sigvault ceremony, chgrp/chmod" '
+gsh "step 2: PINs on a tmpfs, one token per role, check-config, sigvault ceremony, token grants, the root token exported" '
 mkdir -p /etc/sigvault/secrets && mount -t tmpfs -o mode=0700 tmpfs /etc/sigvault/secrets
 newpin() { od -An -tx1 -N16 /dev/urandom | tr -d " \n"; }
 (umask 077; for role in root issuing-ca ctlog rekor tlog tsa; do newpin >/etc/sigvault/secrets/$role.pin; done)
@@ -387,7 +387,14 @@ done
 for f in /etc/sigvault/secrets/*.pin; do cat $f; echo; done >/root/boot-check/secrets; chmod 600 /root/boot-check/secrets
 sigvault check-config /etc/sigvault/ceremony.toml
 sigvault ceremony --config /etc/sigvault/ceremony.toml
-chgrp -R softhsm /var/lib/softhsm/tokens && chmod -R g+rwX /var/lib/softhsm/tokens'
+c=/usr/share/sigvault/softhsm/token-custody.sh
+$c grant sigvault-issuing-ca sigvault-fulcio
+$c grant sigvault-ctlog      sigvault-ctlog
+$c grant sigvault-rekor      sigvault-rekor
+$c grant sigvault-tlog       sigvault-tlog
+$c grant sigvault-tsa        sigvault-tsa
+# "Offline custody" is a directory of the guest here.
+mkdir -p /root/offline && $c export sigvault-root /root/offline/sigvault-root-token.tar'
 check "step 2: ceremony outputs in /var/lib/sigvault/ceremony" \
   bash -c "for f in root.pem issuing-ca.pem ctlog.pub.pem rekor.pub.pem tlog.pub.pem tsa.pem rekor-v2.pub.pem transcript.json; do [ -s '$ROOT/var/lib/sigvault/ceremony/'\$f ] || exit 1; done"
 
@@ -594,6 +601,34 @@ for svc in $SERVICES; do
       grep -Eq '^CapEff:[[:space:]]+0+\$' \$s && grep -Eq '^CapBnd:[[:space:]]+0+\$' \$s && grep -Eq '^NoNewPrivs:[[:space:]]+1\$' \$s &&
       grep -Eq '^Seccomp:[[:space:]]+2\$' \$s && awk -v b=$base_filters '/^Seccomp_filters:/ {exit !(\$2 > b)}' \$s || { grep -E '^(Cap|NoNew|Seccomp)' \$s; exit 1; }"
 done
+
+# --- token custody (README step 2): each service opens its own tokens only -------------------------
+say "token custody: the root token is off the appliance, each service sees only its own tokens"
+labels_as() { # labels_as SVC: the token labels the unit's user, with its unit's groups, sees
+  local svc=$1 groups
+  groups=$(unit_prop "sigvault-$svc.service" SupplementaryGroups | tr ' ' ',')
+  in_unit "$svc" setpriv --reuid="sigvault-$svc" --regid="$(unit_prop "sigvault-$svc.service" Group)" \
+    --groups="$groups" --inh-caps=-all env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf softhsm2-util --show-slots 2>/dev/null |
+    sed -n 's/^[[:space:]]*Label:[[:space:]]*\(sigvault-[a-z0-9-]*\).*/\1/p' | sort | tr '\n' ' '
+}
+check "custody: root sees the five online tokens, not sigvault-root (exported to offline custody)" \
+  bash -c "[ \"\$(nsenter -t $GPID -a softhsm2-util --show-slots | sed -n 's/^[[:space:]]*Label:[[:space:]]*\(sigvault-[a-z0-9-]*\).*/\1/p' | sort | tr '\n' ' ')\" = 'sigvault-ctlog sigvault-issuing-ca sigvault-rekor sigvault-tlog sigvault-tsa ' ] && test -s '$ROOT/root/offline/sigvault-root-token.tar'"
+for pair in "fulcio:sigvault-issuing-ca " "ctlog:sigvault-ctlog " "rekor:sigvault-rekor " "tsa:sigvault-tsa " \
+    "tlog:sigvault-rekor sigvault-tlog " "rekor-v2:"; do
+  svc=${pair%%:*}; want=${pair#*:}
+  got=$(labels_as "$svc")
+  check "custody: inside sigvault-$svc, its user sees exactly [${want% }]" test "$got" = "$want"
+done
+tlog_pin=$(cat "$ROOT/etc/sigvault/credentials/tlog-pin")
+p11_as() { # p11_as SVC: log in to the tlog's token with its PIN as SVC's unit user and groups
+  in_unit "$1" setpriv --reuid="sigvault-$1" --regid="$(unit_prop "sigvault-$1.service" Group)" \
+    --groups="$(unit_prop "sigvault-$1.service" SupplementaryGroups | tr ' ' ',')" --inh-caps=-all \
+    env SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf TLOG_PIN="$tlog_pin" pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so \
+    --token-label sigvault-tlog --login --pin env:TLOG_PIN --list-objects --type privkey
+}
+check "custody (control): the tlog logs in to its token with its PIN and finds its keys" p11_as tlog
+check_fails "custody: fulcio, given the tlog's PIN, cannot open the tlog's token" p11_as fulcio
+check_fails "custody: rekor, given the tlog's PIN, cannot open the tlog's token" p11_as rekor
 
 # --- SIGKILL: systemd restarts each service, and signing works again ---------------------------------
 say "systemctl kill -s SIGKILL each service: systemd restarts it"

@@ -6,8 +6,9 @@
 #   tests/run.sh bench      the benchmarks (prints BENCH lines)
 #   tests/run.sh cargo ARGS one cargo command in the same environment, e.g.
 #                           tests/run.sh cargo test --test tlog_service
-#   tests/run.sh packaging  only the packaging check (packaging/check-packages.sh), with the
-#                           private MariaDB it uses to run the services as their units would
+#   tests/run.sh packaging  only the packaging checks (packaging/check-packages.sh, with the
+#                           private MariaDB it uses to run the services as their units would,
+#                           then packaging/check-boot.sh, the booted install check)
 #
 # On a fresh Debian 12 machine, as root, it installs what is missing (softhsm2, mariadb-server,
 # opensc, openssl), then starts a PRIVATE MariaDB in a temporary data dir on a free loopback port
@@ -163,6 +164,12 @@ case "$mode" in
     else
       say "packaging check"
       packaging/check-packages.sh
+      # The .rpm installed into a clean root with rpm --root, scriptlets run, then erased.
+      packaging/check-rpm.sh
+      # The .deb on a Debian 12 system systemd really boots (systemd-nspawn): README's "Install
+      # on a VM" followed inside, the units, their sandbox, restarts, a power cycle and purge.
+      say "booted install check"
+      packaging/check-boot.sh
     fi
     ;;
   bench)
@@ -181,6 +188,8 @@ case "$mode" in
     ;;
   packaging)
     packaging/check-packages.sh
+    packaging/check-rpm.sh
+    packaging/check-boot.sh
     ;;
   *) die "unknown mode '$mode' (use: test | bench | cargo ARGS | packaging)" ;;
 esac

@@ -30,7 +30,7 @@ pub fn split_url(url: &str) -> anyhow::Result<(Endpoint, String)> {
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_fulcio(file)?;
     let f = &cfg.fulcio;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = f.pin.read().context("[fulcio] pin")?;
     let token = module.login(&f.key, &pin)?;
     drop(pin);

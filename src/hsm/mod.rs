@@ -77,7 +77,7 @@ pub enum HsmError {
     )]
     ModuleLoad { path: PathBuf, reason: String },
     #[error(
-        "PKCS#11 module {path} failed to initialise ({reason}); for SoftHSM check that SOFTHSM2_CONF names a readable config whose tokendir exists"
+        "PKCS#11 module {path} failed to initialise ({reason}); its own configuration or its way to the device is wrong (SoftHSM2: SOFTHSM2_CONF must name a readable config whose tokendir exists; tpm2-pkcs11: TPM2_PKCS11_STORE, TPM2_PKCS11_TCTI and a TPM or resource manager that accepts one more connection; README.md, \"Running on a real HSM\")"
     )]
     Initialize { path: PathBuf, reason: String },
     #[error(

@@ -17,7 +17,11 @@
 # Delete it (after `down`) to start over with new keys.
 #
 # Environment: SIGVAULT_BIN (use this sigvault binary instead of building a release one),
-# SIGVAULT_SKIP_DEMO=1 (start everything but do not run the sign/verify demo).
+# SIGVAULT_SKIP_DEMO=1 (start everything but do not run the sign/verify demo). Another PKCS#11
+# module than SoftHSM2 (tests/tpm2.sh runs the stack on a TPM this way): SIGVAULT_PKCS11_MODULE
+# (its path), SIGVAULT_HSM_OPTIONS (TOML lines added to every [hsm] section, e.g.
+# `public_key_usage_attributes = false`), SIGVAULT_INIT_TOKEN (a command `CMD LABEL PIN_FILE`
+# that creates the token LABEL with that user PIN unless it exists; default softhsm2-util).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -182,13 +186,33 @@ EOF
   chmod 755 "$STATE/bin/id-token" "$STATE/bin/id-token-github"
 }
 
+# The [hsm] section of every config: the module, and what SIGVAULT_HSM_OPTIONS adds.
+hsm_section() {
+  printf '[hsm]\nmodule = "%s"\n' "${SIGVAULT_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
+  [ -z "${SIGVAULT_HSM_OPTIONS:-}" ] || printf '%s\n' "$SIGVAULT_HSM_OPTIONS"
+}
+
+# init_token LABEL PIN_FILE: create the token unless it exists (SIGVAULT_INIT_TOKEN, else SoftHSM).
+init_token() {
+  if [ -n "${SIGVAULT_INIT_TOKEN:-}" ]; then
+    "$SIGVAULT_INIT_TOKEN" "$1" "$2" || die "$SIGVAULT_INIT_TOKEN $1 failed"
+    return
+  fi
+  local slots
+  slots=$(SOFTHSM2_CONF=$STATE/softhsm2.conf softhsm2-util --show-slots 2>/dev/null) \
+    || die "softhsm2-util --show-slots failed"
+  grep -Eq "^[[:space:]]*Label:[[:space:]]+$1[[:space:]]*$" <<<"$slots" && return 0
+  SOFTHSM2_CONF=$STATE/softhsm2.conf softhsm2-util --init-token --free --label "$1" --pin "$(cat "$2")" \
+    --so-pin "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >/dev/null
+}
+
 write_configs() {
-  local m=/usr/lib/softhsm/libsofthsm2.so s=$STATE/secrets c=$STATE/ceremony
+  local s=$STATE/secrets c=$STATE/ceremony hsm
+  hsm=$(hsm_section)
   mkdir -p "$CFG"
   cat >"$CFG/tlog.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/tlog.toml).
-[hsm]
-module = "$m"
+$hsm
 [tlog]
 database_url = { file = "$s/tlog-db.url" }
 migrate_on_start = true
@@ -216,8 +240,7 @@ pin = { file = "$s/tlog.pin" }
 EOF
   cat >"$CFG/rekor.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/rekor.toml).
-[hsm]
-module = "$m"
+$hsm
 [rekor]
 listen = "127.0.0.1:$REKOR_PORT"
 key = "pkcs11:token=sigvault-rekor;object=rekor"
@@ -231,8 +254,7 @@ migrate_on_start = true
 EOF
   cat >"$CFG/ctlog.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/ctlog.toml).
-[hsm]
-module = "$m"
+$hsm
 [ctlog]
 listen = "127.0.0.1:$CTLOG_PORT"
 prefix = "sigvault"
@@ -260,8 +282,7 @@ oidc-issuers:
 EOF
   cat >"$CFG/fulcio.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/fulcio.toml).
-[hsm]
-module = "$m"
+$hsm
 [fulcio]
 listen = "127.0.0.1:$FULCIO_PORT"
 key = "pkcs11:token=sigvault-issuing-ca;object=issuing-ca"
@@ -273,8 +294,7 @@ ct_log_public_key = "$c/ctlog.pub.pem"
 EOF
   cat >"$CFG/tsa.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/tsa.toml).
-[hsm]
-module = "$m"
+$hsm
 [tsa]
 listen = "127.0.0.1:$TSA_PORT"
 key = "pkcs11:token=sigvault-tsa;object=tsa"
@@ -363,21 +383,15 @@ EOF
 # production has several), the trust files published as its targets, a refresh (what the timer
 # does), then `sigvault tuf serve`. Keys are made once; later runs publish what changed.
 tuf_repo() {
-  local s=$STATE/secrets t role slots
+  local s=$STATE/secrets role
   local -x SOFTHSM2_CONF=$STATE/softhsm2.conf
-  slots=$(softhsm2-util --show-slots 2>/dev/null) || die "softhsm2-util --show-slots failed"
   for role in root targets online; do
-    t=sigvault-tuf-$role
     [ -s "$s/tuf-$role.pin" ] || { od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$s/tuf-$role.pin"; chmod 600 "$s/tuf-$role.pin"; }
-    if ! grep -Eq "^[[:space:]]*Label:[[:space:]]+$t[[:space:]]*$" <<<"$slots"; then
-      softhsm2-util --init-token --free --label "$t" --pin "$(cat "$s/tuf-$role.pin")" \
-        --so-pin "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >/dev/null
-    fi
+    init_token "sigvault-tuf-$role" "$s/tuf-$role.pin"
   done
   cat >"$CFG/tuf.toml" <<EOF
 # Written by packaging/dev-stack.sh (reference: config/tuf.toml).
-[hsm]
-module = "/usr/lib/softhsm/libsofthsm2.so"
+$(hsm_section)
 [tuf]
 dir = "$STATE/tuf"
 listen = "127.0.0.1:$TUF_PORT"

@@ -21,14 +21,18 @@
 #
 # Environment: SIGVAULT (path of the sigvault binary; default: `sigvault` on PATH, else the
 # repo's target/release or target/debug build), SIGVAULT_PKCS11_MODULE (default Debian's SoftHSM),
-# SIGVAULT_TOKEN_PREFIX (token label prefix, default "sigvault-").
+# SIGVAULT_TOKEN_PREFIX (token label prefix, default "sigvault-"). For another module than
+# SoftHSM2 (tests/tpm2.sh): SIGVAULT_INIT_TOKEN, a command `CMD LABEL PIN_FILE` that creates the
+# token LABEL with that user PIN unless it exists (its tool, not softhsm2-util, makes the
+# token), and SIGVAULT_HSM_OPTIONS, TOML lines added to the config's [hsm] section.
 set -euo pipefail
 umask 077
 
 die() { echo "ceremony.sh: $*" >&2; exit 1; }
 
 [ $# -eq 1 ] || die "usage: $0 STATE_DIR"
-command -v softhsm2-util >/dev/null || die "softhsm2-util not found: apt-get install softhsm2"
+[ -n "${SIGVAULT_INIT_TOKEN:-}" ] || command -v softhsm2-util >/dev/null \
+  || die "softhsm2-util not found: apt-get install softhsm2"
 
 mkdir -p "$1"
 STATE_DIR=$(cd "$1" && pwd)
@@ -81,7 +85,9 @@ for role in root issuing-ca ctlog rekor tlog tsa; do
   sopin=$STATE_DIR/secrets/$role.so-pin
   [ -s "$pin" ] || { newpin >"$pin"; chmod 600 "$pin"; }
   [ -s "$sopin" ] || { newpin >"$sopin"; chmod 600 "$sopin"; }
-  if token_exists "$label"; then
+  if [ -n "${SIGVAULT_INIT_TOKEN:-}" ]; then
+    "$SIGVAULT_INIT_TOKEN" "$label" "$pin" || die "$SIGVAULT_INIT_TOKEN $label failed"
+  elif token_exists "$label"; then
     echo "token $label exists; keeping it"
   else
     # softhsm2-util takes PINs only as arguments; this is a development ceremony on a private
@@ -98,6 +104,7 @@ if [ ! -f "$cfg" ]; then
 # Ceremony config written by softhsm/ceremony.sh (reference: config/ceremony.toml)
 [hsm]
 module = "$MODULE"
+${SIGVAULT_HSM_OPTIONS:-}
 
 [ceremony]
 output_dir = "$STATE_DIR/ceremony"

@@ -7,11 +7,20 @@ use std::process::Command;
 
 use p256::pkcs8::DecodePublicKey;
 use secrecy::SecretString;
-use sigvault::hsm::{HsmError, Module, Pkcs11Uri};
+use sigvault::hsm::{HsmError, HsmOptions, Module, Pkcs11Uri};
 use sigvault::signer::{SignatureAlgorithm, Signer};
 
 /// Every token this binary uses (see `common::token`).
-const TOKENS: &[&str] = &["p256", "p384", "sensitive", "wrongpin", "errors", "threads"];
+const TOKENS: &[&str] = &[
+    "p256",
+    "p384",
+    "sensitive",
+    "wrongpin",
+    "errors",
+    "threads",
+    "tokenusage",
+    "onesession",
+];
 
 fn uri(token: &str, object: &str) -> Pkcs11Uri {
     format!("pkcs11:token={token};object={object}")
@@ -291,4 +300,102 @@ fn concurrent_signing_from_many_threads() {
         }
     }
     assert_eq!(n, 1600);
+}
+
+/// `[hsm] public_key_usage_attributes = false` (for modules such as tpm2-pkcs11 that refuse the
+/// public key's usage in the generation template): the template leaves it out, sigvault sets it
+/// on the object afterwards, and the key that results is what the full template makes. SoftHSM2
+/// left to its defaults marks an EC public key encrypt and wrap, so this also shows the usage is
+/// really set and not just the token's.
+#[test]
+fn token_chosen_public_key_usage_is_set_after_generation() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let t = common::token(TOKENS, "tokenusage");
+    let opts = HsmOptions {
+        public_key_usage_attributes: false,
+        ..HsmOptions::default()
+    };
+    let m = Module::load_with(&common::module(), opts).expect("load");
+    assert!(!m.options().public_key_usage_attributes);
+    assert!(
+        Module::load(&common::module())
+            .expect("load")
+            .options()
+            .public_key_usage_attributes,
+        "the options are per handle, not per process"
+    );
+    let token = m
+        .login(&uri(&t.label, "k"), &SecretString::from(t.pin.clone()))
+        .expect("login");
+    token
+        .generate_ec_key("k", b"\x07", SignatureAlgorithm::EcdsaP256Sha256)
+        .expect("generate");
+    let signer = token.signer(&uri(&t.label, "k")).expect("signer");
+    signer.sign(b"usage").expect("sign");
+
+    // Read the public key's usage around sigvault, with pkcs11-tool (OpenSC).
+    let (ok, out, err) = common::run(Command::new("pkcs11-tool").args([
+        "--module",
+        common::module().to_str().expect("path"),
+        "--token-label",
+        &t.label,
+        "--login",
+        "--pin",
+        &t.pin,
+        "--list-objects",
+        "--type",
+        "pubkey",
+    ]));
+    assert!(ok, "pkcs11-tool failed: {out} {err}");
+    let usage = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage:"))
+        .unwrap_or_else(|| panic!("no Usage line: {out}"))
+        .trim()
+        .to_owned();
+    assert_eq!(usage, "verify", "public key usage: {out}");
+}
+
+/// `[hsm] max_sessions`: a token limited to one signing session still serves many threads,
+/// one signature at a time, and the limit is the one configured.
+#[test]
+fn a_session_limit_serialises_signers_instead_of_failing() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let t = common::token(TOKENS, "onesession");
+    let opts = HsmOptions {
+        max_sessions: Some(1),
+        ..HsmOptions::default()
+    };
+    let m = Module::load_with(&common::module(), opts).expect("load");
+    let token = m
+        .login(&uri(&t.label, "k"), &SecretString::from(t.pin.clone()))
+        .expect("login");
+    assert_eq!(token.max_sessions(), Some(1));
+    token
+        .generate_ec_key("k", b"\x08", SignatureAlgorithm::EcdsaP256Sha256)
+        .expect("generate");
+    let signer = std::sync::Arc::new(token.signer(&uri(&t.label, "k")).expect("signer"));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let s = std::sync::Arc::clone(&signer);
+            std::thread::spawn(move || {
+                for j in 0..50 {
+                    s.sign(format!("{i}/{j}").as_bytes()).expect("sign");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    // SoftHSM reports no session limit of its own: without the option there is none.
+    let unlimited = Module::load(&common::module())
+        .expect("load")
+        .login(&uri(&t.label, "k"), &SecretString::from(t.pin.clone()))
+        .expect("login");
+    assert_eq!(unlimited.max_sessions(), None);
 }

@@ -175,9 +175,10 @@ pub fn run(cfg: &CeremonyConfig) -> Result<CeremonyOutcome, CeremonyError> {
     // --- Preflight: nothing is created until all of this passes. ---------------------------
     refuse_existing(out, &output_files(cfg))?;
     let roles = cfg.roles();
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let tokens = login_all(&module, &roles, &mut steps)?;
     refuse_existing_keys(&roles, &tokens)?;
+    require_curves(cfg, &roles, &tokens)?;
     create_output_dir(out)?;
 
     // --- Generation, with rollback on any failure. -----------------------------------------
@@ -264,6 +265,20 @@ fn refuse_existing_keys(
             }
             .into());
         }
+    }
+    Ok(())
+}
+
+/// Refuse before the first key is made if a role's token cannot generate or sign with its
+/// curve (a module may lack P-384, or key generation for a curve): a probe, not a failure
+/// half-way through the ceremony.
+fn require_curves(
+    cfg: &CeremonyConfig,
+    roles: &[(&'static str, KeyConfig)],
+    tokens: &BTreeMap<String, Arc<Token>>,
+) -> Result<(), CeremonyError> {
+    for (role, k) in roles {
+        tokens[&k.key.token].require_curve(role_algorithm(cfg, role))?;
     }
     Ok(())
 }
@@ -519,7 +534,7 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
         roles.push(("root", cfg.ceremony.root.key_config()));
     }
     roles.push((role, key));
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let tokens = login_all(&module, &roles, &mut steps)?;
     let root = match (role, tsa) {
         ("tsa", Some(_)) => Some(load_root(cfg, &tokens, &mut steps)?),
@@ -527,6 +542,7 @@ pub fn add(cfg: &CeremonyConfig, role: &str) -> Result<CeremonyOutcome, Ceremony
     };
     let new = roles.len() - 1;
     refuse_existing_keys(&roles[new..], &tokens)?;
+    require_curves(cfg, &roles[new..], &tokens)?;
 
     // --- Generation, with rollback on any failure. ---------------------------------------
     let mut undo = Undo::default();

@@ -230,7 +230,7 @@ pub fn rotate(
         roles.push(("root", cfg.ceremony.root.key_config()));
     }
     roles.push((role.as_str(), key.clone()));
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let tokens = login_all(&module, &roles, &mut steps)?;
     let root = if role.has_certificate() {
         Some(load_root(cfg, &tokens, &mut steps)?)
@@ -240,6 +240,7 @@ pub fn rotate(
     let token: &Arc<Token> = &tokens[&key.key.token];
     if !opts.renew {
         refuse_existing_keys(&roles[roles.len() - 1..], &tokens)?;
+        super::require_curves(cfg, &roles[roles.len() - 1..], &tokens)?;
     }
 
     let mut undo = Undo::default();

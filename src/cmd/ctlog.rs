@@ -43,7 +43,7 @@ pub fn check_public_key(signer: &dyn Signer, pem_file: &Path) -> anyhow::Result<
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_ctlog(file)?;
     let c = &cfg.ctlog;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = c.pin.read().context("[ctlog] pin")?;
     let token = module.login(&c.key, &pin)?;
     drop(pin);

@@ -32,7 +32,7 @@ pub fn split_url(url: &str) -> anyhow::Result<(Endpoint, String)> {
 /// and its CT log. Also the signer, for the HSM watchdog.
 fn load_ca(cfg: &config::FulcioConfig) -> anyhow::Result<(Ca, crate::hsm::HsmSigner)> {
     let f = &cfg.fulcio;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = f.pin.read().context("[fulcio] pin")?;
     let token = module.login(&f.key, &pin)?;
     drop(pin);

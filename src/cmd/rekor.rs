@@ -40,7 +40,7 @@ pub fn tlog_client(cfg: &RekorConfig) -> anyhow::Result<TlogClient> {
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_rekor(file)?;
     let r = &cfg.rekor;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = r.pin.read().context("[rekor] pin")?;
     let token = module.login(&r.key, &pin)?;
     drop(pin);

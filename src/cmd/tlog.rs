@@ -15,7 +15,7 @@ use crate::tlog::{LogService, SequencerOptions, ServiceOptions, TreeSpec};
 
 /// Open every tree's checkpoint key, logging in once per token.
 pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<(Vec<TreeSpec>, Vec<HsmSigner>)> {
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let mut tokens: HashMap<String, Arc<Token>> = HashMap::new();
     let mut specs = Vec::new();
     let mut hsm_signers = Vec::new();

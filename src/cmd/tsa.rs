@@ -13,7 +13,7 @@ use crate::tsa::{Tsa, TsaOptions};
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_tsa(file)?;
     let t = &cfg.tsa;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = t.pin.read().context("[tsa] pin")?;
     let token = module.login(&t.key, &pin)?;
     drop(pin);

@@ -44,6 +44,20 @@ pub struct HsmConfig {
     /// Default 10; 1 to 3600. Services only (the ceremony serves nothing).
     #[serde(default)]
     pub exit_after_failing_secs: Option<u64>,
+    /// Whether the public-key template of `C_GenerateKeyPair` states the usage attributes
+    /// (`CKA_VERIFY`, `CKA_ENCRYPT`, ...). Default true. Some modules derive them from the key
+    /// and refuse a template that states them: tpm2-pkcs11 1.9 fails with `CKR_GENERAL_ERROR`
+    /// ("User specified and TPM specified attr mismatch"). With false they are left to the
+    /// token; either way both halves' usage is read back after generation and a key that could
+    /// do more than sign (or verify) is destroyed and refused.
+    #[serde(default = "default_true")]
+    pub public_key_usage_attributes: bool,
+    /// At most this many sessions open at once per token for signing (a signer waits for a free
+    /// one beyond that). Default: what the token reports in `CK_TOKEN_INFO.ulMaxSessionCount`
+    /// less the one that holds the login, else unbounded. For modules that limit sessions
+    /// without saying so; 1 to 1024.
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
 }
 
 impl Default for HsmConfig {
@@ -51,6 +65,8 @@ impl Default for HsmConfig {
         Self {
             module: default_module(),
             exit_after_failing_secs: None,
+            public_key_usage_attributes: true,
+            max_sessions: None,
         }
     }
 }
@@ -61,7 +77,20 @@ impl HsmConfig {
         std::time::Duration::from_secs(self.exit_after_failing_secs.unwrap_or(10))
     }
 
+    /// The token-specific behaviours this config chooses, for [`crate::hsm::Module::load_with`].
+    pub fn options(&self) -> crate::hsm::HsmOptions {
+        crate::hsm::HsmOptions {
+            public_key_usage_attributes: self.public_key_usage_attributes,
+            max_sessions: self.max_sessions,
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if let Some(v) = self.max_sessions
+            && !(1..=1024).contains(&v)
+        {
+            return Err(format!("[hsm] max_sessions must be 1 to 1024, not {v}"));
+        }
         match self.exit_after_failing_secs {
             Some(v) if !(1..=3600).contains(&v) => Err(format!(
                 "[hsm] exit_after_failing_secs must be 1 to 3600, not {v}"

@@ -10,19 +10,28 @@
 //!   signer thread, opened on demand and kept;
 //! * SoftHSM has no `CKM_ECDSA_SHA256`: the digest is computed in software and signed with
 //!   `CKM_ECDSA`, whose raw r‖s output is converted to DER.
+//!
+//! What differs between modules is named, not hidden ([`HsmOptions`], README.md "Running on a
+//! real HSM"): what a token reports is probed (the key-generation mechanism and its key sizes for
+//! the curve, its session limit), what it does not report is a config option (whether its
+//! key-generation template may state the public key's usage, a session limit it keeps quiet
+//! about), and a token that lacks what sigvault needs is refused with an error naming the token
+//! and what it lacks.
 
 pub mod uri;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismInfo;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
+use cryptoki::slot::{Limit, Slot};
 use der::asn1::{BitString, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use secrecy::SecretString;
@@ -32,6 +41,29 @@ pub use uri::Pkcs11Uri;
 
 /// Debian's SoftHSM2 module, the default when config names none.
 pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The token-specific behaviours that cannot be probed, chosen in `[hsm]` (see
+/// `config::HsmConfig`, which documents each). The defaults suit SoftHSM2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HsmOptions {
+    /// State `CKA_VERIFY`, `CKA_ENCRYPT`, `CKA_WRAP`, `CKA_VERIFY_RECOVER` and `CKA_DERIVE` in
+    /// the public-key template of `C_GenerateKeyPair` (false: leave them to the token).
+    pub public_key_usage_attributes: bool,
+    /// Cap on concurrently open signing sessions per token (`None`: what the token reports).
+    pub max_sessions: Option<u32>,
+}
+
+impl Default for HsmOptions {
+    fn default() -> Self {
+        Self {
+            public_key_usage_attributes: true,
+            max_sessions: None,
+        }
+    }
+}
+
+/// How long a signer waits for one of a session-limited token's sessions before failing.
+const SESSION_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything that can go wrong talking to a PKCS#11 module, phrased so an operator knows what
 /// to fix. PINs never appear in these messages.
@@ -45,7 +77,7 @@ pub enum HsmError {
     )]
     ModuleLoad { path: PathBuf, reason: String },
     #[error(
-        "PKCS#11 module {path} failed to initialise ({reason}); for SoftHSM check that SOFTHSM2_CONF names a readable config whose tokendir exists"
+        "PKCS#11 module {path} failed to initialise ({reason}); its own configuration or its way to the device is wrong (SoftHSM2: SOFTHSM2_CONF must name a readable config whose tokendir exists; tpm2-pkcs11: TPM2_PKCS11_STORE, TPM2_PKCS11_TCTI and a TPM or resource manager that accepts one more connection; README.md, \"Running on a real HSM\")"
     )]
     Initialize { path: PathBuf, reason: String },
     #[error(
@@ -74,6 +106,42 @@ pub enum HsmError {
     KeyExists { token: String, label: String },
     #[error("token '{token}' does not support mechanism {mechanism}")]
     MechanismNotSupported { token: String, mechanism: String },
+    #[error(
+        "token '{token}' cannot {what} {curve} keys: its {mechanism} {reason}; sigvault needs {curve} for this key (choose another curve in the config, or another token)"
+    )]
+    CurveNotSupported {
+        token: String,
+        curve: &'static str,
+        mechanism: &'static str,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "token '{token}' made key '{label}' with {attribute} = {value}, which sigvault refuses (a private key must be sensitive, never extractable, and only sign; a public key only verify); the key was destroyed{hint}"
+    )]
+    KeyUsageRefused {
+        token: String,
+        label: String,
+        attribute: &'static str,
+        value: bool,
+        hint: &'static str,
+    },
+    #[error("token '{token}' refused to generate key '{label}' ({reason}){hint}")]
+    GenerateFailed {
+        token: String,
+        label: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error(
+        "token '{token}' has no free session ({limit} open for signing, none returned within {} s); the token limits sessions: lower the signing concurrency or raise [hsm] max_sessions if the token allows more",
+        SESSION_WAIT.as_secs()
+    )]
+    SessionsExhausted { token: String, limit: usize },
+    #[error(
+        "token '{token}' refused another session (CKR_SESSION_COUNT with {open} open); set [hsm] max_sessions to at most {open} for this token"
+    )]
+    SessionCount { token: String, open: usize },
     #[error("key {what} in token '{token}' is not an EC key on P-256 or P-384")]
     UnsupportedKey { token: String, what: String },
     #[error(
@@ -101,6 +169,7 @@ fn ck<'a>(token: &'a str, op: &'static str) -> impl FnOnce(CkError) -> HsmError 
 pub struct Module {
     ctx: Pkcs11,
     path: PathBuf,
+    options: HsmOptions,
 }
 
 impl std::fmt::Debug for Module {
@@ -114,6 +183,19 @@ impl Module {
     /// later calls with the same path share the first instance (a PKCS#11 library has one
     /// global state per process, whatever number of handles the process holds).
     pub fn load(path: &Path) -> Result<Self, HsmError> {
+        Self::load_with(path, HsmOptions::default())
+    }
+
+    /// [`Module::load`] with the token-specific behaviours `options` chooses. The options are
+    /// this handle's (and its tokens'), not the process's: two configs may load one module
+    /// with different options.
+    pub fn load_with(path: &Path, options: HsmOptions) -> Result<Self, HsmError> {
+        let mut m = Self::load_shared(path)?;
+        m.options = options;
+        Ok(m)
+    }
+
+    fn load_shared(path: &Path) -> Result<Self, HsmError> {
         static LOADED: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
         if !path.exists() {
             return Err(HsmError::ModuleMissing { path: path.into() });
@@ -151,7 +233,13 @@ impl Module {
         Ok(Self {
             ctx,
             path: path.into(),
+            options: HsmOptions::default(),
         })
+    }
+
+    /// The token-specific behaviours this handle uses.
+    pub fn options(&self) -> HsmOptions {
+        self.options
     }
 
     /// The module's file path.
@@ -267,12 +355,15 @@ impl Module {
             }
             Err(e) => return Err(ck(&label, "C_Login")(e)),
         }
+        let max_sessions = self.session_limit(slot, &label);
         let token = Arc::new(Token {
             module: self.clone(),
             slot,
             label,
             login: Mutex::new(session),
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            pool_freed: Condvar::new(),
+            max_sessions,
             failing: Mutex::new(None),
             failing_flag: std::sync::atomic::AtomicBool::new(false),
             signatures: std::sync::atomic::AtomicU64::new(0),
@@ -282,6 +373,30 @@ impl Module {
         live.retain(|t| t.strong_count() > 0);
         live.push(Arc::downgrade(&token));
         Ok(token)
+    }
+}
+
+impl Module {
+    /// How many signing sessions may be open at once on `slot`: `[hsm] max_sessions` if set,
+    /// else what the token reports (`ulMaxSessionCount`, less the session holding the login),
+    /// else unbounded.
+    fn session_limit(&self, slot: Slot, label: &str) -> Option<usize> {
+        if let Some(n) = self.options.max_sessions {
+            return Some(n as usize);
+        }
+        let reported = match self.ctx.get_token_info(slot).map(|i| i.max_session_count()) {
+            Ok(Limit::Max(n)) => n,
+            _ => return None,
+        };
+        let n = usize::try_from(reported.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        tracing::info!(
+            token = label,
+            max_sessions = n,
+            "the token limits sessions; signing uses at most this many at once"
+        );
+        Some(n)
     }
 }
 
@@ -346,8 +461,12 @@ pub struct Token {
     /// The session that holds the login. Kept open for the token's lifetime; also used for the
     /// rare management operations (find, generate), serialised by the mutex.
     login: Mutex<Session>,
-    /// Idle sessions for signing: taken for one operation, put back after.
-    pool: Mutex<Vec<Session>>,
+    /// Sessions for signing: idle ones are taken for one operation and put back after.
+    pool: Mutex<Pool>,
+    /// Signalled when a session is returned or closed, for signers waiting at the limit.
+    pool_freed: Condvar,
+    /// At most this many signing sessions open at once (see [`Module::session_limit`]).
+    max_sessions: Option<usize>,
     /// Set by a failed signature and cleared by the next good one: since when, and why, the
     /// token has been failing (see [`Token::failing`]).
     failing: Mutex<Option<(std::time::Instant, String)>>,
@@ -356,6 +475,13 @@ pub struct Token {
     /// Signatures made and failed, for `/metrics`.
     signatures: std::sync::atomic::AtomicU64,
     failures: std::sync::atomic::AtomicU64,
+}
+
+/// The signing sessions of a token: the idle ones, and how many are open in all (idle or lent).
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Session>,
+    open: usize,
 }
 
 /// Upper bound on idle pooled sessions; more concurrent signers than this still work, their
@@ -422,21 +548,72 @@ impl Token {
         }
     }
 
+    /// An idle signing session, or a new one while the token's limit allows, or (at the limit)
+    /// the next one another signer returns.
     fn take_session(&self) -> Result<Session, HsmError> {
-        if let Some(s) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(s);
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + SESSION_WAIT;
+        loop {
+            if let Some(s) = pool.idle.pop() {
+                return Ok(s);
+            }
+            if self.max_sessions.is_none_or(|max| pool.open < max) {
+                break;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(HsmError::SessionsExhausted {
+                    token: self.label.clone(),
+                    limit: pool.open,
+                });
+            }
+            pool = self
+                .pool_freed
+                .wait_timeout(pool, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        self.module
-            .ctx
-            .open_ro_session(self.slot)
-            .map_err(ck(&self.label, "C_OpenSession"))
+        pool.open += 1;
+        let open = pool.open;
+        drop(pool);
+        match self.module.ctx.open_ro_session(self.slot) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.session_closed();
+                Err(match e {
+                    CkError::Pkcs11(RvError::SessionCount, _) => HsmError::SessionCount {
+                        token: self.label.clone(),
+                        // This one was refused; the login's session is open besides.
+                        open: open - 1,
+                    },
+                    e => ck(&self.label, "C_OpenSession")(e),
+                })
+            }
+        }
     }
 
     fn put_session(&self, s: Session) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_IDLE_SESSIONS {
-            pool.push(s);
+        if pool.idle.len() < MAX_IDLE_SESSIONS {
+            pool.idle.push(s);
+        } else {
+            pool.open -= 1;
         }
+        drop(pool);
+        self.pool_freed.notify_one();
+    }
+
+    /// A lent session was dropped (closed) instead of returned.
+    fn session_closed(&self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.open = pool.open.saturating_sub(1);
+        drop(pool);
+        self.pool_freed.notify_one();
+    }
+
+    /// The most signing sessions this token opens at once (`None`: unbounded).
+    pub fn max_sessions(&self) -> Option<usize> {
+        self.max_sessions
     }
 
     fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
@@ -460,11 +637,11 @@ impl Token {
         })
     }
 
-    fn require_mechanism(&self, m: MechanismType, name: &str) -> Result<(), HsmError> {
+    fn require_mechanism(&self, m: MechanismType, name: &str) -> Result<MechanismInfo, HsmError> {
         // Ask for this one mechanism: C_GetMechanismInfo answers CKR_MECHANISM_INVALID when the
         // token lacks it (listing all mechanisms would trip over vendor-defined ones).
         match self.module.ctx.get_mechanism_info(self.slot, m) {
-            Ok(_) => Ok(()),
+            Ok(info) => Ok(info),
             Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {
                 Err(HsmError::MechanismNotSupported {
                     token: self.label.clone(),
@@ -475,16 +652,56 @@ impl Token {
         }
     }
 
+    /// Probe that the token can generate and sign with keys of `alg`'s curve: the mechanisms
+    /// exist, claim the function, and their key-size range (in bits, for EC) holds the curve's.
+    pub fn require_curve(&self, alg: SignatureAlgorithm) -> Result<(), HsmError> {
+        let bits = alg.scalar_len() * 8;
+        for (m, name, what, can) in [
+            (
+                MechanismType::ECC_KEY_PAIR_GEN,
+                "CKM_EC_KEY_PAIR_GEN",
+                "generate",
+                MechanismInfo::generate_key_pair as fn(&MechanismInfo) -> bool,
+            ),
+            (
+                MechanismType::ECDSA,
+                "CKM_ECDSA",
+                "sign with",
+                MechanismInfo::sign,
+            ),
+        ] {
+            let info = self.require_mechanism(m, name)?;
+            let refuse = |reason: String| HsmError::CurveNotSupported {
+                token: self.label.clone(),
+                curve: alg.curve_name(),
+                mechanism: name,
+                what,
+                reason,
+            };
+            if !can(&info) {
+                return Err(refuse(format!("lacks the {what} flag")));
+            }
+            // A module that reports no range (both 0) is not held to one.
+            let (min, max) = (info.min_key_size(), info.max_key_size());
+            if (min, max) != (0, 0) && !(min..=max).contains(&bits) {
+                return Err(refuse(format!(
+                    "takes key sizes {min} to {max} bits, not {bits}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Generate an EC key pair inside the token: the private half is a token object,
-    /// sensitive, never extractable, usable only to sign. Refuses if the label is taken.
+    /// sensitive, never extractable, usable only to sign. Refuses if the label is taken; checks
+    /// what the token made (see [`Token::check_generated`]).
     pub fn generate_ec_key(
         &self,
         label: &str,
         id: &[u8],
         alg: SignatureAlgorithm,
     ) -> Result<GeneratedKey, HsmError> {
-        self.require_mechanism(MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN")?;
-        self.require_mechanism(MechanismType::ECDSA, "CKM_ECDSA")?;
+        self.require_curve(alg)?;
         if self.object_exists(label)? {
             return Err(HsmError::KeyExists {
                 token: self.label.clone(),
@@ -499,19 +716,27 @@ impl Token {
         let label_b = label.as_bytes().to_vec();
         // Every usage attribute is stated, not left to the token's defaults: SoftHSM2 (and other
         // modules) otherwise mark an EC private key decrypt and unwrap as well. A signing key
-        // signs and nothing else; its public half only verifies.
-        let public = [
-            Attribute::Token(true),
-            Attribute::Private(false),
+        // signs and nothing else; its public half only verifies. A module that derives the
+        // public half's usage itself and refuses it stated ([`HsmOptions`]) gets a template
+        // without it, and the usage is set on the object once made (tpm2-pkcs11 1.9 marks an EC
+        // public key encrypt and not verify); what the token made is checked below either way.
+        let public_usage = [
             Attribute::Verify(true),
             Attribute::VerifyRecover(false),
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
             Attribute::Derive(false),
+        ];
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
             Attribute::EcParams(params),
             Attribute::Label(label_b.clone()),
             Attribute::Id(id.to_vec()),
         ];
+        if self.module.options.public_key_usage_attributes {
+            public.extend(public_usage.iter().cloned());
+        }
         let private = [
             Attribute::Token(true),
             Attribute::Private(true),
@@ -527,12 +752,115 @@ impl Token {
         ];
         let (pub_h, priv_h) = self.with_mgmt(|s| {
             s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                .map_err(ck(&self.label, "C_GenerateKeyPair"))
+                .map_err(|e| HsmError::GenerateFailed {
+                    token: self.label.clone(),
+                    label: label.into(),
+                    reason: e.to_string(),
+                    hint: if self.module.options.public_key_usage_attributes {
+                        "; if this module refuses usage attributes in the public-key template \
+                         (tpm2-pkcs11 does, with CKR_GENERAL_ERROR), set \
+                         [hsm] public_key_usage_attributes = false"
+                    } else {
+                        ""
+                    },
+                })
         })?;
-        Ok(GeneratedKey {
+        let key = GeneratedKey {
             public: pub_h,
             private: priv_h,
-        })
+        };
+        let set_usage = || {
+            if self.module.options.public_key_usage_attributes {
+                return Ok(());
+            }
+            self.with_mgmt(|s| {
+                s.update_attributes(key.public, &public_usage)
+                    .map_err(|e| HsmError::GenerateFailed {
+                        token: self.label.clone(),
+                        label: label.into(),
+                        reason: format!(
+                            "C_SetAttributeValue of the public key's usage, which the template left out \
+                             ([hsm] public_key_usage_attributes = false): {e}"
+                        ),
+                        hint: "",
+                    })
+            })
+        };
+        if let Err(e) = set_usage().and_then(|()| self.check_generated(label, key)) {
+            if let Err(d) = self.destroy_generated(key) {
+                tracing::error!(token = %self.label, key = label, error = %d, "could not destroy a refused key");
+            }
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Read back the usage of a key pair just made and refuse one that could do more than
+    /// sign: the template asked for that, but a module may ignore an attribute or (with
+    /// `public_key_usage_attributes = false`) choose the public half's itself. Attributes a
+    /// module does not have for the object count as false; the private key's sensitivity,
+    /// extractability and signing must be readable.
+    fn check_generated(&self, label: &str, key: GeneratedKey) -> Result<(), HsmError> {
+        use AttributeType as T;
+        let read = |h: ObjectHandle, types: &[AttributeType]| {
+            self.with_mgmt(|s| {
+                s.get_attributes(h, types)
+                    .map_err(ck(&self.label, "C_GetAttributeValue"))
+            })
+        };
+        let flag = |attrs: &[Attribute], t: AttributeType| -> Option<bool> {
+            attrs.iter().find_map(|a| match (a, t) {
+                (Attribute::Sensitive(v), T::Sensitive)
+                | (Attribute::Extractable(v), T::Extractable)
+                | (Attribute::Sign(v), T::Sign)
+                | (Attribute::SignRecover(v), T::SignRecover)
+                | (Attribute::Decrypt(v), T::Decrypt)
+                | (Attribute::Unwrap(v), T::Unwrap)
+                | (Attribute::Derive(v), T::Derive)
+                | (Attribute::Encrypt(v), T::Encrypt)
+                | (Attribute::Wrap(v), T::Wrap)
+                | (Attribute::VerifyRecover(v), T::VerifyRecover) => Some(*v),
+                _ => None,
+            })
+        };
+        let refuse = |attribute: &'static str, value: bool| HsmError::KeyUsageRefused {
+            token: self.label.clone(),
+            label: label.into(),
+            attribute,
+            value,
+            hint: if self.module.options.public_key_usage_attributes {
+                ""
+            } else {
+                "; this token chose the public key's usage itself ([hsm] public_key_usage_attributes = false)"
+            },
+        };
+        let private = [
+            (T::Sensitive, "CKA_SENSITIVE", true, true),
+            (T::Extractable, "CKA_EXTRACTABLE", false, true),
+            (T::Sign, "CKA_SIGN", true, true),
+            (T::SignRecover, "CKA_SIGN_RECOVER", false, false),
+            (T::Decrypt, "CKA_DECRYPT", false, false),
+            (T::Unwrap, "CKA_UNWRAP", false, false),
+            (T::Derive, "CKA_DERIVE", false, false),
+        ];
+        let public = [
+            (T::Encrypt, "CKA_ENCRYPT", false, false),
+            (T::Wrap, "CKA_WRAP", false, false),
+            (T::VerifyRecover, "CKA_VERIFY_RECOVER", false, false),
+            (T::Derive, "CKA_DERIVE", false, false),
+        ];
+        for (handle, checks) in [(key.private, &private[..]), (key.public, &public[..])] {
+            let types: Vec<_> = checks.iter().map(|c| c.0).collect();
+            let attrs = read(handle, &types)?;
+            for &(t, name, want, required) in checks {
+                match flag(&attrs, t) {
+                    Some(v) if v != want => return Err(refuse(name, v)),
+                    None if required => return Err(refuse(name, !want)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Destroy a key pair generated in this run (used only to undo a ceremony that failed
@@ -598,7 +926,16 @@ impl Token {
             }
         })?;
         let (alg, spki) = self.export_spki(public, &what)?;
-        self.require_mechanism(MechanismType::ECDSA, "CKM_ECDSA")?;
+        let info = self.require_mechanism(MechanismType::ECDSA, "CKM_ECDSA")?;
+        if !info.sign() {
+            return Err(HsmError::CurveNotSupported {
+                token: self.label.clone(),
+                curve: alg.curve_name(),
+                mechanism: "CKM_ECDSA",
+                what: "sign with",
+                reason: "lacks the sign flag".into(),
+            });
+        }
         Ok(HsmSigner {
             token: Arc::clone(self),
             key: private,
@@ -718,7 +1055,11 @@ impl HsmSigner {
                 Ok(sig)
             }
             // A failed session is dropped (closed), not returned to the pool.
-            Err(e) => Err(failed(e.to_string())),
+            Err(e) => {
+                drop(session);
+                self.token.session_closed();
+                Err(failed(e.to_string()))
+            }
         }
     }
 }

@@ -144,7 +144,7 @@ fn check_whole(dir: &Path) -> Result<Repository, TufError> {
 /// The online keys (snapshot, timestamp) from their token, checked to be the ones `root`
 /// lists for their roles.
 fn online_keys(cfg: &TufConfig, root: &Root) -> Result<Vec<(Role, HsmSigner)>, TufError> {
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let t = &cfg.tuf;
     let ring = Keyring::login(
         &module,
@@ -195,7 +195,7 @@ pub fn init(cfg: &TufConfig, trust: Option<&TrustTargets>) -> Result<Outcome, Tu
             "{uri} is marked retired, but a new repository has no earlier root for it to sign"
         )));
     }
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pins: Vec<(&Pkcs11Uri, &crate::config::SecretSource)> =
         keys.iter().map(|(_, u, p, _)| (*u, *p)).collect();
     let mut ring = Keyring::login(&module, &pins)?;
@@ -308,7 +308,7 @@ pub fn publish(cfg: &TufConfig, trust: &TrustTargets) -> Result<Outcome, TufErro
             return Ok(out);
         }
     }
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let keys: Vec<(&Pkcs11Uri, &crate::config::SecretSource)> =
         t.targets.keys.iter().map(|k| (&k.key, &k.pin)).collect();
     let ring = Keyring::login(&module, &keys)?;
@@ -519,7 +519,7 @@ pub fn rotate_root(cfg: &TufConfig) -> Result<Outcome, TufError> {
     let lock = Lock::acquire(&t.dir)?;
     let repo = Repository::load(&t.repository_dir())?;
     let current = &repo.root().signed;
-    let module = Module::load(&cfg.hsm.module)?;
+    let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let keys = t.all_keys();
     let pins: Vec<(&Pkcs11Uri, &crate::config::SecretSource)> =
         keys.iter().map(|(_, u, p, _)| (*u, *p)).collect();

@@ -371,7 +371,7 @@ for p in sigvault softhsm2 mariadb-server opensc; do dpkg-query -W -f="\${Status
 [ "$step1_failed" = "$FAILED" ] || finish
 check "step 1: mariadb.service started by its package, under systemd" guest systemctl is-active mariadb.service
 check "step 1: the package enabled and started no sigvault unit" \
-  bash -c "! nsenter -t $GPID -a systemctl list-units --all --no-legend 'sigvault*' | grep -E ' (active|activating) '"
+  bash -c "! nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl list-units --all --no-legend 'sigvault*' | grep -E ' (active|activating) '"
 
 say "README step 2: tokens in the system token dir, the ceremony"
 gsh "step 2: PINs on a tmpfs, one token per role, check-config, sigvault ceremony, token grants, the root token exported" '
@@ -486,14 +486,14 @@ units_active() {
 check "units: every sigvault service is Type=notify and active (running)" units_active
 for svc in $SERVICES; do
   check "units: sigvault-$svc.service active, its readiness notified ($(unit_prop sigvault-$svc.service ActiveEnterTimestamp | awk '{print $3}'))" \
-    bash -c "[ \"\$(nsenter -t $GPID -a systemctl show -P Type,ActiveState sigvault-$svc.service | tr '\n' ' ')\" = 'notify active ' ]"
+    bash -c "[ \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl show -P Type,ActiveState sigvault-$svc.service | tr '\n' ' ')\" = 'notify active ' ]"
 done
 guest systemd-run --quiet --no-block --collect --unit=boot-check-silent -p Type=notify -p TimeoutStartSec=60 sleep 300 >/dev/null 2>&1
 sleep 3
 check "units (negative control): a Type=notify unit that never notifies is still 'activating' after 3 s" \
-  bash -c "[ \"\$(nsenter -t $GPID -a systemctl show -P ActiveState boot-check-silent.service)\" = activating ]"
+  bash -c "[ \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl show -P ActiveState boot-check-silent.service)\" = activating ]"
 guest systemctl stop boot-check-silent.service >/dev/null 2>&1
-check "units: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a systemctl --failed --no-pager; exit 1; }"
+check "units: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-pager; exit 1; }"
 
 # Signing and verifying with sigstore-python over HTTPS: the trust files name the services by
 # their https://*.example.org URLs; the client trusts the private CA through REQUESTS_CA_BUNDLE.
@@ -566,7 +566,7 @@ check "sandbox (control): root outside the units can write /etc/sigvault and /va
 for svc in $SERVICES; do
   check "sandbox: in sigvault-$svc, even root cannot write /etc, /usr or the ceremony record (read-only file system)" \
     bash -c "for f in /etc/sigvault/.probe /usr/bin/.probe /var/lib/sigvault/ceremony/.probe; do
-      out=\$(nsenter -t $GPID -a sh -c 'echo \$\$ >\"/sys/fs/cgroup\$0/cgroup.procs\" && exec nsenter -t \"\$1\" -m -- touch \"\$2\"' \
+      out=\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin sh -c 'echo \$\$ >\"/sys/fs/cgroup\$0/cgroup.procs\" && exec nsenter -t \"\$1\" -m -- touch \"\$2\"' \
         '$(unit_prop "sigvault-$svc.service" ControlGroup)' '$(unit_prop "sigvault-$svc.service" MainPID)' \$f 2>&1) && { echo \"wrote \$f\"; exit 1; }
       grep -q 'Read-only file system' <<<\"\$out\" || { echo \"\$f: \$out\"; exit 1; }
     done"
@@ -612,7 +612,7 @@ labels_as() { # labels_as SVC: the token labels the unit's user, with its unit's
     sed -n 's/^[[:space:]]*Label:[[:space:]]*\(sigvault-[a-z0-9-]*\).*/\1/p' | sort | tr '\n' ' '
 }
 check "custody: root sees the five online tokens, not sigvault-root (exported to offline custody)" \
-  bash -c "[ \"\$(nsenter -t $GPID -a softhsm2-util --show-slots | sed -n 's/^[[:space:]]*Label:[[:space:]]*\(sigvault-[a-z0-9-]*\).*/\1/p' | sort | tr '\n' ' ')\" = 'sigvault-ctlog sigvault-issuing-ca sigvault-rekor sigvault-tlog sigvault-tsa ' ] && test -s '$ROOT/root/offline/sigvault-root-token.tar'"
+  bash -c "[ \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin softhsm2-util --show-slots | sed -n 's/^[[:space:]]*Label:[[:space:]]*\(sigvault-[a-z0-9-]*\).*/\1/p' | sort | tr '\n' ' ')\" = 'sigvault-ctlog sigvault-issuing-ca sigvault-rekor sigvault-tlog sigvault-tsa ' ] && test -s '$ROOT/root/offline/sigvault-root-token.tar'"
 for pair in "fulcio:sigvault-issuing-ca " "ctlog:sigvault-ctlog " "rekor:sigvault-rekor " "tsa:sigvault-tsa " \
     "tlog:sigvault-rekor sigvault-tlog " "rekor-v2:"; do
   svc=${pair%%:*}; want=${pair#*:}
@@ -676,9 +676,9 @@ sign_verify after-kill-v1 trust-v1
 # --- the journal ---------------------------------------------------------------------------------
 say "the journal: audit lines, and no PIN, password or token"
 check "journal: fulcio's audit line for each certificate (sigvault::audit, issued a certificate, the identity)" \
-  bash -c "[ \"\$(nsenter -t $GPID -a journalctl -u sigvault-fulcio -o cat --no-pager | grep 'sigvault::audit' | grep 'issued a certificate' | grep -c '$EMAIL')\" -ge 4 ]"
+  bash -c "[ \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin journalctl -u sigvault-fulcio -o cat --no-pager | grep 'sigvault::audit' | grep 'issued a certificate' | grep -c '$EMAIL')\" -ge 4 ]"
 check "journal: the tsa's audit line for each timestamp (sigvault::audit, issued a timestamp)" \
-  bash -c "[ \"\$(nsenter -t $GPID -a journalctl -u sigvault-tsa -o cat --no-pager | grep 'sigvault::audit' | grep -c 'issued a timestamp')\" -ge 2 ]"
+  bash -c "[ \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin journalctl -u sigvault-tsa -o cat --no-pager | grep 'sigvault::audit' | grep -c 'issued a timestamp')\" -ge 2 ]"
 guest journalctl --flush >/dev/null 2>&1
 guest sh -c 'journalctl -o export --no-pager >/root/boot-check/journal.export'
 check "journal (control): a marker logged now is found by the same search" \
@@ -705,7 +705,7 @@ state=$(wait_booted)
 check "reboot: systemctl is-system-running says running ($state)" test "$state" = running
 say "booted and settled in $(($(date +%s) - t_boot)) s"
 check "reboot: every sigvault service is active again, unattended (enabled, started at boot)" units_active
-check "reboot: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a systemctl --failed --no-pager; exit 1; }"
+check "reboot: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-pager; exit 1; }"
 for b in first-v2 first-v1 after-kill-v2 after-kill-v1; do
   trust=trust; [ "${b%-v1}" != "$b" ] && trust=trust-v1
   check "reboot: the bundle made before ($b) still verifies" \
@@ -723,8 +723,8 @@ keys_before=$(tokens_sum)
 ceremony_before=$(guest sh -c 'cd /var/lib/sigvault/ceremony && sha256sum * | sha256sum')
 gsh "purge: apt-get purge -y sigvault" 'apt-get purge -y sigvault'
 check "purge: no sigvault unit is loaded or running any more" \
-  bash -c "! nsenter -t $GPID -a systemctl list-units --all --no-legend --plain 'sigvault*' | grep -Ev ' not-found (inactive|failed) ' | grep ."
-check "purge: no sigvault process is left" bash -c "! nsenter -t $GPID -a pgrep -x sigvault"
+  bash -c "! nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl list-units --all --no-legend --plain 'sigvault*' | grep -Ev ' not-found (inactive|failed) ' | grep ."
+check "purge: no sigvault process is left" bash -c "! nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin pgrep -x sigvault"
 check "purge: the HSM tokens are untouched (same files, same contents)" test "$keys_before" = "$(tokens_sum)"
 check "purge: the ceremony record is untouched" \
   test "$ceremony_before" = "$(guest sh -c 'cd /var/lib/sigvault/ceremony && sha256sum * | sha256sum')"

@@ -36,6 +36,12 @@ die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=tests/deps.sh
 . "$repo/tests/deps.sh"
 ensure_debian_packages softhsm2 mariadb-server mariadb-client opensc openssl python3 python3-pip python3-venv curl
+# The second PKCS#11 implementation (tests/tpm2.sh): tpm2-pkcs11 over the swtpm simulator, with
+# tpm2-abrmd as its resource manager on a private D-Bus bus.
+case "$mode" in test | bench)
+  ensure_debian_packages swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 tpm2-tools \
+    libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus-daemon ;;
+esac
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 # Third-party checkers and peers the tests use: pyca/cryptography (PyPI) to parse certificates
 # and verify SCTs, and a local OpenID Connect provider (oauth2-mock-server, npm).
@@ -156,6 +162,10 @@ case "$mode" in
     # sigstore-js and @sigstore/cli (npm) sign and verify against it.
     say "end-to-end with stock Sigstore clients (tests/e2e.sh)"
     SIGVAULT_BIN="$repo/target/debug/sigvault" tests/e2e.sh
+    # The same stack on a second, different PKCS#11 implementation: the ceremony in tpm2-pkcs11
+    # tokens, every service signing through them, the clients end to end, the HSM watchdog.
+    say "the stack on tpm2-pkcs11 over swtpm (tests/tpm2.sh)"
+    SIGVAULT_BIN="$repo/target/debug/sigvault" tests/tpm2.sh
     # Packages: build the .deb and .rpm, inspect them, install the .deb into a clean Debian 12
     # root (debootstrap), check the units, remove and purge. SIGVAULT_SKIP_PACKAGING=1 skips it
     # for quick local runs; CI never sets it.

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod ctlog;
 pub mod fulcio;
+pub mod fuzz;
 pub mod hsm;
 pub mod http;
 pub mod merkle;

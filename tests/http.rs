@@ -363,6 +363,15 @@ async fn limits_answer_413_503_and_shed_load() {
             }),
         )
         .route(
+            "/panic",
+            get(|| async {
+                let v: Vec<u8> = Vec::new();
+                #[allow(clippy::indexing_slicing)]
+                let b = v[usize::from(v.is_empty())];
+                format!("{b}")
+            }),
+        )
+        .route(
             "/busy",
             get(|| async {
                 (
@@ -423,6 +432,15 @@ async fn limits_answer_413_503_and_shed_load() {
         json(&slow.body)["message"],
         "request took too long to process"
     );
+    // A handler that panics (a bug) gets a 500, and the connection and server go on.
+    let panicked = c.request(Method::GET, "/panic", None).await.expect("panic");
+    assert_eq!(panicked.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(json(&panicked.body)["code"], 500);
+    let after = c
+        .request(Method::POST, "/echo", Some((b"y".to_vec(), "text/plain")))
+        .await
+        .expect("after the panic");
+    assert_eq!(after.status, StatusCode::OK);
     // A handler's own 503 keeps its body: the reason is not replaced by the timeout's.
     let busy = c.request(Method::GET, "/busy", None).await.expect("busy");
     assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);

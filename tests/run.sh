@@ -6,6 +6,8 @@
 #   tests/run.sh bench      the benchmarks (prints BENCH lines)
 #   tests/run.sh cargo ARGS one cargo command in the same environment, e.g.
 #                           tests/run.sh cargo test --test tlog_service
+#   tests/run.sh fuzz       the long fuzz runs (tests/fuzz.rs in release: 10^7 executions per
+#                           target, a fresh seed; prints FUZZ lines; SIGVAULT_FUZZ_* to change)
 #   tests/run.sh packaging  only the packaging checks (packaging/check-packages.sh, with the
 #                           private MariaDB it uses to run the services as their units would,
 #                           then packaging/check-boot.sh, the booted install check)
@@ -195,6 +197,14 @@ case "$mode" in
       cargo bench --quiet --bench "$b"
     done
     ;;
+  fuzz)
+    # Every parser that sees untrusted bytes (src/fuzz.rs), 10^7 mutated inputs each; a crash
+    # is saved under target/fuzz-crashes/ and fails the run. The seed is printed: rerun one
+    # with SIGVAULT_FUZZ_SEED.
+    say "fuzzing (cargo test --release --test fuzz)"
+    SIGVAULT_FUZZ_EXECS=${SIGVAULT_FUZZ_EXECS:-10000000} SIGVAULT_FUZZ_SEED=${SIGVAULT_FUZZ_SEED:-$(date +%s)} \
+      cargo test --release --test fuzz
+    ;;
   cargo)
     shift
     cargo "$@"
@@ -204,5 +214,5 @@ case "$mode" in
     packaging/check-rpm.sh
     packaging/check-boot.sh
     ;;
-  *) die "unknown mode '$mode' (use: test | bench | cargo ARGS | packaging)" ;;
+  *) die "unknown mode '$mode' (use: test | bench | fuzz | cargo ARGS | packaging)" ;;
 esac

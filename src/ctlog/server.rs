@@ -105,6 +105,11 @@ struct ChainRequest {
     chain: Vec<String>,
 }
 
+/// [`parse_chain`] for the fuzz targets (`crate::fuzz`), its refusal as text.
+pub(crate) fn parse_chain_for_fuzzing(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    parse_chain(body).map_err(|e| e.0.to_string())
+}
+
 fn parse_chain(body: &[u8]) -> Result<Vec<Vec<u8>>, ApiError> {
     let req: ChainRequest = serde_json::from_slice(body).map_err(|e| {
         bad(format!(

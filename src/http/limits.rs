@@ -1,4 +1,5 @@
-//! Request limits as tower layers: body size, handler time, requests in flight.
+//! Request limits as tower layers: body size, handler time, requests in flight; and a handler
+//! that panics answers 500 instead of dropping the connection.
 //!
 //! Overload is answered immediately (load shedding) instead of queueing: a queue only adds
 //! latency in front of an HSM that is already the bottleneck, and a `503` with `Retry-After`
@@ -14,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -32,6 +34,9 @@ const TIMEOUT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 /// * more than `max_in_flight` concurrent requests (across all routes) get `503` with
 ///   `Retry-After` at once.
 ///
+/// * a handler that panics (a bug: input must only ever meet typed errors; `tests/fuzz.rs`
+///   looks for such inputs) gets `500`, and the other requests go on.
+///
 /// These errors carry a JSON body `{"code": <status>, "message": "..."}`.
 pub fn with_limits(
     router: Router,
@@ -39,7 +44,7 @@ pub fn with_limits(
     timeout: Duration,
     max_in_flight: usize,
 ) -> Router {
-    router.layer(
+    router.layer(CatchPanicLayer::custom(panicked)).layer(
         ServiceBuilder::new()
             .layer(axum::middleware::map_response(json_errors))
             .layer(HandleErrorLayer::new(overloaded))
@@ -55,6 +60,13 @@ pub fn with_limits(
 pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "code": status.as_u16(), "message": message });
     (status, axum::Json(body)).into_response()
+}
+
+/// The 500 for a handler that panicked. The panic's message is not repeated here: it may quote
+/// the request (the binary's panic hook has written where it happened).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked (a bug); answered 500");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 /// Only load shedding can fail below the error handler; anything else would be a bug in the stack.

@@ -23,6 +23,7 @@ pub use principal::{
     principal,
 };
 pub use verify::{DEFAULT_ALLOWED_ALGS, VerifiedToken, Verifier, VerifierOptions};
+pub(crate) use verify::{parse_jwk_for_fuzzing, parse_jws_for_fuzzing, token_for_fuzzing};
 
 /// Re-exported so callers can name algorithms in [`VerifierOptions::allowed_algs`].
 pub use jsonwebtoken::Algorithm;

@@ -213,42 +213,7 @@ impl Verifier {
                 reason: "not in this CA's allow-list".into(),
             });
         }
-        let iss = match jws.claims.get("iss") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(malformed("claim iss must be a non-empty string")),
-            None => return Err(OidcError::MissingClaim("iss".into())),
-        };
-        let issuer_config = self
-            .config
-            .issuer_for(&iss)
-            .ok_or_else(|| OidcError::UnknownIssuer(iss.clone()))?;
-        let ci_metadata = match issuer_config.issuer_type {
-            IssuerType::CiProvider => Some(
-                self.config
-                    .ci_issuer_metadata
-                    .get(&issuer_config.ci_provider)
-                    .cloned()
-                    .ok_or_else(|| {
-                        OidcError::Config(format!(
-                            "ci-provider {:?} has no metadata",
-                            issuer_config.ci_provider
-                        ))
-                    })?,
-            ),
-            IssuerType::GithubWorkflow => Some(github_workflow_metadata()),
-            IssuerType::GitlabPipeline
-            | IssuerType::BuildkiteJob
-            | IssuerType::CodefreshWorkflow
-            | IssuerType::ChainguardIdentity => {
-                return Err(OidcError::UnsupportedIssuerType(issuer_config.issuer_type));
-            }
-            _ => None,
-        };
-        // Meta issuers admit URLs the operator never wrote down: apply the URL policy to `iss`.
-        check_issuer_url(&iss).map_err(|reason| OidcError::InsecureIssuer {
-            issuer: iss.clone(),
-            reason,
-        })?;
+        let (iss, issuer_config, ci_metadata) = bind_issuer(&self.config, &jws.claims)?;
 
         let keys = self.keys_for(&iss, &issuer_config, &jws).await?;
         let verified = keys.iter().any(|k| {
@@ -602,6 +567,78 @@ fn decode_json_part(part: &str, what: &str) -> Result<Map<String, Value>, OidcEr
             "the {what} is not a JSON object"
         ))),
     }
+}
+
+/// The configured issuer a token's `iss` names, with its CI metadata: what [`Verifier::verify`]
+/// checks before it fetches keys (an unknown issuer, an unsupported issuer type, an issuer URL
+/// against the URL policy).
+fn bind_issuer(
+    config: &IdentityConfig,
+    claims: &Map<String, Value>,
+) -> Result<(String, OidcIssuer, Option<IssuerMetadata>), OidcError> {
+    let iss = match claims.get("iss") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(malformed("claim iss must be a non-empty string")),
+        None => return Err(OidcError::MissingClaim("iss".into())),
+    };
+    let issuer_config = config
+        .issuer_for(&iss)
+        .ok_or_else(|| OidcError::UnknownIssuer(iss.clone()))?;
+    let ci_metadata = match issuer_config.issuer_type {
+        IssuerType::CiProvider => Some(
+            config
+                .ci_issuer_metadata
+                .get(&issuer_config.ci_provider)
+                .cloned()
+                .ok_or_else(|| {
+                    OidcError::Config(format!(
+                        "ci-provider {:?} has no metadata",
+                        issuer_config.ci_provider
+                    ))
+                })?,
+        ),
+        IssuerType::GithubWorkflow => Some(github_workflow_metadata()),
+        IssuerType::GitlabPipeline
+        | IssuerType::BuildkiteJob
+        | IssuerType::CodefreshWorkflow
+        | IssuerType::ChainguardIdentity => {
+            return Err(OidcError::UnsupportedIssuerType(issuer_config.issuer_type));
+        }
+        _ => None,
+    };
+    // Meta issuers admit URLs the operator never wrote down: apply the URL policy to `iss`.
+    check_issuer_url(&iss).map_err(|reason| OidcError::InsecureIssuer {
+        issuer: iss.clone(),
+        reason,
+    })?;
+    Ok((iss, issuer_config, ci_metadata))
+}
+
+/// For the fuzz targets (`crate::fuzz`): `claims` bound to their issuer under `config` and
+/// checked as [`Verifier::verify`] checks a token's claims, as the token it would verify to
+/// (no signature is involved: the claims are the untrusted part under test).
+pub(crate) fn token_for_fuzzing(
+    config: &IdentityConfig,
+    claims: Map<String, Value>,
+) -> Result<VerifiedToken, OidcError> {
+    let (issuer, issuer_config, ci_metadata) = bind_issuer(config, &claims)?;
+    check_claims(&claims, &issuer_config.client_id)?;
+    Ok(VerifiedToken {
+        issuer,
+        claims,
+        issuer_config,
+        ci_metadata,
+    })
+}
+
+/// [`parse_jws`] for the fuzz targets (`crate::fuzz`): the header and claims of `token`.
+pub(crate) fn parse_jws_for_fuzzing(token: &str) -> Result<(), OidcError> {
+    parse_jws(token).map(|_| ())
+}
+
+/// [`parse_jwk`] for the fuzz targets: one key of a JWKS.
+pub(crate) fn parse_jwk_for_fuzzing(v: &Value) -> Result<(), String> {
+    parse_jwk(v).map(|_| ())
 }
 
 fn parse_jws(token: &str) -> Result<Jws<'_>, OidcError> {

@@ -392,6 +392,12 @@ pub fn parse_entry_id(s: &str) -> Result<(Option<u64>, [u8; 32]), RekorError> {
                 .into(),
         )
     };
+    // Hex digits only, checked first: the split below is by bytes, and a non-ASCII path would
+    // put it inside a character (a panic the fuzz target found); from_str_radix would also take
+    // a leading '+'.
+    if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
     let (tree, uuid) = match s.len() {
         64 => (None, s),
         80 => (

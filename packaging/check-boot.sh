@@ -787,6 +787,7 @@ done
 t_backup=$(date +%s%N)
 gsh "backup: sigvault-backup /root/sigvault-backup.tar.gz while the uploads run" \
   'sigvault-backup /root/sigvault-backup.tar.gz'
+MARK_END=$(guest date +%s%N)
 say "sigvault-backup took $((($(date +%s%N) - t_backup) / 1000000)) ms"
 acks_during=$(acks)
 sleep 2
@@ -802,19 +803,22 @@ check "backup: the files hold the token dir, the ceremony record, configs, crede
         var/lib/sigvault/ceremony/transcript.json var/lib/softhsm/tokens/ var/lib/sigvault-tlog/rekor.head etc/mysql/mariadb.conf.d/60-sigvault.cnf; do
       grep -q "^$p" <<<"$l" || { echo "missing $p"; exit 1; }; done'
 # The acknowledgments, split at the mark; the newest checkpoint any client was given.
-guest $PY - "$MARK" <<EOF
+# "During": acknowledged after the mark and before sigvault-backup returned; "late": after it
+# returned (the loop runs 2 s more, as an appliance goes on after its backup).
+guest $PY - "$MARK" "$MARK_END" <<EOF
 import json, sys
-mark = int(sys.argv[1])
+mark, end = int(sys.argv[1]), int(sys.argv[2])
 acks = [json.loads(l) for l in open("$BC/uploads.jsonl")]
-before = [a for a in acks if a["t"] < mark]
-json.dump(before, open("$BC/acks-before.json", "w"))
-json.dump([a for a in acks if a["t"] >= mark], open("$BC/acks-after.json", "w"))
+json.dump([a for a in acks if a["t"] < mark], open("$BC/acks-before.json", "w"))
+json.dump([a for a in acks if mark <= a["t"] < end], open("$BC/acks-during.json", "w"))
+json.dump([a for a in acks if a["t"] >= end], open("$BC/acks-late.json", "w"))
 newest = max(acks, key=lambda a: int(a["checkpoint"].split("\n")[1]))
 open("$BC/held-rekor-newest.cp", "w").write(newest["checkpoint"])
 EOF
 N_BEFORE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-before.json'))))")
-N_AFTER=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-after.json'))))")
-say "uploads: $N_BEFORE acknowledged before the backup began, $N_AFTER after"
+N_DURING=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-during.json'))))")
+N_LATE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-late.json'))))")
+say "uploads: $N_BEFORE acknowledged before the backup began, $N_DURING while it ran, $N_LATE after it ended"
 
 # --- apt-get purge: keys and the ceremony record stay -----------------------------------------------
 say "apt-get purge sigvault on the running appliance"
@@ -859,7 +863,9 @@ gsh "restore: apt-get install ./sigvault.deb on the fresh root (README step 1, n
 cd /root && apt-get install -y ./sigvault_amd64.deb
 systemctl is-active mariadb.service'
 t_restore=$(date +%s)
-guest bash -c 'cd /root; sigvault-restore /root/sigvault-backup.tar.gz \
+# The checkpoints given: the three trees' as the clients held them at the mark, and the newest
+# one any client was given (what a monitor would have fetched last).
+guest bash -c 'cd /root; sigvault-restore /root/sigvault-backup.tar.gz --checkpoint boot-check/held-rekor-newest.cp \
   --checkpoint boot-check/held-rekor.cp --checkpoint boot-check/held-ctlog.cp --checkpoint boot-check/held-rekor-v2-2026.cp' \
   >"$WORK/restore.log" 2>&1
 restore_rc=$?
@@ -938,12 +944,13 @@ if out=$(guest $PY $BC/check-acks.py $BC/acks-before.json before 2>&1); then
 else
   bad "restore: an entry acknowledged before the backup began is missing or does not verify"; indent <<<"$out" | tail -n 20
 fi
-after=$(guest $PY $BC/check-acks.py $BC/acks-after.json after 2>&1)
-LOST=${after#* }
-if [[ "$after" =~ ^[0-9]+\ [0-9]+$ ]]; then
-  ok "restore: of the $N_AFTER acknowledged after the backup began, ${after% *} are in the archive's snapshot and $LOST are the loss window (acknowledged after the dump's snapshot)"
+during=$(guest $PY $BC/check-acks.py $BC/acks-during.json after 2>&1)
+late=$(guest $PY $BC/check-acks.py $BC/acks-late.json after 2>&1)
+LOST=${during#* }; LOST_LATE=${late#* }
+if [[ "$during" =~ ^[0-9]+\ [0-9]+$ ]] && [[ "$late" =~ ^[0-9]+\ [0-9]+$ ]]; then
+  ok "restore: of the $N_DURING acknowledged while the backup ran, ${during% *} are in the archive's snapshot and $LOST are the loss window (acknowledged after the snapshot); of the $N_LATE after it ended, ${late% *} are in it"
 else
-  bad "restore: the entries acknowledged after the mark could not be looked up"; indent <<<"$after" | tail -n 20; LOST=unknown
+  bad "restore: the entries acknowledged after the mark could not be looked up"; indent <<<"$during$late" | tail -n 20; LOST=unknown
 fi
 
 check "restore: sigvault tlog verify passes with the checkpoints the clients held when the backup began" \
@@ -958,6 +965,7 @@ check "restore: sigvault tlog verify passes with the checkpoints the clients hel
 rekor_size() { guest sh -c 'curl -fsS http://127.0.0.1:8090/rekor/checkpoint | sed -n 2p'; }
 size_restored=$(rekor_size)
 newest_held=$(guest sed -n 2p $BC/held-rekor-newest.cp)
+guard_archived=$(guest sh -c 'tar -xzOf /root/sigvault-backup.tar.gz MANIFEST | sed -n "s/^guard rekor size \([0-9]*\) .*/\1/p"')
 say "restored rekor tree: size $size_restored; the newest checkpoint a client holds: size $newest_held; lost: $LOST"
 upload_one() { guest $PY - <<EOF
 import base64, hashlib, json, ssl, urllib.request, urllib.error
@@ -981,8 +989,10 @@ if [ "$size_restored" -lt "$newest_held" ]; then
   check_fails "restore: sigvault tlog verify with the newest checkpoint a client holds (size $newest_held) fails: the restored tree is behind it" \
     guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
       --checkpoint $BC/held-rekor-newest.cp
-  check "restore: the rollback guard refuses to sequence the restored rekor tree (tlog /readyz)" \
-    bash -c "nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin curl -sS http://127.0.0.1:8090/readyz | grep -E '^tree rekor: refused: .*signed checkpoints up to size'"
+  check "restore: the rollback guard refuses to sequence the restored rekor tree, up to the newest checkpoint given to sigvault-restore (size $newest_held; tlog /readyz)" \
+    bash -c "nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin curl -sS http://127.0.0.1:8090/readyz | grep -E '^tree rekor: refused: .*signed checkpoints up to size $newest_held, but the database holds only $size_restored entries'"
+  check "restore: the guard's record in the archive alone (size $guard_archived, copied after the dump) is ahead of the restored tree (size $size_restored)" \
+    bash -c "[ -n '$guard_archived' ] && [ '$guard_archived' -gt '$size_restored' ]"
   check "restore: sigvault-restore said so (exit 3, the held-back tree named)" \
     bash -c "[ $restore_rc = 3 ] && grep -q 'tree rekor: refused' '$WORK/restore.log'"
   r=$(upload_one)
@@ -1009,7 +1019,7 @@ for b in first-v2 first-v1 after-reboot-v2 after-reboot-v1; do
     guest $SIGSTORE --trust-config $BC/$trust/trust-config.json verify identity --bundle $BC/$b.sigstore.json \
       --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $BC/$b.txt
 done
-say "backup and restore: $N_BEFORE acknowledged before the backup (all restored), $N_AFTER after it ($LOST lost: the loss window)"
+say "backup and restore: $N_BEFORE acknowledged before the backup began (all restored); $N_DURING while it ran ($LOST lost: the loss window); $N_LATE after it ended ($LOST_LATE lost)"
 
 
 finish

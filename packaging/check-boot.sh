@@ -35,7 +35,8 @@
 #   7. `systemctl poweroff`, the same root booted again: every unit active unattended, the bundles
 #      made before verify, signing works;
 #   8. README "Backups and recovery": four clients upload to Rekor v1 (each 201 recorded with its
-#      UUID, index and checkpoint) while `sigvault-backup` runs; then `apt-get purge sigvault`:
+#      UUID, index and checkpoint) while `sigvault-backup` runs, then a second backup with the
+#      services stopped; then `apt-get purge sigvault`:
 #      tokens, the ceremony record, credentials and the databases untouched;
 #   9. the first guest powered off, a second fresh root from the same cache booted, the .deb
 #      installed (step 1 only) and `sigvault-restore` run with the checkpoints the clients held
@@ -46,12 +47,16 @@
 #      newest checkpoint a client holds is shown ahead of the restored tree, the rollback guard
 #      (its records came in the archive) refuses to sequence that tree and a new upload is
 #      refused; the other trees go on (sigstore-python signs with Rekor v2), and the bundles made
-#      on the first appliance verify.
+#      on the first appliance verify;
+#  10. a move: the first appliance backed up again with its services stopped (before the purge),
+#      restored into a third fresh root: exit 0, every tree sequenced, every acknowledged entry
+#      there, the newest client checkpoint extended by a new upload, sigstore-python signs (v1, v2).
 #
 # Measured on a 2-CPU VM: about 2.5 minutes with a warm cache (most of it the two boots, about
-# 30 s each, apt installing MariaDB, and the SIGKILL/lease round) before steps 8-9, which add
-# the third boot, a second MariaDB install and the restore; the first run adds about 1.5 minutes
-# for debootstrap, the downloads and the sigstore-python venv.
+# 30 s each, apt installing MariaDB, and the SIGKILL/lease round) before steps 8-10, which add
+# two more fresh roots, each booted with MariaDB installed again (466 s for the whole check on a
+# machine busy with other builds); the first run adds about 1.5 minutes for debootstrap, the
+# downloads and the sigstore-python venv.
 #
 # Test-only choices, each because the container is not a VM on a network:
 #   - the *.example.org names the shipped configs use resolve to 127.0.0.1 (guest /etc/hosts);
@@ -812,6 +817,7 @@ acks = [json.loads(l) for l in open("$BC/uploads.jsonl")]
 json.dump([a for a in acks if a["t"] < mark], open("$BC/acks-before.json", "w"))
 json.dump([a for a in acks if mark <= a["t"] < end], open("$BC/acks-during.json", "w"))
 json.dump([a for a in acks if a["t"] >= end], open("$BC/acks-late.json", "w"))
+json.dump(acks, open("$BC/acks-all.json", "w"))
 newest = max(acks, key=lambda a: int(a["checkpoint"].split("\n")[1]))
 open("$BC/held-rekor-newest.cp", "w").write(newest["checkpoint"])
 EOF
@@ -819,6 +825,11 @@ N_BEFORE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-before.
 N_DURING=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-during.json'))))")
 N_LATE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-late.json'))))")
 say "uploads: $N_BEFORE acknowledged before the backup began, $N_DURING while it ran, $N_LATE after it ended"
+# A move without loss: the same appliance backed up again with its services stopped (the
+# rollback guard writes its records at shutdown); restored into a third root below.
+gsh "backup: with the services stopped (a move): systemctl stop sigvault.target; sigvault-backup /root/sigvault-stopped.tar.gz" '
+systemctl stop sigvault.target
+sigvault-backup /root/sigvault-stopped.tar.gz'
 
 # --- apt-get purge: keys and the ceremony record stay -----------------------------------------------
 say "apt-get purge sigvault on the running appliance"
@@ -840,28 +851,34 @@ check "purge: the logs' database is kept" guest mariadb -e 'SELECT 1 FROM sigvau
 # step 1, nothing else) and the archive, and sigvault-restore puts the appliance back there. The
 # check's own client side comes along: its private CA, its OpenID provider's key, the trust
 # files, the acknowledgments and the checkpoints the clients hold.
+# fresh_root DIR HOSTNAME WHAT: the running guest powered off and its root removed, a fresh one
+# from the cache at $WORK/DIR with the .deb and what $CARRY holds, booted, the .deb installed.
+fresh_root() {
+  local dir=$1 host=$2 what=$3 old=$ROOT
+  guest systemctl poweroff >/dev/null 2>&1
+  for _ in $(seq 1 900); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+  stop_container
+  ROOT=$WORK/$dir
+  mkdir -p "$ROOT"
+  check "$what: a fresh root unpacked from the cache" tar -xzf "$TARBALL" -C "$ROOT" --numeric-owner
+  cp "$DEB" "$ROOT/root/sigvault_amd64.deb"
+  cp "$CARRY/hosts" "$ROOT/etc/hosts"
+  echo "$host" >"$ROOT/etc/hostname"
+  rm -f "$ROOT/etc/machine-id"; : >"$ROOT/etc/machine-id"
+  cp -a "$CARRY"/*.tar.gz "$CARRY/boot-check" "$ROOT/root/"
+  rm -rf --one-file-system "$old"   # done with (nothing is mounted under it any more)
+  if boot; then ok "$what: the fresh root booted"; else bad "$what: the fresh root did not start"; finish; fi
+  state=$(wait_booted)
+  check "$what: systemctl is-system-running says running ($state)" test "$state" = running
+  gsh "$what: apt-get install ./sigvault.deb on the fresh root (README step 1, nothing else)" '
+cd /root && apt-get install -y ./sigvault_amd64.deb
+systemctl is-active mariadb.service'
+}
 say "restore: power off the first guest; a second fresh root from the cache"
 CARRY=$WORK/carry
 mkdir -p "$CARRY"
-cp -a "$ROOT/root/sigvault-backup.tar.gz" "$ROOT/root/boot-check" "$CARRY/"
-guest systemctl poweroff >/dev/null 2>&1
-for _ in $(seq 1 900); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
-stop_container
-ROOT=$WORK/root2
-mkdir -p "$ROOT"
-check "restore: a second root unpacked from the cache" tar -xzf "$TARBALL" -C "$ROOT" --numeric-owner
-cp "$DEB" "$ROOT/root/sigvault_amd64.deb"
-cp "$WORK/root/etc/hosts" "$ROOT/etc/hosts"
-echo sigvault-restored >"$ROOT/etc/hostname"
-rm -f "$ROOT/etc/machine-id"; : >"$ROOT/etc/machine-id"
-cp -a "$CARRY/sigvault-backup.tar.gz" "$CARRY/boot-check" "$ROOT/root/"
-rm -rf --one-file-system "$WORK/root"   # the first root is done with (nothing is mounted under it any more)
-if boot; then ok "restore: the second root booted"; else bad "restore: the second root did not start"; finish; fi
-state=$(wait_booted)
-check "restore: systemctl is-system-running says running ($state)" test "$state" = running
-gsh "restore: apt-get install ./sigvault.deb on the fresh root (README step 1, nothing else)" '
-cd /root && apt-get install -y ./sigvault_amd64.deb
-systemctl is-active mariadb.service'
+cp -a "$ROOT"/root/sigvault-*.tar.gz "$ROOT/root/boot-check" "$ROOT/etc/hosts" "$CARRY/"
+fresh_root root2 sigvault-restored restore
 t_restore=$(date +%s)
 # The checkpoints given: the three trees' as the clients held them at the mark, and the newest
 # one any client was given (what a monitor would have fetched last).
@@ -881,7 +898,7 @@ check "restore: the tokens came back with their custody (each service sees only 
 # Every entry acknowledged before the backup began: found by its UUID and at its index, its
 # body's leaf hash in the restored tree by its inclusion proof, under a checkpoint that verifies
 # with the ceremony's rekor.pub.pem. The ones acknowledged after: counted, found or lost.
-cat >"$ROOT/root/boot-check/check-acks.py" <<'EOF'
+cat >"$CARRY/boot-check/check-acks.py" <<'EOF'
 import base64, hashlib, json, ssl, sys, urllib.error, urllib.request
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -939,6 +956,7 @@ for a in acks:
     found += 1
 print(f"{found} {lost}")
 EOF
+cp "$CARRY/boot-check/check-acks.py" "$ROOT/root/boot-check/"
 if out=$(guest $PY $BC/check-acks.py $BC/acks-before.json before 2>&1); then
   ok "restore: all $N_BEFORE entries acknowledged before the backup began are in the restored log: found by UUID and at their index, inclusion proofs and checkpoints verify with rekor.pub.pem"
 else
@@ -1020,6 +1038,35 @@ for b in first-v2 first-v1 after-reboot-v2 after-reboot-v1; do
       --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $BC/$b.txt
 done
 say "backup and restore: $N_BEFORE acknowledged before the backup began (all restored); $N_DURING while it ran ($LOST lost: the loss window); $N_LATE after it ended ($LOST_LATE lost)"
+
+# --- a move: the backup taken with the services stopped, restored into a third fresh root ----------
+say "move: the backup taken with the services stopped, restored into a third fresh root"
+fresh_root root3 sigvault-moved move
+t_restore=$(date +%s)
+guest bash -c 'cd /root; sigvault-restore /root/sigvault-stopped.tar.gz --checkpoint boot-check/held-rekor-newest.cp' \
+  >"$WORK/restore-move.log" 2>&1
+move_rc=$?
+say "sigvault-restore exited $move_rc after $(($(date +%s) - t_restore)) s:"
+indent <"$WORK/restore-move.log"
+check "move: sigvault-restore exits 0 (every tree in service)" test "$move_rc" = 0
+check "move: every sigvault service is Type=notify and active (running)" units_active
+check "move: the tlog sequences all three trees" trees_active
+N_ALL=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-all.json'))))")
+if out=$(guest $PY $BC/check-acks.py $BC/acks-all.json before 2>&1); then
+  ok "move: all $N_ALL acknowledged entries are in the restored log, at their index, with verifying proofs and checkpoints (nothing lost)"
+else
+  bad "move: an acknowledged entry is missing or does not verify"; indent <<<"$out" | tail -n 20
+fi
+check "move: sigvault tlog verify passes with the newest checkpoint a client holds (size $newest_held)" \
+  guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
+    --checkpoint $BC/held-rekor-newest.cp
+r=$(upload_one)
+check "move: a new Rekor v1 upload is logged ($r)" test "${r%% *}" = 201
+check "move: the rekor tree grew past the newest checkpoint a client holds (size $(rekor_size) > $newest_held)" \
+  test "$(rekor_size)" -gt "$newest_held"
+if start_idp; then ok "move: the test OpenID provider runs on the third root"; else bad "move: the test OpenID provider did not start"; fi
+sign_verify after-move-v2 trust
+sign_verify after-move-v1 trust-v1
 
 
 finish

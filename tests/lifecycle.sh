@@ -8,13 +8,13 @@
 # STATE_DIR is a stack packaging/dev-stack.sh brought up; the BUNDLEs are bundles clients made
 # before (sigstore-python through Rekor v1 and v2, sigstore-js), signed by dev@sigvault.test.
 # Each rotation is done as an operator does it: the `sigvault ceremony --rotate` command, the
-# service configs edited, the service reloaded (fulcio: no request refused) or restarted,
+# service configs edited, the service reloaded (fulcio and the TSA: no request refused) or restarted,
 # `sigvault trust` and `sigvault tuf publish`; the clients take their trust through the TUF
 # repository only. After each: every bundle held so far verifies with sigstore-python and
 # sigstore-js, a bundle made after it verifies, and what the rotation changed is checked in it
 # (the issuer, the TSA chain, the log). Rotated: the issuing CA (under a load of certificate
 # requests, none refused and each certificate verifying), the TSA certificate (renewed) and the
-# TSA key, the Rekor v2 log (a new log at its own URL, the old one frozen), the CT log. A
+# TSA key (under a load of timestamp requests, likewise), the Rekor v2 log (a new log at its own URL, the old one frozen), the CT log. A
 # certificate the retired CA issues after its window ends is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -293,21 +293,68 @@ EOF
 expect_ok "the control: with the old CA's window left open, js accepts the same bundle" "${JS[@]}" verify \
   --trusted-root open-root.json --bundle retired.sigstore.json --identity-email "$ID" --issuer "$ISS" artifact.txt
 
-echo "==> the TSA: its certificate renewed, then its key rotated"
+echo "==> the TSA: its certificate renewed, then its key rotated, each by a reload under a timestamp load"
+# Timestamp requests back to back through both reloads: every one must be granted, and every
+# token verify to the root (the token carries its signer's certificate: -cert).
+openssl ts -query -data "$W_ARTIFACT" -sha256 -cert -out "$L/ts.tsq" 2>/dev/null
+mkdir -p "$L/ts"
+rm -f "$L/ts.stop"
+(
+  i=0
+  while [ ! -e "$L/ts.stop" ]; do
+    i=$((i + 1))
+    code=$(curl -s -o "$L/ts/$i.tsr" -w '%{http_code}' -H 'Content-Type: application/timestamp-query' \
+      --data-binary @"$L/ts.tsq" "$TSA_URL") || code="conn-$code"
+    echo "$i $code" >>"$L/ts/codes"
+  done
+) &
+TS_LOAD=$!
+# A reload that has taken: the served chain is the one wanted.
+tsa_serves() {
+  for _ in $(seq 1 50); do
+    curl -fsS "$TSA_URL/certchain" | cmp -s - <(cat "$@") && return 0
+    sleep 0.2
+  done
+  return 1
+}
+sleep 1
 expect_fail "--renew is for the TSA only" ceremony --rotate issuing-ca --renew
 expect_ok "ceremony --rotate tsa --renew (a new certificate, the same key)" ceremony --rotate tsa --renew
+cp "$CFG/tsa.toml" "$L/tsa.toml.good"
+sed -i -e 's|object=tsa"|object=no-such-key"|' "$CFG/tsa.toml"
+kill -HUP "$(cat "$RUN/tsa.pid")"
+expect_ok "a TSA reload into a key that does not exist is refused, saying why" bash -c '
+for i in $(seq 1 50); do
+  grep -q "reload of .* refused, still serving with the TSA loaded before" "$0" && exit 0; sleep 0.2
+done; exit 1' "$LOGS/tsa.log"
+expect_ok "and the TSA still serves its first chain" tsa_serves "$C/tsa.pem" "$C/root.pem"
+cp "$L/tsa.toml.good" "$CFG/tsa.toml"
 sed -i "s|\"$C/tsa.pem\"|\"$C/tsa-2.pem\"|" "$CFG/tsa.toml"
-expect_ok "the TSA restarted with the renewed certificate" restart tsa "http://127.0.0.1:$TSA_PORT/readyz"
+kill -HUP "$(cat "$RUN/tsa.pid")"
+expect_ok "after SIGHUP (systemctl reload) the TSA serves the renewed chain" tsa_serves "$C/tsa-2.pem" "$C/root.pem"
 expect_ok "publish (two TSA certificates)" publish
-expect_ok "the TSA serves the renewed chain" bash -c 'curl -fsS "$0/certchain" | cmp - <(cat "$1/tsa-2.pem" "$1/root.pem")' \
-  "$TSA_URL" "$C"
 sign_new "after the TSA renewal"
 expect_ok "ceremony --rotate tsa (a new key and certificate)" ceremony --rotate tsa
 sed -i -e 's|object=tsa"|object=tsa-3"|' -e "s|\"$C/tsa-2.pem\"|\"$C/tsa-3.pem\"|" "$CFG/tsa.toml"
-expect_ok "the TSA restarted with the new key" restart tsa "http://127.0.0.1:$TSA_PORT/readyz"
+kill -HUP "$(cat "$RUN/tsa.pid")"
+expect_ok "after SIGHUP the TSA serves the new key's chain" tsa_serves "$C/tsa-3.pem" "$C/root.pem"
 expect_ok "publish (three TSA certificates)" publish
-expect_ok "the TSA serves the new key's chain" bash -c 'curl -fsS "$0/certchain" | cmp - <(cat "$1/tsa-3.pem" "$1/root.pem")' \
-  "$TSA_URL" "$C"
+sleep 1
+touch "$L/ts.stop"
+wait "$TS_LOAD" || true
+ts_total=$(wc -l <"$L/ts/codes")
+ts_granted=$(grep -c ' 200$' "$L/ts/codes" || true)
+echo "     timestamp load: $ts_total requests through two reloads, $ts_granted granted"
+expect_ok "the timestamp load: every request granted through both reloads (none refused)" \
+  test "$ts_total" -gt 0 -a "$ts_total" = "$ts_granted"
+expect_ok "every token verifies to the root (openssl ts -verify), from all three certificates" bash -c '
+L=$0 C=$1; declare -A seen
+for r in "$L"/ts/*.tsr; do
+  openssl ts -verify -in "$r" -queryfile "$L/ts.tsq" -CAfile "$C/root.pem" >/dev/null 2>&1 || { echo "bad: $r"; exit 1; }
+  s=$(openssl ts -reply -in "$r" -token_out 2>/dev/null | openssl pkcs7 -inform DER -print_certs 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null)
+  seen[$s]=1
+done
+echo "signer certificates seen: ${#seen[@]}"; [ "${#seen[@]}" = 3 ]' "$L" "$C"
 sign_new "after the TSA key rotation"
 expect_ok "ceremony --retire tsa (generations 1 and 2 end now)" ceremony --retire tsa
 expect_ok "publish" publish

@@ -187,7 +187,10 @@ case "$mode" in
     cargo bench --no-run --quiet --bench hsm_sign --bench tlog --bench services --bench rekor --bench tsa
     # Each bench starts on a settled database: what the one before left dirty in the buffer
     # pool is written back first, not while the next one measures.
-    for b in hsm_sign tsa rekor services tlog; do
+    # hsm_sign on a SoftHSM2 token and, in the same run, on a TPM token (tests/tpm2.sh starts
+    # a private one for it).
+    tests/tpm2.sh --bench
+    for b in tsa rekor services tlog; do
       settle_db
       cargo bench --quiet --bench "$b"
     done

@@ -3,6 +3,8 @@
 # tests/e2e.sh): tpm2-pkcs11 (Debian libtpm2-pkcs11-1) over a private swtpm TPM 2.0 simulator.
 #
 #   tests/tpm2.sh [STATE_DIR]
+#   tests/tpm2.sh --bench     only the private TPM, then the hsm_sign benchmark on a TPM token
+#                             beside a SoftHSM2 one (tests/run.sh bench runs this)
 #
 # 1. Starts a private TPM: swtpm on free loopback ports, a private D-Bus bus and tpm2-abrmd on
 #    it (the resource manager: tpm2_ptool straight on the swtpm TCTI runs out of the TPM's three
@@ -26,6 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+MODE=check
+if [ "${1:-}" = --bench ]; then MODE=bench; shift; fi
 KEEP=${1:+yes}
 STATE=${1:-$(mktemp -d "${TMPDIR:-/tmp}/sigvault-tpm2.XXXXXX")}
 mkdir -p "$STATE"
@@ -149,6 +153,17 @@ ok "private TPM up: swtpm on 127.0.0.1:$SWTPM_PORT, tpm2-abrmd on a private bus"
 primaries=$(tpm2_ptool listprimaries)
 grep -q 'id: 1' <<<"$primaries" || tpm2_ptool init >/dev/null
 expect_ok "tpm2_ptool made the store's primary key" bash -c 'p=$(tpm2_ptool listprimaries) && grep -q "id: 1" <<<"$p"'
+
+if [ "$MODE" = bench ]; then
+  # The signature rates README's "Running on a real HSM" quotes: sigvault's signer and the raw
+  # C_Sign loop on a TPM token, beside the same on a SoftHSM2 token, in one run.
+  printf '%s' "$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" >"$STATE/bench.pin"
+  tests/tpm2/init-token.sh sigvault-bench "$STATE/bench.pin" >/dev/null
+  SIGVAULT_BENCH_SECOND_MODULE=$MODULE SIGVAULT_BENCH_SECOND_TOKEN=sigvault-bench \
+    SIGVAULT_BENCH_SECOND_PIN_FILE=$STATE/bench.pin SIGVAULT_BENCH_SECOND_NAME=tpm2 \
+    cargo bench --quiet --bench hsm_sign
+  exit
+fi
 
 # --- 2. the stack on the TPM --------------------------------------------------------------------
 export SIGVAULT_STATE_DIR=$STATE

@@ -1,24 +1,26 @@
 //! `sigvault tsa serve`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config;
-use crate::hsm::Module;
+use crate::hsm::{HsmSigner, Module};
 use crate::tsa::clock::{ClockPolicy, KernelClock};
+use crate::tsa::server::AppState;
 use crate::tsa::{Tsa, TsaOptions};
 
-pub async fn serve(file: &Path) -> anyhow::Result<()> {
-    let cfg = config::load_tsa(file)?;
+/// The TSA a tsa config describes: its key logged in (a module already loaded is shared, a
+/// token already logged in gets a session of its own), its chain and its policy. Also the
+/// signer, for the HSM watchdog.
+fn load_tsa(cfg: &config::TsaConfig, file: &Path) -> anyhow::Result<(Tsa, HsmSigner)> {
     let t = &cfg.tsa;
     let module = Module::load_with(&cfg.hsm.module, cfg.hsm.options())?;
     let pin = t.pin.read().context("[tsa] pin")?;
     let token = module.login(&t.key, &pin)?;
     drop(pin);
     let signer = token.signer(&t.key)?;
-    let hsm_signers = vec![signer.clone()];
     let mut chain = Vec::new();
     for f in &t.cert_chain {
         chain.extend(super::ctlog::read_pem_certs(f)?);
@@ -39,28 +41,80 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
             max_estimated_error: std::time::Duration::from_millis(t.max_clock_error_ms),
         },
     };
+    let tsa = Tsa::new(
+        Arc::new(signer.clone()),
+        chain,
+        options,
+        Box::new(KernelClock),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok((tsa, signer))
+}
+
+/// On each SIGHUP (`systemctl reload sigvault-tsa`), read `file` again and move to the TSA it
+/// describes (a renewed certificate, a rotated key, another policy), or keep the current one
+/// and say why when the new config does not load, so a certificate renewal refuses no
+/// timestamp request. What a reload does not change: the listener, its TLS, the body limit and
+/// `created_status` (restart for those).
+async fn reload_on_sighup(
+    file: PathBuf,
+    state: AppState,
+    watched: tokio::sync::watch::Sender<Vec<HsmSigner>>,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let f = file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let cfg = config::load_tsa(&f)?;
+            load_tsa(&cfg, &f)
+        })
+        .await;
+        match loaded {
+            Ok(Ok((tsa, signer))) => {
+                if let Err(why) = tsa.readiness() {
+                    tracing::warn!("not issuing timestamps for now: {why}");
+                }
+                state.replace_tsa(tsa);
+                let _ = watched.send(vec![signer]);
+                tracing::info!(
+                    "reloaded {}: new requests use its key and chain",
+                    file.display()
+                );
+            }
+            Ok(Err(e)) => tracing::error!(
+                "reload of {} refused, still serving with the TSA loaded before: {e:#}",
+                file.display()
+            ),
+            Err(e) => tracing::error!("reload of {} failed: {e}", file.display()),
+        }
+    }
+}
+
+pub async fn serve(file: &Path) -> anyhow::Result<()> {
+    let cfg = config::load_tsa(file)?;
+    let t = &cfg.tsa;
     if !t.require_synchronised_clock {
         tracing::warn!(
             "the clock check is OFF (require_synchronised_clock = false): tokens carry this host's time whether or not NTP vouches for it; for development only"
         );
     }
-    let tsa = Tsa::new(Arc::new(signer), chain, options, Box::new(KernelClock))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let (tsa, signer) = load_tsa(&cfg, file)?;
     if let Err(why) = tsa.readiness() {
         tracing::warn!("not issuing timestamps for now: {why}");
     }
-    let state = crate::tsa::server::AppState {
-        tsa: Arc::new(tsa),
-        metrics: Arc::default(),
-        created_status: t.created_status,
-    };
+    let state = AppState::new(tsa, t.created_status);
+    let (watched, signers) = tokio::sync::watch::channel(vec![signer]);
+    tokio::spawn(reload_on_sighup(file.into(), state.clone(), watched));
     super::serve_public(
         "tsa",
         crate::tsa::server::router(state),
         &t.listen,
         t.tls.as_ref(),
         t.max_body_bytes,
-        super::fixed_signers(hsm_signers),
+        signers,
         cfg.hsm.exit_after_failing(),
     )
     .await

@@ -9,8 +9,8 @@
 //! * `GET /api/v1/timestamp/certchain`: the chain, PEM, TSA certificate first.
 //! * `/healthz`, `/readyz` (503 with the reason while no token could be issued), `/metrics`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::State;
@@ -41,10 +41,32 @@ pub struct Metrics {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub tsa: Arc<Tsa>,
+    /// Swapped whole by a reload (a renewed certificate, a rotated key): each request takes one
+    /// snapshot, so the token it answers is signed by the key whose chain the same TSA serves.
+    tsa: Arc<RwLock<Arc<Tsa>>>,
     pub metrics: Arc<Metrics>,
     /// Answer a granted token with 201 Created (upstream's habit) instead of 200.
     pub created_status: bool,
+}
+
+impl AppState {
+    pub fn new(tsa: Tsa, created_status: bool) -> Self {
+        Self {
+            tsa: Arc::new(RwLock::new(Arc::new(tsa))),
+            metrics: Arc::default(),
+            created_status,
+        }
+    }
+
+    /// The TSA requests use from now on.
+    pub fn tsa(&self) -> Arc<Tsa> {
+        Arc::clone(&self.tsa.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Serve with `tsa` from the next request on; requests under way finish with the old one.
+    pub fn replace_tsa(&self, tsa: Tsa) {
+        *self.tsa.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tsa);
+    }
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -123,7 +145,7 @@ async fn timestamp(
         Ok(Err(refusal)) => return refused(&st, None, &TsaError::Refused(refusal)),
         Ok(Ok(req)) => req,
     };
-    match st.tsa.timestamp(&req) {
+    match st.tsa().timestamp(&req) {
         Ok(issued) => {
             st.metrics.issued.fetch_add(1, Ordering::Relaxed);
             st.metrics.latency.observe(started.elapsed());
@@ -179,13 +201,13 @@ fn refused(st: &AppState, req: Option<&Request>, e: &TsaError) -> Response {
 async fn certchain(State(st): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
-        st.tsa.chain_pem().to_owned(),
+        st.tsa().chain_pem().to_owned(),
     )
         .into_response()
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.tsa.readiness() {
+    match st.tsa().readiness() {
         Ok(()) => text(StatusCode::OK, "ready"),
         Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
     }
@@ -222,7 +244,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "Time to answer a granted timestamp request.",
         &mut s,
     );
-    let reading = st.tsa.clock_reading();
+    let reading = st.tsa().clock_reading();
     let _ = writeln!(
         s,
         "# HELP sigvault_tsa_clock_synchronised 1 while the kernel reports the clock synchronised (adjtimex).\n# TYPE sigvault_tsa_clock_synchronised gauge\nsigvault_tsa_clock_synchronised {}",
@@ -243,7 +265,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let _ = writeln!(
         s,
         "# HELP sigvault_tsa_ready 1 while the TSA issues tokens (clock, certificate and HSM usable).\n# TYPE sigvault_tsa_ready gauge\nsigvault_tsa_ready {}",
-        u8::from(st.tsa.readiness().is_ok())
+        u8::from(st.tsa().readiness().is_ok())
     );
     s.push_str(&crate::hsm::metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()

@@ -1,9 +1,19 @@
 //! Benchmark: sigvault's PKCS#11 signer against a raw `cryptoki` sign loop, same token, same run.
 //!
 //! Prints `BENCH hsm-sign-p256-<n>t <ops/s> ops/s limit=<raw ops/s> ratio=<ours/raw>` for 1 and 2
-//! threads. Run through `tests/run.sh bench` (private SoftHSM token dir). Each figure is the median
-//! of several interleaved rounds, so drift of the shared VM hits both sides alike.
+//! threads on a SoftHSM2 token. Run through `tests/run.sh bench` (private SoftHSM token dir). Each
+//! figure is the median of several interleaved rounds, so drift of the shared VM hits both sides
+//! alike.
+//!
+//! With `SIGVAULT_BENCH_SECOND_MODULE` (a PKCS#11 library), `SIGVAULT_BENCH_SECOND_TOKEN` (the
+//! label of an initialised token on it), `SIGVAULT_BENCH_SECOND_PIN_FILE` and
+//! `SIGVAULT_BENCH_SECOND_NAME` (e.g. `tpm2`), as `tests/tpm2.sh --bench` sets them, the same is
+//! measured on that token too (`BENCH hsm-sign-p256-<n>t-<name> ...`, its limit the raw loop on
+//! that token), and each of its figures is printed beside SoftHSM2's of the same run
+//! (`BENCH hsm-sign-p256-<n>t-<name>-vs-softhsm <ops/s> ops/s limit=<SoftHSM2's> ratio=...`):
+//! the signature rates README's "Running on a real HSM" quotes.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -13,8 +23,10 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use secrecy::SecretString;
-use sigvault::hsm::{Module, Pkcs11Uri};
+use sigvault::hsm::{HsmOptions, Module, Pkcs11Uri};
 use sigvault::signer::{SignatureAlgorithm, Signer};
+
+const THREADS: [usize; 2] = [1, 2];
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and then this is only a
@@ -53,92 +65,142 @@ fn main() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
+    let bench = Bench { round_len, rounds };
+    let softhsm = bench.token(Path::new(&module_path), &label, &pin, HsmOptions::default());
+    report(measuring, "", &softhsm);
 
-    let uri: Pkcs11Uri = format!("pkcs11:token={label};object=bench")
-        .parse()
-        .expect("uri");
-    let module = Module::load(module_path.as_ref()).expect("load module");
-    let token = module
-        .login(&uri, &SecretString::from(pin.clone()))
-        .expect("login");
-    token
-        .generate_ec_key("bench", b"\xbe", SignatureAlgorithm::EcdsaP256Sha256)
-        .expect("generate");
-    let signer = Arc::new(token.signer(&uri).expect("signer"));
+    let Ok(second) = std::env::var("SIGVAULT_BENCH_SECOND_MODULE") else {
+        return;
+    };
+    let var = |k: &str| {
+        std::env::var(k)
+            .unwrap_or_else(|_| panic!("{k} is needed with SIGVAULT_BENCH_SECOND_MODULE"))
+    };
+    let name = var("SIGVAULT_BENCH_SECOND_NAME");
+    let token = var("SIGVAULT_BENCH_SECOND_TOKEN");
+    let pin = std::fs::read_to_string(var("SIGVAULT_BENCH_SECOND_PIN_FILE")).expect("PIN file");
+    // The second module may derive the public key's usage itself (tpm2-pkcs11 refuses it stated).
+    let options = HsmOptions {
+        public_key_usage_attributes: false,
+        ..HsmOptions::default()
+    };
+    let other = bench.token(Path::new(&second), &token, pin.trim_end(), options);
+    report(measuring, &format!("-{name}"), &other);
+    if measuring {
+        for ((threads, theirs, _), (_, soft, _)) in other.iter().zip(&softhsm) {
+            println!(
+                "BENCH hsm-sign-p256-{threads}t-{name}-vs-softhsm {theirs:.0} ops/s limit={soft:.0} ratio={:.3}",
+                theirs / soft
+            );
+        }
+    }
+}
 
-    // The raw side: its own cryptoki handle on the same library (same process-wide login), one
-    // session per thread, a fixed digest, nothing but C_Sign in the loop.
-    let raw = Pkcs11::new(&module_path).expect("raw load");
-    let _ = raw.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = raw
-        .get_slots_with_initialized_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| raw.get_token_info(*s).expect("info").label().trim_end() == label)
-        .expect("slot");
+/// Per thread count: (threads, ours ops/s, raw ops/s).
+type Figures = Vec<(usize, f64, f64)>;
 
-    for threads in [1usize, 2] {
-        let mut ours = Vec::new();
-        let mut limit = Vec::new();
-        for round in 0..rounds {
-            let raw_round = || {
-                run_threads(
-                    round_len,
-                    threads,
-                    || {
-                        let session = raw.open_ro_session(slot).expect("session");
-                        let key = session
-                            .find_objects(&[
-                                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                                Attribute::Label(b"bench".to_vec()),
-                            ])
-                            .expect("find")[0];
-                        (session, key)
-                    },
-                    |(session, key), stop, count| {
-                        let digest = [0x5au8; 32];
-                        while !stop.load(Ordering::Relaxed) {
-                            session
-                                .sign(&Mechanism::Ecdsa, *key, &digest)
-                                .expect("raw sign");
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                )
-            };
-            let ours_round = || {
-                run_threads(
-                    round_len,
-                    threads,
-                    || Arc::clone(&signer),
-                    |s, stop, count| {
-                        let msg = [0xa5u8; 120]; // about the size of an SCT's signed data
-                        while !stop.load(Ordering::Relaxed) {
-                            s.sign(&msg).expect("sign");
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                )
-            };
-            // Alternate which side goes first, so warm-up and drift favour neither.
-            if round % 2 == 0 {
-                limit.push(raw_round());
-                ours.push(ours_round());
-            } else {
-                ours.push(ours_round());
-                limit.push(raw_round());
+fn report(measuring: bool, suffix: &str, figures: &Figures) {
+    for (threads, o, l) in figures {
+        assert!(*o > 0.0 && *l > 0.0, "no signatures were made");
+        if measuring {
+            println!(
+                "BENCH hsm-sign-p256-{threads}t{suffix} {o:.0} ops/s limit={l:.0} ratio={:.3}",
+                o / l
+            );
+        } else {
+            println!("hsm_sign{suffix} smoke run ok ({threads} thread(s))");
+        }
+    }
+}
+
+struct Bench {
+    round_len: Duration,
+    rounds: usize,
+}
+
+impl Bench {
+    /// Generate a P-256 key `bench` on the token `label` of `module_path` and measure sigvault's
+    /// signer against the raw loop on it.
+    fn token(&self, module_path: &Path, label: &str, pin: &str, options: HsmOptions) -> Figures {
+        let uri: Pkcs11Uri = format!("pkcs11:token={label};object=bench")
+            .parse()
+            .expect("uri");
+        let module = Module::load_with(module_path, options).expect("load module");
+        let token = module
+            .login(&uri, &SecretString::from(pin.to_owned()))
+            .expect("login");
+        token
+            .generate_ec_key("bench", b"\xbe", SignatureAlgorithm::EcdsaP256Sha256)
+            .expect("generate");
+        let signer = Arc::new(token.signer(&uri).expect("signer"));
+
+        // The raw side: its own cryptoki handle on the same library (same process-wide login),
+        // one session per thread, a fixed digest, nothing but C_Sign in the loop.
+        let raw = Pkcs11::new(module_path).expect("raw load");
+        let _ = raw.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+        let slot = raw
+            .get_slots_with_initialized_token()
+            .expect("slots")
+            .into_iter()
+            .find(|s| raw.get_token_info(*s).expect("info").label().trim_end() == label)
+            .expect("slot");
+
+        let mut figures = Vec::new();
+        for threads in THREADS {
+            let mut ours = Vec::new();
+            let mut limit = Vec::new();
+            for round in 0..self.rounds {
+                let raw_round = || {
+                    run_threads(
+                        self.round_len,
+                        threads,
+                        || {
+                            let session = raw.open_ro_session(slot).expect("session");
+                            let key = session
+                                .find_objects(&[
+                                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                                    Attribute::Label(b"bench".to_vec()),
+                                ])
+                                .expect("find")[0];
+                            (session, key)
+                        },
+                        |(session, key), stop, count| {
+                            let digest = [0x5au8; 32];
+                            while !stop.load(Ordering::Relaxed) {
+                                session
+                                    .sign(&Mechanism::Ecdsa, *key, &digest)
+                                    .expect("raw sign");
+                                count.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                    )
+                };
+                let ours_round = || {
+                    run_threads(
+                        self.round_len,
+                        threads,
+                        || Arc::clone(&signer),
+                        |s, stop, count| {
+                            let msg = [0xa5u8; 120]; // about the size of an SCT's signed data
+                            while !stop.load(Ordering::Relaxed) {
+                                s.sign(&msg).expect("sign");
+                                count.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                    )
+                };
+                // Alternate which side goes first, so warm-up and drift favour neither.
+                if round % 2 == 0 {
+                    limit.push(raw_round());
+                    ours.push(ours_round());
+                } else {
+                    ours.push(ours_round());
+                    limit.push(raw_round());
+                }
             }
+            figures.push((threads, median(&mut ours), median(&mut limit)));
         }
-        let (o, l) = (median(&mut ours), median(&mut limit));
-        assert!(o > 0.0 && l > 0.0, "no signatures were made");
-        if !measuring {
-            println!("hsm_sign smoke run ok ({threads} thread(s))");
-            continue;
-        }
-        println!(
-            "BENCH hsm-sign-p256-{threads}t {o:.0} ops/s limit={l:.0} ratio={:.3}",
-            o / l
-        );
+        figures
     }
 }
 

@@ -33,12 +33,30 @@
 #      trees back, signing works again; the journal has the audit lines and no PIN, SO PIN,
 #      database password or ID token;
 #   7. `systemctl poweroff`, the same root booted again: every unit active unattended, the bundles
-#      made before verify, signing works; then `apt-get purge sigvault`: tokens, the ceremony
-#      record, credentials and the databases untouched.
+#      made before verify, signing works;
+#   8. README "Backups and recovery": four clients upload to Rekor v1 (each 201 recorded with its
+#      UUID, index and checkpoint) while `sigvault-backup` runs, then a second backup with the
+#      services stopped; then `apt-get purge sigvault`:
+#      tokens, the ceremony record, credentials and the databases untouched;
+#   9. the first guest powered off, a second fresh root from the same cache booted, the .deb
+#      installed (step 1 only) and `sigvault-restore` run with the checkpoints the clients held
+#      when the backup began: every unit active, the custody of the tokens kept, every entry
+#      acknowledged before the backup found at its index with a verifying inclusion proof and
+#      checkpoint, `sigvault tlog verify` passing with those checkpoints, the entries acknowledged
+#      after the dump's snapshot counted (the loss window); no fork: when some are lost, the
+#      newest checkpoint a client holds is shown ahead of the restored tree, the rollback guard
+#      (its records came in the archive) refuses to sequence that tree and a new upload is
+#      refused; the other trees go on (sigstore-python signs with Rekor v2), and the bundles made
+#      on the first appliance verify;
+#  10. a move: the first appliance backed up again with its services stopped (before the purge),
+#      restored into a third fresh root: exit 0, every tree sequenced, every acknowledged entry
+#      there, the newest client checkpoint extended by a new upload, sigstore-python signs (v1, v2).
 #
 # Measured on a 2-CPU VM: about 2.5 minutes with a warm cache (most of it the two boots, about
-# 30 s each, apt installing MariaDB, and the SIGKILL/lease round); the first run adds about
-# 1.5 minutes for debootstrap, the downloads and the sigstore-python venv.
+# 30 s each, apt installing MariaDB, and the SIGKILL/lease round) before steps 8-10, which add
+# two more fresh roots, each booted with MariaDB installed again (466 s for the whole check on a
+# machine busy with other builds); the first run adds about 1.5 minutes for debootstrap, the
+# downloads and the sigstore-python venv.
 #
 # Test-only choices, each because the container is not a VM on a network:
 #   - the *.example.org names the shipped configs use resolve to 127.0.0.1 (guest /etc/hosts);
@@ -716,6 +734,103 @@ if start_idp; then ok "reboot: the test OpenID provider is back"; else bad "rebo
 sign_verify after-reboot-v2 trust
 sign_verify after-reboot-v1 trust-v1
 
+# --- backup while uploads run (README "Backups and recovery": sigvault-backup) ---------------------
+# Four clients upload hashedrekord entries to Rekor v1 (HTTPS) the whole time; each 201 is
+# recorded with the moment it was received, its UUID, log index and the signed checkpoint its
+# inclusion proof came with (what a client holds). The mark is taken just before sigvault-backup
+# starts: every entry acknowledged before it must be in the restored log.
+say "sigvault-backup on the running appliance while uploads to Rekor v1 run"
+cat >"$ROOT/root/boot-check/uploads.py" <<'EOF'
+# uploads.py OUT STOP CA: hashedrekord uploads to Rekor v1 from 4 threads until STOP exists; one
+# JSON line per 201 in OUT: {"t": ns when acknowledged, "uuid", "index", "checkpoint"}.
+import base64, hashlib, http.client, json, os, ssl, sys, threading, time
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out, stop, ca = sys.argv[1:4]
+key = ec.generate_private_key(ec.SECP256R1())
+pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+lock, f = threading.Lock(), open(out, "a")
+def run(n):
+    ctx = ssl.create_default_context(cafile=ca)
+    c, i = None, 0
+    while not os.path.exists(stop):
+        i += 1
+        art = f"upload {n} {i} {time.time_ns()}".encode()
+        sig = key.sign(art, ec.ECDSA(hashes.SHA256()))
+        body = json.dumps({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(art).hexdigest()}},
+            "signature": {"content": base64.b64encode(sig).decode(),
+                          "publicKey": {"content": base64.b64encode(pem).decode()}}}})
+        try:
+            c = c or http.client.HTTPSConnection("rekor.example.org", 3000, context=ctx, timeout=10)
+            c.request("POST", "/api/v1/log/entries", body, {"Content-Type": "application/json"})
+            r = c.getresponse(); data = r.read()
+        except Exception:
+            c = None; time.sleep(0.1); continue
+        if r.status != 201:
+            time.sleep(0.05); continue
+        t = time.time_ns()
+        (uuid, e), = json.loads(data).items()
+        line = json.dumps({"t": t, "uuid": uuid, "index": e["logIndex"],
+                           "checkpoint": e["verification"]["inclusionProof"]["checkpoint"]})
+        with lock:
+            f.write(line + "\n"); f.flush()
+threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+EOF
+guest rm -f $BC/uploads.jsonl $BC/uploads.stop
+guest systemd-run --quiet --collect --unit=boot-check-uploads $PY $BC/uploads.py $BC/uploads.jsonl $BC/uploads.stop $BC/ca.pem >/dev/null 2>&1
+acks() { guest sh -c "cat $BC/uploads.jsonl 2>/dev/null | wc -l"; }
+for _ in $(seq 1 100); do [ "$(acks)" -ge 50 ] && break; sleep 0.2; done
+check "backup: the upload loop has its first 50 acknowledgments ($(acks))" test "$(acks)" -ge 50
+# The mark, then the checkpoints of the three trees as clients hold them at that moment.
+MARK=$(guest date +%s%N)
+for tree in rekor ctlog rekor-v2-2026; do
+  guest sh -c "curl -fsS http://127.0.0.1:8090/$tree/checkpoint >$BC/held-$tree.cp"
+done
+t_backup=$(date +%s%N)
+gsh "backup: sigvault-backup /root/sigvault-backup.tar.gz while the uploads run" \
+  'sigvault-backup /root/sigvault-backup.tar.gz'
+MARK_END=$(guest date +%s%N)
+say "sigvault-backup took $((($(date +%s%N) - t_backup) / 1000000)) ms"
+acks_during=$(acks)
+sleep 2
+guest touch $BC/uploads.stop
+for _ in $(seq 1 100); do [ "$(unit_prop boot-check-uploads.service ActiveState)" = active ] || break; sleep 0.1; done
+check "backup: the upload loop went on during the backup and stopped afterwards ($(acks) acknowledgments, $acks_during when the backup ended)" \
+  bash -c "[ '$(unit_prop boot-check-uploads.service ActiveState)' != active ] && [ $(acks) -gt $acks_during ]"
+check "backup: the archive is mode 0600, root's, and holds the manifest, the users, the dump and the files" \
+  guest bash -c 'a=/root/sigvault-backup.tar.gz; [ "$(stat -c %a:%U $a)" = 600:root ] && [ "$(tar -tzf $a | sort | tr "\n" " ")" = "MANIFEST databases.sql.gz files.tar users.sql " ]'
+check "backup: the files hold the token dir, the ceremony record, configs, credentials and the guard's records" \
+  guest bash -c 'd=$(mktemp -d); tar -C $d -xzf /root/sigvault-backup.tar.gz files.tar; l=$(tar -tf $d/files.tar); rm -rf $d
+    for p in etc/sigvault/tlog.toml etc/sigvault/credentials/tlog-pin etc/sigvault/credentials/tlog-db-url etc/sigvault/tls/appliance.pem \
+        var/lib/sigvault/ceremony/transcript.json var/lib/softhsm/tokens/ var/lib/sigvault-tlog/rekor.head etc/mysql/mariadb.conf.d/60-sigvault.cnf; do
+      grep -q "^$p" <<<"$l" || { echo "missing $p"; exit 1; }; done'
+# The acknowledgments, split at the mark; the newest checkpoint any client was given.
+# "During": acknowledged after the mark and before sigvault-backup returned; "late": after it
+# returned (the loop runs 2 s more, as an appliance goes on after its backup).
+guest $PY - "$MARK" "$MARK_END" <<EOF
+import json, sys
+mark, end = int(sys.argv[1]), int(sys.argv[2])
+acks = [json.loads(l) for l in open("$BC/uploads.jsonl")]
+json.dump([a for a in acks if a["t"] < mark], open("$BC/acks-before.json", "w"))
+json.dump([a for a in acks if mark <= a["t"] < end], open("$BC/acks-during.json", "w"))
+json.dump([a for a in acks if a["t"] >= end], open("$BC/acks-late.json", "w"))
+json.dump(acks, open("$BC/acks-all.json", "w"))
+newest = max(acks, key=lambda a: int(a["checkpoint"].split("\n")[1]))
+open("$BC/held-rekor-newest.cp", "w").write(newest["checkpoint"])
+EOF
+N_BEFORE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-before.json'))))")
+N_DURING=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-during.json'))))")
+N_LATE=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-late.json'))))")
+say "uploads: $N_BEFORE acknowledged before the backup began, $N_DURING while it ran, $N_LATE after it ended"
+# A move without loss: the same appliance backed up again with its services stopped (the
+# rollback guard writes its records at shutdown); restored into a third root below.
+gsh "backup: with the services stopped (a move): systemctl stop sigvault.target; sigvault-backup /root/sigvault-stopped.tar.gz" '
+systemctl stop sigvault.target
+sigvault-backup /root/sigvault-stopped.tar.gz'
+
 # --- apt-get purge: keys and the ceremony record stay -----------------------------------------------
 say "apt-get purge sigvault on the running appliance"
 tokens_sum() { guest sh -c 'find /var/lib/softhsm/tokens -type f ! -name "*.lock" | sort | xargs sha256sum | sha256sum'; }
@@ -730,5 +845,228 @@ check "purge: the ceremony record is untouched" \
   test "$ceremony_before" = "$(guest sh -c 'cd /var/lib/sigvault/ceremony && sha256sum * | sha256sum')"
 check "purge: the credentials are kept" guest test -s /etc/sigvault/credentials/fulcio-pin
 check "purge: the logs' database is kept" guest mariadb -e 'SELECT 1 FROM sigvault_tlog.entries LIMIT 1'
+
+# --- restore into a second fresh root (README "Backups and recovery": sigvault-restore) -------------
+# The first guest powers off; a new root from the same cached tarball gets the package (README
+# step 1, nothing else) and the archive, and sigvault-restore puts the appliance back there. The
+# check's own client side comes along: its private CA, its OpenID provider's key, the trust
+# files, the acknowledgments and the checkpoints the clients hold.
+# fresh_root DIR HOSTNAME WHAT: the running guest powered off and its root removed, a fresh one
+# from the cache at $WORK/DIR with the .deb and what $CARRY holds, booted, the .deb installed.
+fresh_root() {
+  local dir=$1 host=$2 what=$3 old=$ROOT
+  guest systemctl poweroff >/dev/null 2>&1
+  for _ in $(seq 1 900); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+  stop_container
+  ROOT=$WORK/$dir
+  mkdir -p "$ROOT"
+  check "$what: a fresh root unpacked from the cache" tar -xzf "$TARBALL" -C "$ROOT" --numeric-owner
+  cp "$DEB" "$ROOT/root/sigvault_amd64.deb"
+  cp "$CARRY/hosts" "$ROOT/etc/hosts"
+  echo "$host" >"$ROOT/etc/hostname"
+  rm -f "$ROOT/etc/machine-id"; : >"$ROOT/etc/machine-id"
+  cp -a "$CARRY"/*.tar.gz "$CARRY/boot-check" "$ROOT/root/"
+  rm -rf --one-file-system "$old"   # done with (nothing is mounted under it any more)
+  if boot; then ok "$what: the fresh root booted"; else bad "$what: the fresh root did not start"; finish; fi
+  state=$(wait_booted)
+  check "$what: systemctl is-system-running says running ($state)" test "$state" = running
+  gsh "$what: apt-get install ./sigvault.deb on the fresh root (README step 1, nothing else)" '
+cd /root && apt-get install -y ./sigvault_amd64.deb
+systemctl is-active mariadb.service'
+}
+say "restore: power off the first guest; a second fresh root from the cache"
+CARRY=$WORK/carry
+mkdir -p "$CARRY"
+cp -a "$ROOT"/root/sigvault-*.tar.gz "$ROOT/root/boot-check" "$ROOT/etc/hosts" "$CARRY/"
+fresh_root root2 sigvault-restored restore
+t_restore=$(date +%s)
+# The checkpoints given: the three trees' as the clients held them at the mark, and the newest
+# one any client was given (what a monitor would have fetched last).
+guest bash -c 'cd /root; sigvault-restore /root/sigvault-backup.tar.gz --checkpoint boot-check/held-rekor-newest.cp \
+  --checkpoint boot-check/held-rekor.cp --checkpoint boot-check/held-ctlog.cp --checkpoint boot-check/held-rekor-v2-2026.cp' \
+  >"$WORK/restore.log" 2>&1
+restore_rc=$?
+say "sigvault-restore exited $restore_rc after $(($(date +%s) - t_restore)) s:"
+indent <"$WORK/restore.log"
+check "restore: sigvault-restore restored and started the appliance (exit 0, or 3: a tree held back)" \
+  bash -c "[ $restore_rc = 0 ] || [ $restore_rc = 3 ]"
+check "restore: every sigvault service is Type=notify and active (running)" units_active
+check "restore: systemctl --failed lists nothing" bash -c "[ -z \"\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-legend --plain)\" ] || { nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl --failed --no-pager; exit 1; }"
+check "restore: the tokens came back with their custody (each service sees only its own)" \
+  bash -c "[ '$(labels_as tlog)' = 'sigvault-rekor sigvault-tlog ' ] && [ '$(labels_as fulcio)' = 'sigvault-issuing-ca ' ] && [ '$(labels_as rekor-v2)' = '' ]"
+
+# Every entry acknowledged before the backup began: found by its UUID and at its index, its
+# body's leaf hash in the restored tree by its inclusion proof, under a checkpoint that verifies
+# with the ceremony's rekor.pub.pem. The ones acknowledged after: counted, found or lost.
+cat >"$CARRY/boot-check/check-acks.py" <<'EOF'
+import base64, hashlib, json, ssl, sys, urllib.error, urllib.request
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+acks, mode = json.load(open(sys.argv[1])), sys.argv[2]
+ctx = ssl.create_default_context(cafile="/root/boot-check/ca.pem")
+pub = serialization.load_pem_public_key(open("/var/lib/sigvault/ceremony/rekor.pub.pem", "rb").read())
+R = "https://rekor.example.org:3000/api/v1/log/entries"
+H = lambda b: hashlib.sha256(b).digest()
+def get(url):
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+def root_from(index, size, leaf, path):  # RFC 9162 2.1.3.2
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            raise AssertionError("proof too long")
+        if fn & 1 or fn == sn:
+            r = H(b"\x01" + p + r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1; sn >>= 1
+        else:
+            r = H(b"\x01" + r + p)
+        fn >>= 1; sn >>= 1
+    assert sn == 0, "proof too short"
+    return r
+def checkpoint_ok(cp):
+    body, sig = cp.split("\n\n", 1)
+    raw = base64.b64decode(sig.strip().split(" ")[-1])
+    pub.verify(raw[4:], (body + "\n").encode(), ec.ECDSA(hashes.SHA256()))
+    lines = body.split("\n")
+    return int(lines[1]), base64.b64decode(lines[2])
+found = lost = 0
+for a in acks:
+    got = get(f"{R}/{a['uuid']}")
+    if got is None:
+        assert mode == "after", f"entry {a['uuid']} (index {a['index']}) acknowledged before the backup is missing"
+        lost += 1
+        continue
+    (uuid, e), = got.items()
+    assert uuid == a["uuid"] and e["logIndex"] == a["index"], (uuid, e["logIndex"], a)
+    (uuid2, _), = get(f"{R}?logIndex={a['index']}").items()
+    assert uuid2 == a["uuid"], f"index {a['index']} holds {uuid2}, not {a['uuid']}"
+    p = e["verification"]["inclusionProof"]
+    leaf = H(b"\x00" + base64.b64decode(e["body"]))
+    root = root_from(p["logIndex"], p["treeSize"], leaf, [bytes.fromhex(h) for h in p["hashes"]])
+    assert root.hex() == p["rootHash"], "inclusion proof does not lead to its root"
+    size, cproot = checkpoint_ok(p["checkpoint"])
+    assert size == p["treeSize"] and cproot == root, "checkpoint does not match the proof"
+    found += 1
+print(f"{found} {lost}")
+EOF
+cp "$CARRY/boot-check/check-acks.py" "$ROOT/root/boot-check/"
+if out=$(guest $PY $BC/check-acks.py $BC/acks-before.json before 2>&1); then
+  ok "restore: all $N_BEFORE entries acknowledged before the backup began are in the restored log: found by UUID and at their index, inclusion proofs and checkpoints verify with rekor.pub.pem"
+else
+  bad "restore: an entry acknowledged before the backup began is missing or does not verify"; indent <<<"$out" | tail -n 20
+fi
+during=$(guest $PY $BC/check-acks.py $BC/acks-during.json after 2>&1)
+late=$(guest $PY $BC/check-acks.py $BC/acks-late.json after 2>&1)
+LOST=${during#* }; LOST_LATE=${late#* }
+if [[ "$during" =~ ^[0-9]+\ [0-9]+$ ]] && [[ "$late" =~ ^[0-9]+\ [0-9]+$ ]]; then
+  ok "restore: of the $N_DURING acknowledged while the backup ran, ${during% *} are in the archive's snapshot and $LOST are the loss window (acknowledged after the snapshot); of the $N_LATE after it ended, ${late% *} are in it"
+else
+  bad "restore: the entries acknowledged after the mark could not be looked up"; indent <<<"$during$late" | tail -n 20; LOST=unknown
+fi
+
+check "restore: sigvault tlog verify passes with the checkpoints the clients held when the backup began" \
+  guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
+    --checkpoint $BC/held-rekor.cp --checkpoint $BC/held-ctlog.cp --checkpoint $BC/held-rekor-v2-2026.cp
+
+# No fork: the restored rekor tree must never be signed at a size a client holds a checkpoint
+# for, with another root. When the dump lacks acknowledged entries (LOST > 0), the newest
+# checkpoint a client was given is ahead of it: the audit says so, the rollback guard (its
+# records came in the archive, copied after the dump) refuses to sequence the tree, and a new
+# upload is refused rather than given an index that a client's checkpoint already covers.
+rekor_size() { guest sh -c 'curl -fsS http://127.0.0.1:8090/rekor/checkpoint | sed -n 2p'; }
+size_restored=$(rekor_size)
+newest_held=$(guest sed -n 2p $BC/held-rekor-newest.cp)
+guard_archived=$(guest sh -c 'tar -xzOf /root/sigvault-backup.tar.gz MANIFEST | sed -n "s/^guard rekor size \([0-9]*\) .*/\1/p"')
+say "restored rekor tree: size $size_restored; the newest checkpoint a client holds: size $newest_held; lost: $LOST"
+upload_one() { guest $PY - <<EOF
+import base64, hashlib, json, ssl, urllib.request, urllib.error
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+k = ec.generate_private_key(ec.SECP256R1()); art = b"after the restore"
+pem = k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+body = json.dumps({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+    "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(art).hexdigest()}},
+    "signature": {"content": base64.b64encode(k.sign(art, ec.ECDSA(hashes.SHA256()))).decode(),
+                  "publicKey": {"content": base64.b64encode(pem).decode()}}}}).encode()
+req = urllib.request.Request("https://rekor.example.org:3000/api/v1/log/entries", body, {"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile="$BC/ca.pem"), timeout=30) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode()[:200])
+EOF
+}
+if [ "$size_restored" -lt "$newest_held" ]; then
+  check_fails "restore: sigvault tlog verify with the newest checkpoint a client holds (size $newest_held) fails: the restored tree is behind it" \
+    guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
+      --checkpoint $BC/held-rekor-newest.cp
+  check "restore: the rollback guard refuses to sequence the restored rekor tree, up to the newest checkpoint given to sigvault-restore (size $newest_held; tlog /readyz)" \
+    bash -c "nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin curl -sS http://127.0.0.1:8090/readyz | grep -E '^tree rekor: refused: .*signed checkpoints up to size $newest_held, but the database holds only $size_restored entries'"
+  check "restore: the guard's record in the archive alone (size $guard_archived, copied after the dump) is ahead of the restored tree (size $size_restored)" \
+    bash -c "[ -n '$guard_archived' ] && [ '$guard_archived' -gt '$size_restored' ]"
+  check "restore: sigvault-restore said so (exit 3, the held-back tree named)" \
+    bash -c "[ $restore_rc = 3 ] && grep -q 'tree rekor: refused' '$WORK/restore.log'"
+  r=$(upload_one)
+  check "restore: a new Rekor v1 upload is refused, not logged at an index a client's checkpoint covers ($r)" \
+    bash -c "[ '${r%% *}' != 201 ]"
+  check "restore: the restored rekor tree has not grown (size $size_restored), so no client's checkpoint is contradicted" \
+    test "$(rekor_size)" = "$size_restored"
+else
+  check "restore: nothing acknowledged was lost (size $size_restored >= $newest_held): the newest client checkpoint verifies too" \
+    guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
+      --checkpoint $BC/held-rekor-newest.cp
+  r=$(upload_one)
+  check "restore: a new Rekor v1 upload is logged ($r)" test "${r%% *}" = 201
+fi
+# The trees nothing was appended to during the backup (the CT log's, Rekor v2's) go on: a new
+# signature on the restored appliance (Fulcio, the CT log, the TSA, Rekor v2).
+check "restore: the tlog sequences the ctlog and rekor-v2-2026 trees" \
+  bash -c "r=\$(nsenter -t $GPID -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin curl -sS http://127.0.0.1:8090/readyz); grep -qx 'tree ctlog: active' <<<\"\$r\" && grep -qx 'tree rekor-v2-2026: active' <<<\"\$r\" || { echo \"\$r\"; exit 1; }"
+if start_idp; then ok "restore: the test OpenID provider runs on the restored root"; else bad "restore: the test OpenID provider did not start"; fi
+sign_verify after-restore-v2 trust
+for b in first-v2 first-v1 after-reboot-v2 after-reboot-v1; do
+  trust=trust; [ "${b%-v1}" != "$b" ] && trust=trust-v1
+  check "restore: the bundle made on the first appliance ($b) verifies" \
+    guest $SIGSTORE --trust-config $BC/$trust/trust-config.json verify identity --bundle $BC/$b.sigstore.json \
+      --cert-identity $EMAIL --cert-oidc-issuer $ISSUER $BC/$b.txt
+done
+say "backup and restore: $N_BEFORE acknowledged before the backup began (all restored); $N_DURING while it ran ($LOST lost: the loss window); $N_LATE after it ended ($LOST_LATE lost)"
+
+# --- a move: the backup taken with the services stopped, restored into a third fresh root ----------
+say "move: the backup taken with the services stopped, restored into a third fresh root"
+fresh_root root3 sigvault-moved move
+t_restore=$(date +%s)
+guest bash -c 'cd /root; sigvault-restore /root/sigvault-stopped.tar.gz --checkpoint boot-check/held-rekor-newest.cp' \
+  >"$WORK/restore-move.log" 2>&1
+move_rc=$?
+say "sigvault-restore exited $move_rc after $(($(date +%s) - t_restore)) s:"
+indent <"$WORK/restore-move.log"
+check "move: sigvault-restore exits 0 (every tree in service)" test "$move_rc" = 0
+check "move: every sigvault service is Type=notify and active (running)" units_active
+check "move: the tlog sequences all three trees" trees_active
+N_ALL=$(guest $PY -c "import json; print(len(json.load(open('$BC/acks-all.json'))))")
+if out=$(guest $PY $BC/check-acks.py $BC/acks-all.json before 2>&1); then
+  ok "move: all $N_ALL acknowledged entries are in the restored log, at their index, with verifying proofs and checkpoints (nothing lost)"
+else
+  bad "move: an acknowledged entry is missing or does not verify"; indent <<<"$out" | tail -n 20
+fi
+check "move: sigvault tlog verify passes with the newest checkpoint a client holds (size $newest_held)" \
+  guest env CREDENTIALS_DIRECTORY=/etc/sigvault/credentials sigvault tlog verify --config /etc/sigvault/tlog.toml \
+    --checkpoint $BC/held-rekor-newest.cp
+r=$(upload_one)
+check "move: a new Rekor v1 upload is logged ($r)" test "${r%% *}" = 201
+check "move: the rekor tree grew past the newest checkpoint a client holds (size $(rekor_size) > $newest_held)" \
+  test "$(rekor_size)" -gt "$newest_held"
+if start_idp; then ok "move: the test OpenID provider runs on the third root"; else bad "move: the test OpenID provider did not start"; fi
+sign_verify after-move-v2 trust
+sign_verify after-move-v1 trust-v1
+
 
 finish

@@ -147,6 +147,9 @@ for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do
 done
 check "deb: /usr/share/sigvault/softhsm/ceremony.sh 0755" deb_has -rwxr-xr-x usr/share/sigvault/softhsm/ceremony.sh
 check "deb: /usr/share/sigvault/mariadb.cnf 0644" deb_has -rw-r--r-- usr/share/sigvault/mariadb.cnf
+for c in sigvault-backup sigvault-restore; do
+  check "deb: /usr/sbin/$c 0755 (README Backups and recovery)" deb_has -rwxr-xr-x usr/sbin/$c
+done
 for d in README.md copyright changelog.Debian.gz; do
   check "deb: /usr/share/doc/sigvault/$d" deb_has -rw-r--r-- "usr/share/doc/sigvault/$d"
 done
@@ -189,6 +192,9 @@ for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do
 done
 check "rpm: /usr/share/sigvault/softhsm/ceremony.sh 0755" rpm_has -rwxr-xr-x /usr/share/sigvault/softhsm/ceremony.sh
 check "rpm: /usr/share/sigvault/mariadb.cnf 0644" rpm_has -rw-r--r-- /usr/share/sigvault/mariadb.cnf
+for c in sigvault-backup sigvault-restore; do
+  check "rpm: /usr/sbin/$c 0755 (README Backups and recovery)" rpm_has -rwxr-xr-x /usr/sbin/$c
+done
 check "rpm: /usr/share/doc/sigvault/README.md" rpm_has -rw-r--r-- /usr/share/doc/sigvault/README.md
 check "rpm: requires libc (automatic)" bash -c "rpm -qp --requires '$RPM' | grep -q '^libc.so.6'"
 check "rpm: softhsm, mariadb-server, opensc recommended, not required" \

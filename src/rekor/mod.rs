@@ -521,3 +521,88 @@ pub fn parse_entry_id(s: &str) -> Result<(Option<u64>, [u8; 32]), RekorError> {
     let uuid: [u8; 32] = v.try_into().map_err(|_| bad())?;
     Ok((tree, uuid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::test_support::SoftP256;
+    use p256::ecdsa::signature::Verifier as _;
+    use p256::pkcs8::DecodePublicKey;
+
+    fn shard(tree_id: u64, offset: u64, frozen: Option<u64>) -> Shard {
+        Shard::new(
+            Arc::new(SoftP256::random()),
+            format!("t{tree_id}"),
+            tree_id,
+            offset,
+            frozen,
+            None,
+        )
+        .expect("shard")
+    }
+
+    fn log(shards: Vec<Shard>) -> Result<Rekor, RekorError> {
+        Rekor::sharded(TlogClient::new(Vec::new()), shards)
+    }
+
+    #[test]
+    fn offsets_must_be_the_earlier_shards_sizes() {
+        assert!(log(vec![shard(1, 0, Some(10)), shard(2, 10, None)]).is_ok());
+        // An earlier shard that still grows, a wrong offset, a frozen active shard, no shard.
+        assert!(log(vec![shard(1, 0, None), shard(2, 10, None)]).is_err());
+        assert!(log(vec![shard(1, 0, Some(10)), shard(2, 9, None)]).is_err());
+        assert!(log(vec![shard(1, 0, Some(10)), shard(2, 10, Some(3))]).is_err());
+        assert!(log(vec![]).is_err());
+    }
+
+    #[test]
+    fn a_global_index_finds_its_shard() {
+        let r = log(vec![
+            shard(1, 0, Some(10)),
+            shard(7, 10, Some(5)),
+            shard(9, 15, None),
+        ])
+        .expect("log");
+        for (global, tree) in [(0, 1), (9, 1), (10, 7), (14, 7), (15, 9), (1000, 9)] {
+            assert_eq!(r.shard_of_index(global).tree_id, tree, "{global}");
+        }
+        assert_eq!(r.tree_id(), 9);
+        assert_eq!(r.shard(None).map(Shard::tree_id), Some(9));
+        assert_eq!(r.shard(Some(7)).map(Shard::tree_id), Some(7));
+        assert!(r.shard(Some(8)).is_none());
+    }
+
+    /// An entry of an earlier shard: its outer index is global and signed so by the shard's key
+    /// (its logID), its proof's index is the shard's own, its entry ID the shard's tree ID.
+    #[test]
+    fn an_entry_carries_the_global_index_and_its_shards_proof_and_key() {
+        let r = log(vec![shard(1, 0, Some(10)), shard(0x2a, 10, None)]).expect("log");
+        let s = &r.shards()[1];
+        let body = br#"{"kind":"test"}"#;
+        let e = Rekor::log_entry(s, body, 1_767_225_600, 3, 5, "00", vec![], "cp".into())
+            .expect("entry");
+        let v = &e.value;
+        assert_eq!(v["logIndex"], 13);
+        assert_eq!(v["verification"]["inclusionProof"]["logIndex"], 3);
+        assert_eq!(v["logID"], s.log_id_hex());
+        assert!(e.entry_id.starts_with("000000000000002a"), "{}", e.entry_id);
+        let payload = format!(
+            r#"{{"body":"{}","integratedTime":1767225600,"logID":"{}","logIndex":13}}"#,
+            v["body"].as_str().expect("body"),
+            s.log_id_hex()
+        );
+        let sig = B64
+            .decode(
+                v["verification"]["signedEntryTimestamp"]
+                    .as_str()
+                    .expect("set"),
+            )
+            .expect("b64");
+        let key =
+            p256::ecdsa::VerifyingKey::from_public_key_der(s.signer.public_key_der()).expect("key");
+        let sig = p256::ecdsa::Signature::from_der(&sig).expect("der");
+        key.verify(payload.as_bytes(), &sig)
+            .expect("the SET verifies");
+        assert_ne!(r.shards()[0].log_id_hex(), s.log_id_hex());
+    }
+}

@@ -438,6 +438,9 @@ key = "pkcs11:token=sigvault-rekor;object=rekor"
 public_key_file = "$C/rekor.pub.pem"
 EOF
 expect_ok "check-config: rekor.toml with the shard" "$SV" check-config "$CFG/rekor.toml"
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$(free_port)\"|" "$CFG/rekor.toml" >"$L/rekor-early.toml"
+expect_ok "rekor on the new shard refuses to start while the old tree is not frozen (the tlog goes first)" bash -c '
+! out=$(timeout 30 "$0" rekor serve --config "$1" 2>&1) && grep -q "is not frozen in the tlog" <<<"$out"' "$SV" "$L/rekor-early.toml"
 expect_ok "the tlog restarted: the old Rekor tree frozen, the new one listed" restart tlog "unix:$RUN/tlog.sock"
 expect_ok "rekor restarted on the new shard, the old one inactive" restart rekor "http://127.0.0.1:$REKOR_PORT/readyz"
 sleep 3

@@ -74,6 +74,12 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
         store.migrate().await?;
     }
     let tlog = tlog_client(&cfg)?;
+    // The earlier shards' sizes first, before the new tree is made: started before the tlog has
+    // frozen the old tree, the service stops here, having created nothing.
+    let mut sizes = Vec::new();
+    for (s, _) in &earlier {
+        sizes.push(frozen_size(&tlog, &s.tree).await?);
+    }
     if r.create_tree {
         match tlog.create_tree(&r.tree).await {
             Ok(_) => tracing::info!(tree = %r.tree, "created Rekor's tree"),
@@ -83,8 +89,7 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     }
     let mut shards = Vec::new();
     let mut offset = 0;
-    for (s, k) in earlier {
-        let size = frozen_size(&tlog, &s.tree).await?;
+    for ((s, k), size) in earlier.into_iter().zip(sizes) {
         let indexer = IndexerHandle::spawn(
             store.clone(),
             tlog.clone(),

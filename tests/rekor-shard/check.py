@@ -7,9 +7,10 @@ index, each the same entry; its inclusion proof recomputed (RFC 6962) to the pro
 is the root of the checkpoint served with it; the checkpoint's and the SET's signatures verified
 with the key its logID names (one of the two shards' keys); the global index = the shard's offset
 + the proof's index. Then: GET /api/v1/log lists the old shard as inactive; a search by digest
-finds an entry of each shard; both shards took entries. Prints the counts.
+finds an entry of each shard; both shards took entries; the old shard's consistency proof and
+key are reached by its treeID, an unknown treeID is a 400. Prints the counts.
 """
-import base64, hashlib, json, sys, urllib.request
+import base64, hashlib, json, sys, urllib.error, urllib.request
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -105,4 +106,12 @@ for tree_id, c in first_of.items():
     assert ids == [c["entry_id"]], (ids, c["entry_id"])
     got = get("/api/v1/log/entries/retrieve", json.dumps({"entryUUIDs": [c["entry_id"][16:]]}).encode())
     assert list(got[0]) == [c["entry_id"]], got
+old = inactive[0]
+proof = get(f"/api/v1/log/proof?firstSize=1&lastSize={old['treeSize']}&treeID={old['treeID']}")
+assert proof["rootHash"] == old["rootHash"], (proof, old)
+try:
+    get("/api/v1/log/publicKey?treeID=12345")
+    raise AssertionError("an unknown treeID was answered")
+except urllib.error.HTTPError as e:
+    assert e.code == 400, e.code
 print(json.dumps({"verified": len(created), "per_tree": per_tree, "offsets": offsets}))

@@ -271,7 +271,12 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
     if ctlogs.is_empty() {
         read_spki(&d.join("ctlog.pub.pem"))?;
     }
-    let rekor_spki = read_spki(&d.join("rekor.pub.pem"))?;
+    // Every Rekor v1 shard's key, each with its window: bundles made on a frozen shard verify
+    // with its key (the SETs and checkpoints of its entries stay signed by it).
+    let rekors = listed(d, Role::Rekor, &rekor, &from_start, &read_spki)?;
+    if rekors.is_empty() {
+        read_spki(&d.join("rekor.pub.pem"))?;
+    }
     let tsas = match &inp.tsa_url {
         None => vec![],
         Some(url) => {
@@ -311,10 +316,13 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
                 .into(),
         );
     }
-    if rekor_v2.iter().any(|l| l.material == rekor_spki) {
+    if rekor_v2
+        .iter()
+        .any(|l| rekors.iter().any(|r| r.material == l.material))
+    {
         return Err("the Rekor v2 log needs its own key, not Rekor v1's".into());
     }
-    let mut tlog_keys: Vec<&[u8]> = vec![&rekor_spki];
+    let mut tlog_keys: Vec<&[u8]> = rekors.iter().map(|l| l.material.as_slice()).collect();
     tlog_keys.extend(rekor_v2.iter().map(|l| l.material.as_slice()));
     refuse_shared_keys("transparency logs", &tlog_keys)?;
     let ct_keys: Vec<&[u8]> = ctlogs.iter().map(|l| l.material.as_slice()).collect();
@@ -326,7 +334,13 @@ pub fn build(inp: &TrustInputs) -> Result<TrustFiles, String> {
         );
     }
 
-    let mut tlogs = vec![log_entry(&rekor, &rekor_spki, window(&start, None))];
+    // A shard's window stays open until `--retire rekor` records its end (after the tlog froze
+    // its tree): uploads still in flight into the old shard after the ceremony carry
+    // integratedTimes past the new shard's start and must still verify.
+    let mut tlogs: Vec<Value> = rekors
+        .iter()
+        .map(|l| log_entry(&l.url, &l.material, window(&l.start, l.end.as_deref())))
+        .collect();
     for l in &rekor_v2 {
         tlogs.push(log_entry(
             &l.url,

@@ -420,7 +420,7 @@ expect_ok "tuf refresh (the timer's job) succeeds again, signing only what is du
   env SOFTHSM2_CONF="$STATE/softhsm2.conf" "$SV" tuf refresh --config "$STATE/config/tuf.toml"
 expect_ok "tuf status: every role current" "$SV" tuf status --config "$STATE/config/tuf.toml"
 
-echo "==> rotations on the running stack (tests/lifecycle.sh): the issuing CA under load, the TSA, Rekor v2, the CT log"
+echo "==> rotations on the running stack (tests/lifecycle.sh): the issuing CA under load, the TSA, Rekor v2, the CT log, a Rekor v1 shard under load"
 # The bundles made above are what clients hold from before: after each rotation they must still
 # verify with the trust published through TUF.
 if W_ARTIFACT="$W/artifact.txt" "$repo/tests/lifecycle.sh" "$STATE" "$W/py.sigstore.json" "$W/py1.sigstore.json" \

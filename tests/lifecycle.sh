@@ -14,8 +14,10 @@
 # sigstore-js, a bundle made after it verifies, and what the rotation changed is checked in it
 # (the issuer, the TSA chain, the log). Rotated: the issuing CA (under a load of certificate
 # requests, none refused and each certificate verifying), the TSA certificate (renewed) and the
-# TSA key (under a load of timestamp requests, likewise), the Rekor v2 log (a new log at its own URL, the old one frozen), the CT log. A
-# certificate the retired CA issues after its window ends is refused.
+# TSA key (under a load of timestamp requests, likewise), the Rekor v2 log (a new log at its own
+# URL, the old one frozen), the CT log, the Rekor v1 log's shard (a new tree with a new key, the
+# old tree frozen, both served as one log; under a load of uploads, every 201 found and verified
+# afterwards). A certificate the retired CA issues after its window ends is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -63,7 +65,7 @@ echo "artifact for the lifecycle $(date +%s%N)" >artifact.txt
 EXTRAS="fulcio-retired ctlog-2"
 cleanup() {
   local rc=$? x
-  touch "$L/stop-load" 2>/dev/null || true
+  touch "$L/stop-load" "$L/stop-rk-load" 2>/dev/null || true
   for x in $EXTRAS; do
     [ -f "$RUN/$x.pid" ] && kill "$(cat "$RUN/$x.pid")" 2>/dev/null || true
     rm -f "$RUN/$x.pid"
@@ -440,12 +442,89 @@ sign_new "after the CT log rotation"
 expect_ok "the new certificate's SCT is the new CT log's" test "$(inspect sct)" = "$(spki_id "$C/ctlog-2.pub.pem")"
 expect_ok "ceremony --retire ctlog" ceremony --retire ctlog
 expect_ok "publish" publish
-expect_ok "trusted_root.json: two CT logs (the old ended), two v2 logs (the old ended), Rekor v1" python3 -c '
+echo "==> Rekor v1: a new shard (a new tree, a new key), uploads running through the rotation"
+RK_TREE_ID=4713958286125066221
+rm -f stop-rk-load
+python3 "$repo/tests/rekor-shard/load.py" "$REKOR_URL" "$L/rk-load" stop-rk-load >rk-load.json 2>rk-load.log &
+RKLOAD=$!
+sleep 2
+files_before=$(ls "$C" | wc -l)
+expect_fail "a shard rotation that reuses the Rekor key's label is refused" ceremony --rotate rekor --label rekor
+expect_fail "a shard takes no --url (it is served at the log's)" ceremony --rotate rekor --url "$REKOR_URL/2"
+expect_ok "and neither writes anything" test "$(ls "$C" | wc -l)" = "$files_before"
+expect_ok "ceremony --rotate rekor (a new key in the Rekor token)" ceremony --rotate rekor
+files_before=$(ls "$C" | wc -l)
+expect_fail "the new key's label, asked for again, is refused" ceremony --rotate rekor --label rekor-2
+expect_ok "and writes nothing" test "$(ls "$C" | wc -l)" = "$files_before"
+expect_ok "publish (both Rekor v1 keys, the old one's window open)" publish
+expect_ok "trusted_root.json: two Rekor v1 keys at the one URL, their own log IDs" python3 -c '
+import json, sys
+t = [l for l in json.load(open(sys.argv[1]))["tlogs"] if l["baseUrl"] == sys.argv[2]]
+assert len(t) == 2 and len({l["logId"]["keyId"] for l in t}) == 2, t
+assert "end" not in t[0]["publicKey"]["validFor"], t' "$STATE/trusted_root.json" "$REKOR_URL"
+# The tlog: the old tree frozen (an upload in flight is either committed before, and answered
+# 201, or refused), the new tree signed with the new key. Rekor: the new tree active, the old one
+# an inactive shard (it refuses to start while that tree is not frozen, so the tlog goes first).
+sed -i '/^name = "rekor"$/a frozen = true' "$CFG/tlog.toml"
+cat >>"$CFG/tlog.toml" <<EOF
+[[tlog.trees]]
+name = "rekor-2"
+origin = "127.0.0.1:$REKOR_PORT - $RK_TREE_ID"
+note_name = "127.0.0.1:$REKOR_PORT"
+key = "pkcs11:token=sigvault-rekor;object=rekor-2"
+pin = { file = "$STATE/secrets/rekor.pin" }
+EOF
+sed -i -e 's|^key = "pkcs11:token=sigvault-rekor;object=rekor"$|key = "pkcs11:token=sigvault-rekor;object=rekor-2"|' \
+  -e "s|^public_key_file = .*|public_key_file = \"$C/rekor-2.pub.pem\"|" -e "s|^tree_id = 1$|tree_id = $RK_TREE_ID|" \
+  -e 's|^tree = "rekor"$|tree = "rekor-2"|' "$CFG/rekor.toml"
+cat >>"$CFG/rekor.toml" <<EOF
+[[rekor.inactive_shards]]
+tree = "rekor"
+tree_id = 1
+key = "pkcs11:token=sigvault-rekor;object=rekor"
+public_key_file = "$C/rekor.pub.pem"
+EOF
+expect_ok "check-config: rekor.toml with the shard" "$SV" check-config "$CFG/rekor.toml"
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$(free_port)\"|" "$CFG/rekor.toml" >"$L/rekor-early.toml"
+expect_ok "rekor on the new shard refuses to start while the old tree is not frozen (the tlog goes first)" bash -c '
+! out=$(timeout 30 "$0" rekor serve --config "$1" 2>&1) && grep -q "is not frozen in the tlog" <<<"$out"' "$SV" "$L/rekor-early.toml"
+expect_ok "the tlog restarted: the old Rekor tree frozen, the new one listed" restart tlog "unix:$RUN/tlog.sock"
+expect_ok "rekor restarted on the new shard, the old one inactive" restart rekor "http://127.0.0.1:$REKOR_PORT/readyz"
+sleep 3
+touch stop-rk-load
+wait "$RKLOAD" || true
+echo "     load: $(cat rk-load.json)"
+expect_ok "the load: uploads logged through the rotation, every 201 recorded" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])); print(r)
+assert r["created"] > 10 and r["statuses"].get("201") == r["created"], r' rk-load.json
+expect_ok "the load: every 201 is found by entry ID, UUID, log index and search, and verifies" \
+  python3 "$repo/tests/rekor-shard/check.py" "$REKOR_URL" "$L/rk-load" "$C/rekor.pub.pem" "$C/rekor-2.pub.pem" 1 "$RK_TREE_ID"
+expect_ok "GET /api/v1/log/publicKey?treeID=1 is the old shard's key" bash -c \
+  'curl -fsS "$0/api/v1/log/publicKey?treeID=1" | cmp - "$1/rekor.pub.pem"' "$REKOR_URL" "$C"
+expect_ok "GET /api/v1/log/publicKey is the new shard's key" bash -c \
+  'curl -fsS "$0/api/v1/log/publicKey" | cmp - "$1/rekor-2.pub.pem"' "$REKOR_URL" "$C"
+expect_ok "ceremony --retire rekor (the old shard's window ends now)" ceremony --retire rekor
+expect_ok "publish" publish
+sign_new "after the Rekor v1 shard rotation"
+$ID_TOKEN_CMD >token
+expect_ok "after the Rekor v1 shard rotation: python signs with Rekor v1" \
+  env XDG_DATA_HOME="$L/tuf-py/data" XDG_CACHE_HOME="$L/tuf-py/cache" "$PY" --trust-config "$STATE/v1only/trust-config.json" \
+  sign --identity-token "$(cat token)" --oidc-disable-ambient-providers --bundle "held-$phase-py1.sigstore.json" artifact.txt
+for b in "held-$phase-js.sigstore.json" "held-$phase-py1.sigstore.json"; do
+  expect_ok "$b is an entry of the new shard" test "$(python3 -c '
+import json, sys
+print(json.load(open(sys.argv[1]))["verificationMaterial"]["tlogEntries"][0]["logId"]["keyId"])' "$b")" = \
+    "$(spki_id "$C/rekor-2.pub.pem")"
+done
+verify_held "after the Rekor v1 shard rotation"
+
+expect_ok "trusted_root.json: two CT logs (the old ended), two Rekor v1 shards and two v2 logs (the old ones ended)" python3 -c '
 import json, sys
 t = json.load(open(sys.argv[1]))
 assert [("end" in c["publicKey"]["validFor"]) for c in t["ctlogs"]] == [True, False], t["ctlogs"]
-assert [("end" in c["publicKey"]["validFor"]) for c in t["tlogs"]] == [False, True, False], t["tlogs"]
-assert len({c["logId"]["keyId"] for c in t["tlogs"] + t["ctlogs"]}) == 5' "$STATE/trusted_root.json"
+assert [("end" in c["publicKey"]["validFor"]) for c in t["tlogs"]] == [True, False, True, False], t["tlogs"]
+assert len({c["logId"]["keyId"] for c in t["tlogs"] + t["ctlogs"]}) == 6' "$STATE/trusted_root.json"
 verify_held "after every rotation"
 expect_ok "tlog verify: every tree (the new and the frozen ones) whole" "$SV" tlog verify --config "$CFG/tlog.toml"
 

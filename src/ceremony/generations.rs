@@ -15,17 +15,26 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The roles whose keys rotate (the root does not: a new root is a new installation, delivered
-/// to clients by a TUF root rotation; Rekor v1 shards are not built yet).
+/// to clients by a TUF root rotation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     IssuingCa,
     Ctlog,
+    /// Rekor v1: each generation is a shard (a new tree with a new key) of the one log, served
+    /// at the same URL, so unlike the other logs it records no URL of its own.
+    Rekor,
     RekorV2,
     Tsa,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::IssuingCa, Role::Ctlog, Role::RekorV2, Role::Tsa];
+    pub const ALL: [Role; 5] = [
+        Role::IssuingCa,
+        Role::Ctlog,
+        Role::Rekor,
+        Role::RekorV2,
+        Role::Tsa,
+    ];
 
     pub fn parse(s: &str) -> Option<Role> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
@@ -35,6 +44,7 @@ impl Role {
         match self {
             Role::IssuingCa => "issuing-ca",
             Role::Ctlog => "ctlog",
+            Role::Rekor => "rekor",
             Role::RekorV2 => "rekor-v2",
             Role::Tsa => "tsa",
         }
@@ -45,7 +55,8 @@ impl Role {
         matches!(self, Role::IssuingCa | Role::Tsa)
     }
 
-    /// Whether each generation is a log of its own, served at its own URL.
+    /// Whether each generation is a log of its own, served at its own URL (a Rekor v1 shard is
+    /// not: it is served as part of the one log, at its URL).
     pub fn is_log(self) -> bool {
         matches!(self, Role::Ctlog | Role::RekorV2)
     }
@@ -245,6 +256,9 @@ mod tests {
         assert_eq!(Role::IssuingCa.file(2), "issuing-ca-2.pem");
         assert_eq!(Role::Ctlog.file(3), "ctlog-3.pub.pem");
         assert_eq!(Role::RekorV2.file(1), "rekor-v2.pub.pem");
+        assert_eq!(Role::Rekor.file(1), "rekor.pub.pem");
+        assert_eq!(Role::Rekor.file(2), "rekor-2.pub.pem");
+        assert_eq!(Role::parse("rekor"), Some(Role::Rekor));
         assert_eq!(Role::Tsa.rotation_record(2), "rotate-tsa-2.json");
         assert_eq!(Role::parse("rekor-v2"), Some(Role::RekorV2));
         assert_eq!(Role::parse("root"), None);

@@ -79,6 +79,7 @@ fn role_key(cfg: &CeremonyConfig, role: Role) -> Result<KeyConfig, CeremonyError
     Ok(match role {
         Role::IssuingCa => c.issuing_ca.key_config(),
         Role::Ctlog => c.ctlog.clone(),
+        Role::Rekor => c.rekor.clone(),
         Role::RekorV2 => c.rekor_v2.clone().ok_or_else(|| missing("rekor_v2"))?,
         Role::Tsa => c
             .tsa
@@ -179,7 +180,7 @@ pub fn rotate(
         }
         (Some(_), false) => {
             return Err(other(format!(
-                "--url is for the logs (ctlog, rekor-v2); {} keeps its URL",
+                "--url is for the logs (ctlog, rekor-v2); {} keeps its URL (a Rekor v1 shard is served at the log's URL)",
                 role.as_str()
             )));
         }
@@ -366,7 +367,9 @@ fn new_certificate(
             }
             tsa_certificate(&tsa, signer, root, root_signer, steps)?
         }
-        Role::Ctlog | Role::RekorV2 => return Err(other("a log key has no certificate")),
+        Role::Ctlog | Role::Rekor | Role::RekorV2 => {
+            return Err(other("a log key has no certificate"));
+        }
     };
     if cert.tbs_certificate.validity.not_after.to_unix_duration() > root_end {
         return Err(other(
@@ -396,6 +399,9 @@ fn rotation_advice(role: Role, key: &Pkcs11Uri, file: &str, url: Option<&str>) -
         ),
         Role::Ctlog => format!(
             "serve the new log at {url}: a new tree in tlog.toml, a ctlog config with key = \"{key}\", public_key_file = {file} and that tree; then in fulcio.toml set ct_log_url = \"{url}\" and ct_log_public_key = {file} and `systemctl reload sigvault-fulcio`"
+        ),
+        Role::Rekor => format!(
+            "start the new shard: in tlog.toml add a tree (origin \"<rekor host> - <new tree_id>\", the same note_name) with key = \"{key}\" and mark the current Rekor tree frozen = true, restart the tlog; in rekor.toml move the current tree, tree_id, key and public_key_file into a [[rekor.inactive_shards]] entry and set key = \"{key}\", public_key_file = {file}, the new tree and tree_id; restart sigvault-rekor"
         ),
         Role::RekorV2 => format!(
             "serve the new log at {url}: a new tree in tlog.toml (origin and note name: the URL without its scheme) signed with key = \"{key}\", and a [[rekor_v2.logs]] entry with public_key_file = {file}; mark the old tree frozen = true once the signing config names the new log"

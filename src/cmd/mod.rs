@@ -43,7 +43,8 @@ pub enum Command {
         add: Option<String>,
         /// Make the next generation of a role beside the current one (README, "Rotating keys
         /// and logs"): `issuing-ca` or `tsa` (a new key, its certificate signed by the root
-        /// token), `ctlog` or `rekor-v2` (a new log key; give the new log's --url). Writes the
+        /// token), `ctlog` or `rekor-v2` (a new log key; give the new log's --url), `rekor` (a
+        /// new Rekor v1 shard's key, served at the same URL). Writes the
         /// new file (e.g. issuing-ca-2.pem) and rotate-<role>-<n>.json; overwrites nothing.
         #[arg(long, value_name = "ROLE", conflicts_with = "retire")]
         rotate: Option<String>,
@@ -553,7 +554,6 @@ fn rotating_role(role: &str) -> Result<crate::ceremony::generations::Role, Strin
         let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
         let why = match role {
             "root" => " (a new root is a new trust anchor: rotate it through the TUF root, `sigvault tuf rotate-root`, and a new ceremony)",
-            "rekor" => " (Rekor v1 shards are not built yet; Rekor v2 logs rotate with `--rotate rekor-v2`)",
             _ => "",
         };
         format!("the roles that rotate are {}; not '{role}'{why}", names.join(", "))

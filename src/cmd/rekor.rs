@@ -9,6 +9,7 @@ use crate::config::{self, RekorConfig};
 use crate::hsm::Module;
 use crate::rekor::Rekor;
 use crate::rekor::index::IndexerHandle;
+use crate::rekor::shard::{Shard, frozen_size};
 use crate::signer::{SignatureAlgorithm, Signer};
 use crate::store::rekor::IndexStore;
 use crate::tlog::api::{TlogClient, TlogClientError};
@@ -45,19 +46,40 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let token = module.login(&r.key, &pin)?;
     drop(pin);
     let signer = token.signer(&r.key)?;
-    let hsm_signers = vec![signer.clone()];
     if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
         anyhow::bail!("the Rekor key must be ECDSA P-256 (Sigstore clients verify SETs with it)");
     }
     if let Some(p) = &r.public_key_file {
         super::ctlog::check_public_key(&signer, p)?;
     }
+    // The earlier shards' keys, in the same token: each still signs its entries' SETs.
+    let mut earlier = Vec::new();
+    for s in &r.inactive_shards {
+        let k = token
+            .signer(&s.key)
+            .with_context(|| format!("[[rekor.inactive_shards]] tree '{}' key", s.tree))?;
+        if k.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
+            anyhow::bail!("the key of shard '{}' must be ECDSA P-256", s.tree);
+        }
+        if let Some(p) = &s.public_key_file {
+            super::ctlog::check_public_key(&k, p)?;
+        }
+        earlier.push((s, k));
+    }
+    let mut hsm_signers = vec![signer.clone()];
+    hsm_signers.extend(earlier.iter().map(|(_, k)| k.clone()));
     let store = connect(&cfg).await?;
     super::warn_about_database(store.server_advice().await);
     if r.migrate_on_start {
         store.migrate().await?;
     }
     let tlog = tlog_client(&cfg)?;
+    // The earlier shards' sizes first, before the new tree is made: started before the tlog has
+    // frozen the old tree, the service stops here, having created nothing.
+    let mut sizes = Vec::new();
+    for (s, _) in &earlier {
+        sizes.push(frozen_size(&tlog, &s.tree).await?);
+    }
     if r.create_tree {
         match tlog.create_tree(&r.tree).await {
             Ok(_) => tracing::info!(tree = %r.tree, "created Rekor's tree"),
@@ -65,14 +87,36 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("cannot create or find Rekor's tree in the tlog"),
         }
     }
-    let indexer = IndexerHandle::spawn(store, tlog.clone(), r.tree.clone(), r.tree_id);
-    let rekor = Arc::new(Rekor::new(
+    let mut shards = Vec::new();
+    let mut offset = 0;
+    for ((s, k), size) in earlier.into_iter().zip(sizes) {
+        let indexer = IndexerHandle::spawn(
+            store.clone(),
+            tlog.clone(),
+            s.tree.clone(),
+            s.tree_id,
+            offset,
+        );
+        shards.push(Shard::new(
+            Arc::new(k),
+            s.tree.clone(),
+            s.tree_id,
+            offset,
+            Some(size),
+            Some(indexer),
+        )?);
+        offset += size;
+    }
+    let indexer = IndexerHandle::spawn(store, tlog.clone(), r.tree.clone(), r.tree_id, offset);
+    shards.push(Shard::new(
         Arc::new(signer),
-        tlog,
         r.tree.clone(),
         r.tree_id,
+        offset,
+        None,
         Some(indexer),
     )?);
+    let rekor = Arc::new(Rekor::sharded(tlog, shards)?);
     let host = rekor
         .check_tree()
         .await
@@ -80,8 +124,10 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     tracing::info!(
         log_id = %rekor.log_id_hex(),
         tree_id = r.tree_id,
+        shards = rekor.shards().len(),
+        first_index = offset,
         checkpoint_name = %host,
-        "Rekor key loaded and the tlog tree checked"
+        "Rekor keys loaded and the tlog trees checked"
     );
     let state = crate::rekor::server::AppState {
         rekor,

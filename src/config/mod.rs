@@ -660,6 +660,27 @@ pub struct RekorSection {
     /// Largest request body, bytes.
     #[serde(default = "default_rekor_body")]
     pub max_body_bytes: usize,
+    /// The earlier shards of this log, oldest first: frozen tlog trees, each with the key that
+    /// signed it (README, "Rotating keys and logs"). The API serves them and the active tree as
+    /// one log; new entries go to the active tree (`tree`, `tree_id`, `key` above).
+    #[serde(default)]
+    pub inactive_shards: Vec<RekorShard>,
+}
+
+/// `[[rekor.inactive_shards]]`: a frozen shard of the Rekor v1 log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekorShard {
+    /// Its tlog tree, which the tlog must list with `frozen = true`.
+    pub tree: String,
+    /// Its tree ID (its checkpoints' origin `<host> - <tree_id>`, its entry IDs' prefix).
+    pub tree_id: u64,
+    /// Its key, in the same token as `[rekor] key` (opened with the same PIN): it still signs
+    /// the entry timestamps of the shard's entries as they are read.
+    pub key: Pkcs11Uri,
+    /// The published public key it must match (the ceremony's rekor.pub.pem or rekor-<n>.pub.pem).
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
 }
 
 fn default_rekor_listen() -> crate::http::ListenAddr {
@@ -696,6 +717,34 @@ impl RekorConfig {
         }
         if r.tree_id == 0 || r.tree_id > i64::MAX as u64 {
             return Err("[rekor] tree_id must be between 1 and 2^63-1".into());
+        }
+        let mut trees = vec![(r.tree.as_str(), r.tree_id)];
+        for s in &r.inactive_shards {
+            if !crate::tlog::valid_tree_name(&s.tree) {
+                return Err(format!(
+                    "[[rekor.inactive_shards]] tree {:?}: 1-64 characters of a-z, 0-9 and '-'",
+                    s.tree
+                ));
+            }
+            if s.tree_id == 0 || s.tree_id > i64::MAX as u64 {
+                return Err(
+                    "[[rekor.inactive_shards]] tree_id must be between 1 and 2^63-1".into(),
+                );
+            }
+            if trees.iter().any(|(t, id)| *t == s.tree || *id == s.tree_id) {
+                return Err(format!(
+                    "[[rekor.inactive_shards]] tree {:?} (tree_id {}): every shard needs its own tree and tree_id",
+                    s.tree, s.tree_id
+                ));
+            }
+            // One login opens every shard key; a key in another token would need its own PIN.
+            if s.key.token != r.key.token {
+                return Err(format!(
+                    "[[rekor.inactive_shards]] key {}: must be in the token of [rekor] key ({})",
+                    s.key, r.key.token
+                ));
+            }
+            trees.push((s.tree.as_str(), s.tree_id));
         }
         if r.max_body_bytes < 1024 {
             return Err("[rekor] max_body_bytes must be at least 1024".into());

@@ -5,6 +5,10 @@
 //! after an append and before its index rows leaves the mark behind that entry, and the next
 //! pass (at start or on the next upload) indexes it. Searches first wait until the index has
 //! caught up with the log head they observed, so a client finds what it has just uploaded.
+//!
+//! Each shard has its own follower (its mark is kept per tree ID, in the shard's own indexes);
+//! the rows carry global log indexes (the shard's offset added), so one lookup covers every
+//! shard and each row's shard is told by its index.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,13 +31,19 @@ pub struct IndexerHandle {
     notify: Arc<Notify>,
     indexed: watch::Receiver<u64>,
     store: IndexStore,
-    tree_id: u64,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl IndexerHandle {
-    /// Start following `tree` of `tlog` into `store`.
-    pub fn spawn(store: IndexStore, tlog: TlogClient, tree: String, tree_id: u64) -> Self {
+    /// Start following `tree` of `tlog` (the shard with tree ID `tree_id`, whose index 0 is
+    /// global index `offset`) into `store`.
+    pub fn spawn(
+        store: IndexStore,
+        tlog: TlogClient,
+        tree: String,
+        tree_id: u64,
+        offset: u64,
+    ) -> Self {
         let notify = Arc::new(Notify::new());
         let (tx, rx) = watch::channel(0u64);
         let n = notify.clone();
@@ -41,7 +51,7 @@ impl IndexerHandle {
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
-                match pass(&s, &tlog, &tree, tree_id, &tx).await {
+                match pass(&s, &tlog, &tree, tree_id, offset, &tx).await {
                     Ok(()) => {
                         if failures > 0 {
                             tracing::info!("search index is following the log again");
@@ -66,7 +76,6 @@ impl IndexerHandle {
             notify,
             indexed: rx,
             store,
-            tree_id,
             task: Arc::new(task),
         }
     }
@@ -98,10 +107,6 @@ impl IndexerHandle {
         &self.store
     }
 
-    pub fn tree_id(&self) -> u64 {
-        self.tree_id
-    }
-
     /// Stop the follower (tests, shutdown).
     pub fn abort(&self) {
         self.task.abort();
@@ -114,6 +119,7 @@ async fn pass(
     tlog: &TlogClient,
     tree: &str,
     tree_id: u64,
+    offset: u64,
     progress: &watch::Sender<u64>,
 ) -> Result<(), String> {
     let mut next = store.next_index(tree_id).await.map_err(|e| e.to_string())?;
@@ -143,7 +149,7 @@ async fn pass(
                 return Err(format!("entry {} is not base64", e.index));
             };
             batch.push(IndexedEntry {
-                log_index: e.index,
+                log_index: offset + e.index,
                 uuid: crate::merkle::leaf_hash(&data),
                 keys: extra.index_keys,
             });
@@ -171,18 +177,23 @@ pub struct Query {
     pub and: bool,
 }
 
-/// Run a query; returns entry IDs.
+/// Run a query over every shard, once each follower has indexed its shard up to the size given
+/// with it; returns (global log index, UUID) pairs, oldest first.
 pub async fn search(
-    ix: &IndexerHandle,
-    head_size: u64,
+    followers: &[(&IndexerHandle, u64)],
     q: &Query,
-) -> Result<Vec<String>, RekorError> {
-    ix.wait_for(head_size, Duration::from_secs(5)).await?;
+) -> Result<Vec<(u64, [u8; 32])>, RekorError> {
+    let Some((first, _)) = followers.first() else {
+        return Ok(Vec::new());
+    };
+    for (ix, size) in followers {
+        ix.wait_for(*size, Duration::from_secs(5)).await?;
+    }
     let mut result: Option<BTreeSet<(u64, [u8; 32])>> = None;
     for keys in &q.criteria {
         let mut set = BTreeSet::new();
         for k in keys {
-            let rows = ix
+            let rows = first
                 .store()
                 .lookup(k, MAX_RESULTS)
                 .await
@@ -199,6 +210,5 @@ pub async fn search(
         .unwrap_or_default()
         .into_iter()
         .take(MAX_RESULTS as usize)
-        .map(|(_, uuid)| super::entry_id(ix.tree_id(), &uuid))
         .collect())
 }

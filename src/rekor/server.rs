@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::kinds::Verifier;
+use super::shard::Shard;
 use super::{LogEntry, Rekor, RekorError, index};
 
 /// Most lookups in one `entries/retrieve` request (upstream's limit).
@@ -191,10 +192,7 @@ async fn by_id(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (tree, uuid) = super::parse_entry_id(&id)?;
-    if tree.is_some_and(|t| t != st.rekor.tree_id()) {
-        return Err(ApiError(RekorError::NotFound));
-    }
-    let e = st.rekor.entry_by_uuid(&uuid).await?;
+    let e = st.rekor.entry_by_uuid(tree, &uuid).await?;
     Ok(Json(entry_map([e])))
 }
 
@@ -231,18 +229,15 @@ async fn retrieve(
         let s = u
             .as_str()
             .ok_or_else(|| bad("entryUUIDs must be strings"))?;
-        let (tree, uuid) = super::parse_entry_id(s)?;
-        if tree.is_none_or(|t| t == st.rekor.tree_id()) {
-            hashes.push(uuid);
-        }
+        hashes.push(super::parse_entry_id(s)?);
     }
     for e in &entries {
         let c = super::kinds::canonicalize(e)
             .map_err(|e| bad(format!("canonicalizing entry: {}", e.0)))?;
-        hashes.push(crate::merkle::leaf_hash(&c.body));
+        hashes.push((None, crate::merkle::leaf_hash(&c.body)));
     }
-    for h in &hashes {
-        match st.rekor.entry_by_uuid(h).await {
+    for (tree, h) in &hashes {
+        match st.rekor.entry_by_uuid(*tree, h).await {
             Ok(e) => found.push(e),
             Err(RekorError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -294,11 +289,11 @@ async fn search_index(
     State(st): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(ix) = st.rekor.indexer() else {
+    if st.rekor.indexer().is_none() {
         return Err(ApiError(RekorError::Internal(
             "Search Index API not enabled in this Rekor instance".into(),
         )));
-    };
+    }
     let v = json_value(&body)?;
     let obj = v
         .as_object()
@@ -368,13 +363,7 @@ async fn search_index(
             "give at least one of hash, publicKey, email or subject to search for",
         ));
     }
-    let head = st
-        .rekor
-        .tlog()
-        .head(st.rekor.tree())
-        .await
-        .map_err(RekorError::from)?;
-    let ids = index::search(ix, head.tree_size, &q).await?;
+    let ids = st.rekor.search(&q).await?;
     Ok(Json(Value::Array(
         ids.into_iter().map(Value::String).collect(),
     )))
@@ -394,19 +383,26 @@ struct ProofQuery {
     tree_id: Option<String>,
 }
 
-fn check_tree_param(st: &AppState, t: Option<&str>) -> Result<(), ApiError> {
-    match t {
-        None | Some("") => Ok(()),
-        Some(t) if t == st.rekor.tree_id().to_string() => Ok(()),
-        Some(t) => Err(bad(format!("unknown treeID {t:?}"))),
-    }
+/// The shard a `treeID` parameter names (decimal, as `GET /api/v1/log` gives it); the active
+/// one without it.
+fn shard_param<'a>(st: &'a AppState, t: Option<&str>) -> Result<&'a Shard, ApiError> {
+    let id = match t {
+        None | Some("") => None,
+        Some(t) => Some(
+            t.parse::<u64>()
+                .map_err(|_| bad(format!("unknown treeID {t:?}")))?,
+        ),
+    };
+    st.rekor
+        .shard(id)
+        .ok_or_else(|| bad(format!("unknown treeID {:?}", t.unwrap_or_default())))
 }
 
 async fn proof(
     State(st): State<AppState>,
     Query(q): Query<ProofQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_tree_param(&st, q.tree_id.as_deref())?;
+    let shard = shard_param(&st, q.tree_id.as_deref())?;
     let num = |v: Option<String>, name: &str, default: Option<u64>| -> Result<u64, ApiError> {
         match v {
             None => default.ok_or_else(|| bad(format!("{name} is required"))),
@@ -420,7 +416,7 @@ async fn proof(
     if first == 0 || last == 0 {
         return Err(bad("firstSize and lastSize must be at least 1"));
     }
-    Ok(Json(st.rekor.consistency(first, last).await?))
+    Ok(Json(st.rekor.consistency(shard, first, last).await?))
 }
 
 #[derive(Deserialize)]
@@ -433,10 +429,10 @@ async fn public_key(
     State(st): State<AppState>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Response, ApiError> {
-    check_tree_param(&st, q.tree_id.as_deref())?;
+    let shard = shard_param(&st, q.tree_id.as_deref())?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
-        st.rekor.public_pem().to_owned(),
+        shard.public_pem().to_owned(),
     )
         .into_response())
 }

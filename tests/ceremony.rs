@@ -9,18 +9,7 @@ use std::process::Command;
 
 use sha2::Digest;
 
-fn ceremony_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/ceremony.sh")
-}
-
-fn run_ceremony(state: &Path, prefix: &str) -> (bool, String, String) {
-    common::run(
-        Command::new(ceremony_script())
-            .arg(state)
-            .env("SIGVAULT", common::sigvault_bin())
-            .env("SIGVAULT_TOKEN_PREFIX", prefix),
-    )
-}
+use common::dev_ceremony as run_ceremony;
 
 fn openssl(args: &[&str], dir: &Path) -> (bool, String, String) {
     common::run(Command::new("openssl").args(args).current_dir(dir))

@@ -109,6 +109,17 @@ pub fn sigvault_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sigvault"))
 }
 
+/// `softhsm/ceremony.sh STATE` (the development ceremony) with this build's binary, its tokens
+/// in the run's private token dir labelled `<prefix><role>`.
+pub fn dev_ceremony(state: &Path, prefix: &str) -> (bool, String, String) {
+    run(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/ceremony.sh"))
+            .arg(state)
+            .env("SIGVAULT", sigvault_bin())
+            .env("SIGVAULT_TOKEN_PREFIX", prefix),
+    )
+}
+
 /// Run a command, returning (success, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("spawn");

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod reader;
 pub mod sequencer;
 pub mod server;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::merkle::{self, Hash};
 use crate::signer::Signer;
-use crate::store::{NewEntry, NewHead, Store, StoreError, TileWrite};
+use crate::store::Store;
 pub use sequencer::{Appended, SequencerOptions};
+pub use storage::LogStorage;
+use storage::{NewEntry, NewHead, StoreError, TileWrite};
 
 /// Largest extra data stored with an entry (a CT chain), bytes.
 pub const MAX_EXTRA_SIZE: usize = 1 << 20;
@@ -230,9 +233,10 @@ impl Tree {
     }
 }
 
-/// The log service: its trees, its store, its sequencers.
-pub struct LogService {
-    store: Store,
+/// The log service: its trees, its store, its sequencers; on MariaDB ([`Store`]) unless the
+/// tests give it another [`LogStorage`].
+pub struct LogService<S: LogStorage = Store> {
+    store: S,
     trees: HashMap<String, Arc<Tree>>,
     opts: ServiceOptions,
     shutdown: watch::Sender<bool>,
@@ -251,11 +255,11 @@ pub fn valid_tree_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-impl LogService {
+impl<S: LogStorage> LogService<S> {
     /// Set up the service for `trees`; checks existing trees against their configured keys and
     /// origins (refusing to start on a mismatch) and starts one sequencer per tree.
     pub async fn start(
-        store: Store,
+        store: S,
         trees: Vec<TreeSpec>,
         opts: ServiceOptions,
     ) -> Result<Arc<Self>, TlogError> {
@@ -401,7 +405,7 @@ impl LogService {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -658,7 +662,7 @@ impl LogService {
         start: u64,
         end: u64,
         limit: u64,
-    ) -> Result<Vec<crate::store::StoredEntry>, TlogError> {
+    ) -> Result<Vec<storage::StoredEntry>, TlogError> {
         let (_, id) = self.created(name)?;
         let head = self.head(name).await?;
         if start >= end {
@@ -702,7 +706,7 @@ impl LogService {
     }
 }
 
-fn check_row(spec: &TreeSpec, row: &crate::store::TreeRow) -> Result<(), TlogError> {
+fn check_row(spec: &TreeSpec, row: &storage::TreeRow) -> Result<(), TlogError> {
     if row.key_spki != spec.signer.public_key_der() {
         return Err(TlogError::Corrupt(format!(
             "tree '{}' was created with a different checkpoint key than the configured one; refusing to sign for it",

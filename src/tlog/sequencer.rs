@@ -18,10 +18,10 @@ use crate::merkle::{self, CompactRange, Hash};
 use crate::metrics::Histogram;
 use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
-use crate::store::{NewEntry, NewHead, Store, TileWrite, TreeRow};
 
 use super::guard::Witness;
 use super::reader::{self, TileCache};
+use super::storage::{LogStorage, NewEntry, NewHead, TileWrite, TreeRow};
 use super::{Head, TlogError};
 
 /// Tuning of one tree's sequencer.
@@ -182,8 +182,8 @@ impl Edge {
     }
 
     /// Rebuild the edge of a tree of `size` from its stored tiles, and check it against `root`.
-    async fn load(
-        store: &Store,
+    async fn load<S: LogStorage>(
+        store: &S,
         cache: &TileCache,
         tree: u64,
         size: u64,
@@ -267,8 +267,8 @@ pub(super) fn sign_head(id: &TreeIdentity, size: u64, root: Hash) -> Result<Head
 }
 
 /// Everything one tree's sequencer task works with.
-pub(super) struct Runner {
-    pub store: Store,
+pub(super) struct Runner<S: LogStorage> {
+    pub store: S,
     pub cache: Arc<TileCache>,
     pub id: Arc<TreeIdentity>,
     /// This instance's lease holder name.
@@ -322,8 +322,8 @@ enum Collected {
 /// identities, which the database may not show yet), integrated into the in-memory edge and
 /// signed; it is committed only once N has committed. If N fails, the edge is reloaded from the
 /// database and N+1's appends (integrated on top of N) are integrated again.
-pub(super) async fn run(
-    r: Runner,
+pub(super) async fn run<S: LogStorage>(
+    r: Runner<S>,
     mut rx: mpsc::Receiver<AppendReq>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -547,8 +547,8 @@ fn refuse(refused: &watch::Sender<Option<String>>, tree: &str, why: String) {
 /// The rollback guard's verdict on the tree as the database holds it (`row`): the size of this
 /// instance's record if the database extends it, `None` if there is no record, `Err` with the
 /// reason to refuse the tree otherwise.
-async fn guard_verdict(
-    store: &Store,
+async fn guard_verdict<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: &Witness,
@@ -570,8 +570,8 @@ async fn guard_verdict(
 /// extend what this instance has recorded, and its newer heads are recorded as they appear. So
 /// a standby that takes over after the database was put back from an older backup refuses,
 /// even if it never sequenced before, and says so (on /readyz) while still standing by.
-async fn observe(
-    store: &Store,
+async fn observe<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: &Arc<Witness>,
@@ -594,8 +594,8 @@ async fn observe(
 
 /// Load the tree's right edge from the database, after checking the database against what this
 /// instance has committed before (the rollback guard).
-async fn load_state(
-    store: &Store,
+async fn load_state<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: Option<&Witness>,
@@ -647,8 +647,8 @@ impl Prepared {
 /// Integrate one batch into the edge: dedup (against the database, the batch in flight and the
 /// batch itself), extend the edge, sign the new head. On error the batch is handed back and the
 /// edge may be half-extended.
-async fn prepare(
-    store: &Store,
+async fn prepare<S: LogStorage>(
+    store: &S,
     id: &TreeIdentity,
     edge: &mut Edge,
     batch: Vec<AppendReq>,
@@ -720,8 +720,8 @@ async fn prepare(
 
 /// Commit a prepared batch (the one before it has committed), publish the new state to readers
 /// and answer its appends.
-async fn commit(
-    store: Store,
+async fn commit<S: LogStorage>(
+    store: S,
     cache: Arc<TileCache>,
     id: Arc<TreeIdentity>,
     holder: String,

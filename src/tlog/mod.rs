@@ -5,7 +5,11 @@
 
 pub mod api;
 pub mod audit;
+#[cfg(test)]
+mod fault_tests;
 pub mod guard;
+#[cfg(test)]
+pub mod memory_storage;
 pub mod reader;
 pub mod sequencer;
 pub mod server;

@@ -1,0 +1,514 @@
+//! Deterministic fault tests of the log engine on [`MemoryStorage`] (in the manner of
+//! sunlight's `TestSequenceErrors`): seeded steps of concurrent appends, with commits that fail
+//! before or after persisting, slow commits, transient read failures, lost leases and crashes
+//! (the engine dropped between two storage calls and a fresh one started on the same tables).
+//! After every step: every acknowledged entry is at the index it was given, with its bytes; the
+//! stored tree is the one its entries make, and only grows; every checkpoint served or stored
+//! verifies, and no two of one size differ; the inclusion and consistency proofs served verify.
+//!
+//! `SIGVAULT_FAULT_SEED` and `SIGVAULT_FAULT_STEPS` choose the seed and the number of steps
+//! (default: a short run from a fixed seed). The workload and the faults follow from the seed;
+//! the engine's own timers run on the real clock (lease renewals, batch deadlines), so a seed
+//! replays the same faults against, at most, slightly different batch boundaries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::memory_storage::{CommitFault, MemoryStorage};
+use super::*;
+use crate::merkle::MemoryTree;
+use crate::merkle::{verify_consistency, verify_inclusion};
+use crate::note::{Checkpoint, verify_note};
+use crate::signer::test_support::SoftP256;
+
+const TREE: &str = "t";
+const NOTE_NAME: &str = "faults.sigvault.test";
+const TTL: Duration = Duration::from_millis(60);
+
+/// xorshift64*: small, seeded, ours.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// True `per_mille` times in 1000.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+fn options(instance: String) -> ServiceOptions {
+    ServiceOptions {
+        sequencer: SequencerOptions {
+            max_batch: 8,
+            max_wait: Duration::from_millis(1),
+            lease_ttl: TTL,
+            queue_limit: 1024,
+        },
+        max_entry_size: 65_535,
+        instance,
+        state_dir: None,
+    }
+}
+
+/// What the test knows to be true of the log.
+struct Model {
+    key: Vec<u8>,
+    /// Acknowledged entries: index -> bytes.
+    acked: BTreeMap<u64, Vec<u8>>,
+    /// Acknowledged bytes -> index (the identity is the leaf hash).
+    index_of: HashMap<Vec<u8>, u64>,
+    /// The stored tree as seen at the last check, with its root at every size.
+    tree: MemoryTree,
+    roots: Vec<Hash>,
+    /// Checkpoint body by size, of every checkpoint seen.
+    checkpoints: HashMap<u64, String>,
+    /// The largest head served.
+    served: u64,
+    submitted: Vec<Vec<u8>>,
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    appends: u64,
+    acked: u64,
+    duplicates: u64,
+    refused: u64,
+    crashes: u64,
+    faults: u64,
+    proofs: u64,
+}
+
+impl Model {
+    fn root_at(&self, size: u64) -> Result<Hash, String> {
+        if size == 0 {
+            return Ok(crate::merkle::empty_root());
+        }
+        self.roots
+            .get(size as usize - 1)
+            .copied()
+            .ok_or_else(|| format!("no stored tree of size {size} seen yet"))
+    }
+
+    /// Verify a checkpoint and check it against the stored tree and every other one of its size.
+    fn checkpoint(&mut self, text: &str, what: &str) -> Result<Checkpoint, String> {
+        let body = verify_note(text, NOTE_NAME, &self.key)
+            .map_err(|e| format!("{what}: checkpoint does not verify: {e}"))?;
+        let cp = Checkpoint::parse_body(body).map_err(|e| format!("{what}: {e}"))?;
+        let root = self.root_at(cp.size)?;
+        if cp.root != root {
+            return Err(format!(
+                "{what}: checkpoint of size {} has root {}, the stored tree {}",
+                cp.size,
+                hex::encode(cp.root),
+                hex::encode(root)
+            ));
+        }
+        match self.checkpoints.get(&cp.size) {
+            Some(b) if b != body => {
+                return Err(format!(
+                    "{what}: two checkpoints of size {} differ:\n{b}\n{body}",
+                    cp.size
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.checkpoints.insert(cp.size, body.to_owned());
+            }
+        }
+        Ok(cp)
+    }
+
+    /// Check the stored tables against what was acknowledged and seen before.
+    fn check_storage(&mut self, storage: &MemoryStorage, tree: u64) -> Result<(), String> {
+        let (row, entries) = storage
+            .snapshot(tree)
+            .ok_or_else(|| "the tree is gone".to_string())?;
+        if entries.len() as u64 != row.size {
+            return Err(format!(
+                "the tree row says size {} but {} entries are stored",
+                row.size,
+                entries.len()
+            ));
+        }
+        let seen = self.tree.size() as usize;
+        if entries.len() < seen {
+            return Err(format!(
+                "the stored tree shrank from {seen} to {}",
+                entries.len()
+            ));
+        }
+        for (i, (l, (data, stored))) in self.tree.leaves().iter().zip(&entries).enumerate() {
+            if l != stored || crate::merkle::leaf_hash(data) != *stored {
+                return Err(format!("stored entry {i} changed"));
+            }
+        }
+        for (data, leaf) in &entries[seen..] {
+            if crate::merkle::leaf_hash(data) != *leaf {
+                return Err("a stored leaf hash is not its data's".into());
+            }
+            self.tree.push(*leaf);
+            self.roots.push(self.tree.root());
+        }
+        for (index, data) in &self.acked {
+            match entries.get(*index as usize) {
+                Some((d, _)) if d == data => {}
+                _ => {
+                    return Err(format!(
+                        "acknowledged entry {index} is not stored at its index"
+                    ));
+                }
+            }
+        }
+        if row.root != self.root_at(row.size)? {
+            return Err("the stored root is not the root of the stored entries".into());
+        }
+        self.checkpoint(&row.checkpoint, "stored head")?;
+        Ok(())
+    }
+}
+
+/// Errors the faults may cause: the storage failed, the instance is (no longer) active, the
+/// batch's commit failed.
+fn expected(e: &TlogError) -> bool {
+    e.is_transient() || matches!(e, TlogError::Internal(m) if m.starts_with("batch not committed"))
+}
+
+type Svc = Arc<LogService<MemoryStorage>>;
+
+async fn start(storage: &MemoryStorage, signer: &Arc<dyn crate::signer::Signer>, n: u32) -> Svc {
+    let spec = TreeSpec {
+        name: TREE.into(),
+        origin: "faults.sigvault.test/t".into(),
+        note_name: NOTE_NAME.into(),
+        signer: Arc::clone(signer),
+        frozen: false,
+    };
+    let mut spec = Some(spec);
+    for _ in 0..1000 {
+        let s = spec.take().expect("spec");
+        let keep = TreeSpec {
+            name: s.name.clone(),
+            origin: s.origin.clone(),
+            note_name: s.note_name.clone(),
+            signer: Arc::clone(&s.signer),
+            frozen: false,
+        };
+        match LogService::start(storage.clone(), vec![s], options(format!("instance-{n}"))).await {
+            Ok(svc) => return svc,
+            Err(e) if e.is_transient() => spec = Some(keep),
+            Err(e) => panic!("the service does not start: {e}"),
+        }
+    }
+    panic!("the service does not start")
+}
+
+/// Wait (up to `limit`) for the instance to be the active sequencer.
+async fn active(svc: &Svc, limit: Duration) -> bool {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        if svc.tree(TREE).is_ok_and(|t| t.is_active()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+/// Serve-side checks: the head, proofs of `fresh` and a few other acknowledged entries, a
+/// consistency proof from an earlier checkpoint.
+async fn check_served(
+    svc: &Svc,
+    m: &mut Model,
+    rng: &mut Rng,
+    fresh: &[u64],
+    stats: &mut Stats,
+) -> Result<(), String> {
+    let head = match svc.head(TREE).await {
+        Ok(h) => h,
+        Err(e) if expected(&e) => return Ok(()),
+        Err(e) => return Err(format!("head: {e}")),
+    };
+    m.checkpoint(&head.checkpoint, "served head")?;
+    if head.size < m.served && svc.tree(TREE).is_ok_and(|t| t.is_active()) {
+        return Err(format!(
+            "the served head went back from {} to {}",
+            m.served, head.size
+        ));
+    }
+    m.served = m.served.max(head.size);
+    let mut picks: Vec<u64> = fresh.to_vec();
+    let acked: Vec<u64> = m.acked.keys().copied().collect();
+    for _ in 0..3 {
+        if !acked.is_empty() {
+            picks.push(acked[rng.below(acked.len() as u64) as usize]);
+        }
+    }
+    for index in picks {
+        let Some(data) = m.acked.get(&index).cloned() else {
+            continue;
+        };
+        if index >= head.size {
+            return Err(format!(
+                "acknowledged entry {index} is beyond the served head {}",
+                head.size
+            ));
+        }
+        match svc.inclusion_proof(TREE, index, head.size).await {
+            Ok(p) => {
+                verify_inclusion(
+                    &crate::merkle::leaf_hash(&data),
+                    index,
+                    head.size,
+                    &p,
+                    &head.root,
+                )
+                .map_err(|e| format!("inclusion proof of {index} at {}: {e}", head.size))?;
+                stats.proofs += 1;
+            }
+            Err(e) if expected(&e) => {}
+            Err(e) => return Err(format!("inclusion proof of {index} at {}: {e}", head.size)),
+        }
+        match svc.entries(TREE, index, index + 1, 1).await {
+            Ok(got) if got.len() == 1 && got[0].data == data => {}
+            Ok(_) => return Err(format!("entry {index} is not served with its bytes")),
+            Err(e) if expected(&e) => {}
+            Err(e) => return Err(format!("entry {index}: {e}")),
+        }
+    }
+    let sizes: Vec<u64> = m
+        .checkpoints
+        .keys()
+        .copied()
+        .filter(|s| *s <= head.size)
+        .collect();
+    if !sizes.is_empty() {
+        let first = sizes[rng.below(sizes.len() as u64) as usize];
+        match svc.consistency_proof(TREE, first, head.size).await {
+            Ok(p) => {
+                verify_consistency(first, head.size, &p, &m.root_at(first)?, &head.root)
+                    .map_err(|e| format!("consistency proof {first} -> {}: {e}", head.size))?;
+                stats.proofs += 1;
+            }
+            Err(e) if expected(&e) => {}
+            Err(e) => return Err(format!("consistency proof {first} -> {}: {e}", head.size)),
+        }
+    }
+    Ok(())
+}
+
+async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
+    let mut rng = Rng::new(seed);
+    let signer: Arc<dyn crate::signer::Signer> = Arc::new(SoftP256::random());
+    let mut storage = MemoryStorage::new();
+    let mut m = Model {
+        key: signer.public_key_der().to_vec(),
+        acked: BTreeMap::new(),
+        index_of: HashMap::new(),
+        tree: MemoryTree::new(),
+        roots: Vec::new(),
+        checkpoints: HashMap::new(),
+        served: 0,
+        submitted: Vec::new(),
+    };
+    let mut stats = Stats::default();
+    let mut generation = 0;
+    let mut svc = start(&storage, &signer, generation).await;
+    svc.create_tree(TREE)
+        .await
+        .map_err(|e| (0, format!("create: {e}")))?;
+    let tree = svc
+        .tree(TREE)
+        .ok()
+        .and_then(|t| t.db_id())
+        .ok_or((0, "no tree id".to_string()))?;
+    let mut idle = Duration::ZERO;
+    for step in 0..steps {
+        let fail = |e: String| (step, e);
+        // A crashed engine is dropped and a fresh one started on the same tables.
+        if storage.is_dead() {
+            svc.abort();
+            drop(svc);
+            generation += 1;
+            stats.crashes += 1;
+            storage = storage.restart();
+            svc = start(&storage, &signer, generation).await;
+            // Everything acknowledged survives the crash: check all of it now.
+            m.check_storage(&storage, tree).map_err(fail)?;
+        }
+        if !active(&svc, Duration::from_millis(500)).await {
+            idle += Duration::from_millis(500);
+            if idle > Duration::from_secs(10) {
+                return Err(fail("the engine has not been active for 10 s".into()));
+            }
+        } else {
+            idle = Duration::ZERO;
+        }
+
+        // Faults for this step.
+        if rng.chance(150) {
+            stats.faults += 1;
+            storage.arm_commit(match rng.below(3) {
+                0 => CommitFault::FailBefore,
+                1 => CommitFault::FailAfter,
+                _ => {
+                    CommitFault::Slow(Duration::from_millis(rng.below(2 * TTL.as_millis() as u64)))
+                }
+            });
+        }
+        if rng.chance(40) {
+            stats.faults += 1;
+            storage.fail_call(rng.below(8));
+        }
+        if rng.chance(25) {
+            stats.faults += 1;
+            storage.steal_lease(tree, "intruder", TTL);
+        }
+        if rng.chance(15) {
+            storage.crash_after(rng.below(12));
+        }
+
+        // Concurrent appenders: new entries, and some resubmitted ones.
+        let n = 1 + rng.below(6);
+        let mut tasks = Vec::new();
+        for j in 0..n {
+            let data = if !m.submitted.is_empty() && rng.chance(200) {
+                m.submitted[rng.below(m.submitted.len() as u64) as usize].clone()
+            } else {
+                let len = 1 + rng.below(64) as usize;
+                let mut d = format!("{seed}/{step}/{j}/").into_bytes();
+                d.extend((0..len).map(|_| rng.next() as u8));
+                m.submitted.push(d.clone());
+                d
+            };
+            let delay = Duration::from_micros(rng.below(1500));
+            let svc = Arc::clone(&svc);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let r = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    svc.append(TREE, data.clone(), None),
+                )
+                .await;
+                (data, r)
+            }));
+        }
+        let mut fresh = Vec::new();
+        for t in tasks {
+            let (data, r) = t
+                .await
+                .map_err(|e| fail(format!("appender panicked: {e}")))?;
+            stats.appends += 1;
+            match r {
+                Err(_) => return Err(fail("an append did not resolve within 10 s".into())),
+                Ok(Err(e)) if expected(&e) => stats.refused += 1,
+                Ok(Err(e)) => return Err(fail(format!("append failed unexpectedly: {e}"))),
+                Ok(Ok(a)) => {
+                    stats.acked += 1;
+                    if a.duplicate {
+                        stats.duplicates += 1;
+                    }
+                    if a.leaf_hash != crate::merkle::leaf_hash(&data) {
+                        return Err(fail("an append got another entry's leaf hash".into()));
+                    }
+                    if a.index >= a.head.size {
+                        return Err(fail(format!(
+                            "entry {} acknowledged with a head of size {} that does not cover it",
+                            a.index, a.head.size
+                        )));
+                    }
+                    if let Some(i) = m.index_of.get(&data) {
+                        if *i != a.index {
+                            return Err(fail(format!(
+                                "the same entry was acknowledged at {i} and at {}",
+                                a.index
+                            )));
+                        }
+                    }
+                    m.index_of.insert(data.clone(), a.index);
+                    if let Some(d) = m.acked.insert(a.index, data.clone()) {
+                        if d != data {
+                            return Err(fail(format!(
+                                "two entries acknowledged at index {}",
+                                a.index
+                            )));
+                        }
+                    }
+                    fresh.push(a.index);
+                    m.check_storage(&storage, tree).map_err(fail)?;
+                    m.checkpoint(&a.head.checkpoint, "append's head")
+                        .map_err(fail)?;
+                }
+            }
+        }
+        m.check_storage(&storage, tree).map_err(fail)?;
+        check_served(&svc, &mut m, &mut rng, &fresh, &mut stats)
+            .await
+            .map_err(fail)?;
+    }
+    // Quiesce: no more faults; the engine must come back and take appends again.
+    storage.disarm();
+    if storage.is_dead() {
+        svc.abort();
+        generation += 1;
+        storage = storage.restart();
+        svc = start(&storage, &signer, generation).await;
+    }
+    if !active(&svc, Duration::from_secs(5)).await {
+        return Err((
+            steps,
+            "the engine does not become active once the faults stop".into(),
+        ));
+    }
+    let a = svc
+        .append(TREE, format!("{seed}/final").into_bytes(), None)
+        .await
+        .map_err(|e| (steps, format!("append after the faults stopped: {e}")))?;
+    m.acked
+        .insert(a.index, format!("{seed}/final").into_bytes());
+    m.check_storage(&storage, tree).map_err(|e| (steps, e))?;
+    let all: Vec<u64> = m.acked.keys().copied().collect();
+    check_served(&svc, &mut m, &mut rng, &all, &mut stats)
+        .await
+        .map_err(|e| (steps, e))?;
+    svc.shutdown().await;
+    Ok(stats)
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn engine_survives_storage_faults() {
+    let seed = env_u64("SIGVAULT_FAULT_SEED").unwrap_or(0x5eed_2026);
+    let steps = env_u64("SIGVAULT_FAULT_STEPS").unwrap_or(300);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let started = std::time::Instant::now();
+    match rt.block_on(run(seed, steps)) {
+        Ok(stats) => eprintln!(
+            "fault test: seed {seed}, {steps} steps in {:.1} s: {stats:?}",
+            started.elapsed().as_secs_f64()
+        ),
+        Err((step, why)) => panic!(
+            "fault test failed at step {step} of seed {seed}: {why}\n\
+             reproduce with SIGVAULT_FAULT_SEED={seed} SIGVAULT_FAULT_STEPS={steps}"
+        ),
+    }
+}

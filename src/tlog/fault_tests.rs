@@ -90,6 +90,7 @@ struct Stats {
     crashes: u64,
     faults: u64,
     proofs: u64,
+    stale: u64,
 }
 
 impl Model {
@@ -189,7 +190,11 @@ fn expected(e: &TlogError) -> bool {
 
 type Svc = Arc<LogService<MemoryStorage>>;
 
-async fn start(storage: &MemoryStorage, signer: &Arc<dyn crate::signer::Signer>, n: u32) -> Svc {
+async fn start(
+    storage: &MemoryStorage,
+    signer: &Arc<dyn crate::signer::Signer>,
+    instance: String,
+) -> Svc {
     let spec = TreeSpec {
         name: TREE.into(),
         origin: "faults.sigvault.test/t".into(),
@@ -207,7 +212,7 @@ async fn start(storage: &MemoryStorage, signer: &Arc<dyn crate::signer::Signer>,
             signer: Arc::clone(&s.signer),
             frozen: false,
         };
-        match LogService::start(storage.clone(), vec![s], options(format!("instance-{n}"))).await {
+        match LogService::start(storage.clone(), vec![s], options(instance.clone())).await {
             Ok(svc) => return svc,
             Err(e) if e.is_transient() => spec = Some(keep),
             Err(e) => panic!("the service does not start: {e}"),
@@ -216,11 +221,30 @@ async fn start(storage: &MemoryStorage, signer: &Arc<dyn crate::signer::Signer>,
     panic!("the service does not start")
 }
 
-/// Wait (up to `limit`) for the instance to be the active sequencer.
-async fn active(svc: &Svc, limit: Duration) -> bool {
+/// The engine instances sharing the tables: each takes the lease when it is free, so a lost
+/// lease is taken over by a real second writer.
+const INSTANCES: u32 = 2;
+
+async fn start_all(
+    storage: &MemoryStorage,
+    signer: &Arc<dyn crate::signer::Signer>,
+    generation: u32,
+) -> Vec<Svc> {
+    let mut out = Vec::new();
+    for k in 0..INSTANCES {
+        out.push(start(storage, signer, format!("instance-{generation}-{k}")).await);
+    }
+    out
+}
+
+/// Wait (up to `limit`) for an instance to be the active sequencer.
+async fn active(svcs: &[Svc], limit: Duration) -> bool {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
-        if svc.tree(TREE).is_ok_and(|t| t.is_active()) {
+        if svcs
+            .iter()
+            .any(|svc| svc.tree(TREE).is_ok_and(|t| t.is_active()))
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -236,6 +260,7 @@ async fn check_served(
     rng: &mut Rng,
     fresh: &[u64],
     stats: &mut Stats,
+    covering: bool,
 ) -> Result<(), String> {
     let head = match svc.head(TREE).await {
         Ok(h) => h,
@@ -243,11 +268,10 @@ async fn check_served(
         Err(e) => return Err(format!("head: {e}")),
     };
     m.checkpoint(&head.checkpoint, "served head")?;
-    if head.size < m.served && svc.tree(TREE).is_ok_and(|t| t.is_active()) {
-        return Err(format!(
-            "the served head went back from {} to {}",
-            m.served, head.size
-        ));
+    // An instance that has just lost its lease may serve its last head for a moment after
+    // another has committed past it: older, but still a checkpoint of this one tree.
+    if head.size < m.served {
+        stats.stale += 1;
     }
     m.served = m.served.max(head.size);
     let mut picks: Vec<u64> = fresh.to_vec();
@@ -262,6 +286,10 @@ async fn check_served(
             continue;
         };
         if index >= head.size {
+            if !covering {
+                stats.stale += 1;
+                continue;
+            }
             return Err(format!(
                 "acknowledged entry {index} is beyond the served head {}",
                 head.size
@@ -326,11 +354,16 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
     };
     let mut stats = Stats::default();
     let mut generation = 0;
-    let mut svc = start(&storage, &signer, generation).await;
-    svc.create_tree(TREE)
+    let mut svcs = start_all(&storage, &signer, generation).await;
+    svcs[0]
+        .create_tree(TREE)
         .await
         .map_err(|e| (0, format!("create: {e}")))?;
-    let tree = svc
+    for other in &svcs[1..] {
+        // Started before the tree existed: it learns of the tree here.
+        let _ = other.create_tree(TREE).await;
+    }
+    let tree = svcs[0]
         .tree(TREE)
         .ok()
         .and_then(|t| t.db_id())
@@ -338,21 +371,22 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
     let mut idle = Duration::ZERO;
     for step in 0..steps {
         let fail = |e: String| (step, e);
-        // A crashed engine is dropped and a fresh one started on the same tables.
+        // Crashed engines are dropped and fresh ones started on the same tables.
         if storage.is_dead() {
-            svc.abort();
-            drop(svc);
+            for svc in svcs.drain(..) {
+                svc.abort();
+            }
             generation += 1;
             stats.crashes += 1;
             storage = storage.restart();
-            svc = start(&storage, &signer, generation).await;
+            svcs = start_all(&storage, &signer, generation).await;
             // Everything acknowledged survives the crash: check all of it now.
             m.check_storage(&storage, tree).map_err(fail)?;
         }
-        if !active(&svc, Duration::from_millis(500)).await {
+        if !active(&svcs, Duration::from_millis(500)).await {
             idle += Duration::from_millis(500);
             if idle > Duration::from_secs(10) {
-                return Err(fail("the engine has not been active for 10 s".into()));
+                return Err(fail("no engine has been active for 10 s".into()));
             }
         } else {
             idle = Duration::ZERO;
@@ -377,11 +411,18 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
             stats.faults += 1;
             storage.steal_lease(tree, "intruder", TTL);
         }
+        if rng.chance(40) {
+            stats.faults += 1;
+            storage.slow_lease_reply(
+                None,
+                Duration::from_millis(rng.below(TTL.as_millis() as u64)),
+            );
+        }
         if rng.chance(15) {
             storage.crash_after(rng.below(12));
         }
 
-        // Concurrent appenders: new entries, and some resubmitted ones.
+        // Concurrent appenders, each to one instance: new entries, and some resubmitted ones.
         let n = 1 + rng.below(6);
         let mut tasks = Vec::new();
         for j in 0..n {
@@ -395,7 +436,7 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
                 d
             };
             let delay = Duration::from_micros(rng.below(1500));
-            let svc = Arc::clone(&svc);
+            let svc = Arc::clone(&svcs[rng.below(svcs.len() as u64) as usize]);
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let r = tokio::time::timeout(
@@ -426,8 +467,8 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
                     }
                     if a.index >= a.head.size {
                         return Err(fail(format!(
-                            "entry {} acknowledged with a head of size {} that does not cover it",
-                            a.index, a.head.size
+                            "entry {} acknowledged (duplicate: {}) with a head of size {} that does not cover it",
+                            a.index, a.duplicate, a.head.size
                         )));
                     }
                     if let Some(i) = m.index_of.get(&data) {
@@ -455,37 +496,92 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
             }
         }
         m.check_storage(&storage, tree).map_err(fail)?;
-        check_served(&svc, &mut m, &mut rng, &fresh, &mut stats)
+        let svc = Arc::clone(&svcs[rng.below(svcs.len() as u64) as usize]);
+        check_served(&svc, &mut m, &mut rng, &fresh, &mut stats, false)
             .await
             .map_err(fail)?;
     }
-    // Quiesce: no more faults; the engine must come back and take appends again.
+    // Quiesce: no more faults; an engine must come back and take appends again.
     storage.disarm();
     if storage.is_dead() {
-        svc.abort();
+        for svc in svcs.drain(..) {
+            svc.abort();
+        }
         generation += 1;
         storage = storage.restart();
-        svc = start(&storage, &signer, generation).await;
+        svcs = start_all(&storage, &signer, generation).await;
     }
-    if !active(&svc, Duration::from_secs(5)).await {
-        return Err((
-            steps,
-            "the engine does not become active once the faults stop".into(),
-        ));
+    let end = |e: String| (steps, e);
+    if !active(&svcs, Duration::from_secs(5)).await {
+        return Err(end("no engine becomes active once the faults stop".into()));
     }
+    let svc = svcs
+        .iter()
+        .find(|s| s.tree(TREE).is_ok_and(|t| t.is_active()))
+        .cloned()
+        .ok_or_else(|| end("the active engine stood down".into()))?;
+    let last = format!("{seed}/final").into_bytes();
     let a = svc
-        .append(TREE, format!("{seed}/final").into_bytes(), None)
+        .append(TREE, last.clone(), None)
         .await
-        .map_err(|e| (steps, format!("append after the faults stopped: {e}")))?;
-    m.acked
-        .insert(a.index, format!("{seed}/final").into_bytes());
-    m.check_storage(&storage, tree).map_err(|e| (steps, e))?;
+        .map_err(|e| end(format!("append after the faults stopped: {e}")))?;
+    m.acked.insert(a.index, last);
+    m.check_storage(&storage, tree).map_err(end)?;
+    // The active engine's head covers everything acknowledged, and proves all of it.
     let all: Vec<u64> = m.acked.keys().copied().collect();
-    check_served(&svc, &mut m, &mut rng, &all, &mut stats)
+    check_served(&svc, &mut m, &mut rng, &all, &mut stats, true)
         .await
-        .map_err(|e| (steps, e))?;
-    svc.shutdown().await;
+        .map_err(end)?;
+    for svc in svcs {
+        svc.shutdown().await;
+    }
     Ok(stats)
+}
+
+/// Finding 1: a lease renewal whose answer came late (the database granted it at once, the reply
+/// took most of the TTL) made the sequencer count its lease from the reply, so it went on
+/// believing itself active, and serving and acknowledging as the sequencer, after the database's
+/// lease had expired and another instance could take it.
+#[test]
+fn a_late_lease_reply_does_not_stretch_the_lease() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ttl = Duration::from_millis(300);
+        let signer: Arc<dyn crate::signer::Signer> = Arc::new(SoftP256::random());
+        let storage = MemoryStorage::new();
+        let spec = TreeSpec {
+            name: TREE.into(),
+            origin: "faults.sigvault.test/t".into(),
+            note_name: NOTE_NAME.into(),
+            signer,
+            frozen: false,
+        };
+        let mut opts = options("a".into());
+        opts.sequencer.lease_ttl = ttl;
+        let a = LogService::start(storage.clone(), vec![spec], opts)
+            .await
+            .expect("start");
+        a.create_tree(TREE).await.expect("create");
+        assert!(active(std::slice::from_ref(&a), Duration::from_secs(2)).await);
+        let tree = a.tree(TREE).expect("tree").db_id().expect("id");
+        // A's next renewal takes effect at once and answers 0.9 TTL later.
+        storage.slow_lease_reply(Some("a"), ttl * 9 / 10);
+        let until = tokio::time::Instant::now() + ttl * 4;
+        while tokio::time::Instant::now() < until {
+            if storage.acquire_lease(tree, "b", ttl).await.expect("lease") {
+                assert!(
+                    !a.tree(TREE).expect("tree").is_active(),
+                    "another instance holds the lease while this one still acts as the sequencer"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a.shutdown().await;
+    });
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -5,6 +5,7 @@
 //! writes are all or nothing, with `commit_batch` checking the lease and the tree size at the
 //! moment it writes, as the store's single `UPDATE` does. The faults, armed by the test:
 //!
+//! - a lease renewal answers late (it took effect when it was made);
 //! - a commit fails before anything is written, or after what it wrote persisted (the
 //!   acknowledgement is lost), or is slow (it waits, then checks the lease, then writes);
 //! - any call fails transiently;
@@ -59,6 +60,9 @@ struct Shared {
     generation: u64,
     calls: u64,
     commits: u64,
+    /// The next lease call's (of this holder, if one is named) answer arrives this late (it takes
+    /// effect at once).
+    slow_lease: Option<(Option<String>, Duration)>,
 }
 
 /// A handle on the in-memory tables (one per engine instance; see [`MemoryStorage::restart`]).
@@ -156,8 +160,15 @@ impl MemoryStorage {
     pub fn disarm(&self) {
         let mut s = self.lock();
         s.commit_faults.clear();
+        s.slow_lease = None;
         s.fail_calls.clear();
         s.crash_in = None;
+    }
+
+    /// The next `acquire_lease` (by `holder`, if given) takes effect at once but answers `d`
+    /// later (a slow network or a busy server).
+    pub fn slow_lease_reply(&self, holder: Option<&str>, d: Duration) {
+        self.lock().slow_lease = Some((holder.map(str::to_owned), d));
     }
 
     /// Another holder takes the lease of `tree` for `ttl`.
@@ -294,16 +305,29 @@ impl LogStorage for MemoryStorage {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut s = self.enter()?;
-        let t = tree_mut(&mut s, tree)?;
-        let now = Instant::now();
-        if t.holder == holder || t.expires < now {
-            t.holder = holder.into();
-            t.expires = now + ttl;
-            Ok(true)
-        } else {
-            Ok(false)
+        let (got, delay) = {
+            let mut s = self.enter()?;
+            let delay = match &s.slow_lease {
+                Some((who, d)) if who.as_deref().is_none_or(|w| w == holder) => {
+                    let d = *d;
+                    s.slow_lease = None;
+                    Some(d)
+                }
+                _ => None,
+            };
+            let t = tree_mut(&mut s, tree)?;
+            let now = Instant::now();
+            let got = t.holder == holder || t.expires < now;
+            if got {
+                t.holder = holder.into();
+                t.expires = now + ttl;
+            }
+            (got, delay)
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
+        Ok(got)
     }
 
     async fn release_lease(&self, tree: u64, holder: &str) -> Result<(), StoreError> {

@@ -364,12 +364,24 @@ pub(super) async fn run<S: LogStorage>(
                 let _ = settle(&mut inflight, &mut finished).await;
                 inflight_ids.clear();
             }
+            // The database starts the lease when it runs the statement, at some moment after
+            // `asked`: counting it from the answer instead would stretch it by the round trip
+            // (by most of the TTL when the answer is slow), past the moment another instance
+            // may take it over.
+            let asked = Instant::now();
             match store
                 .acquire_lease(id.tree_id, &holder, opts.lease_ttl)
                 .await
             {
+                Ok(true) if Instant::now() >= asked + opts.lease_ttl => {
+                    // Answered after the whole TTL: the lease may already be another's.
+                    if edge.take().is_some() {
+                        tracing::warn!(tree = %id.name, "the lease renewal answered too late; standing down");
+                    }
+                    let _ = active.send_replace(false);
+                }
                 Ok(true) => {
-                    lease_until = Instant::now() + opts.lease_ttl;
+                    lease_until = asked + opts.lease_ttl;
                     if edge.is_none() {
                         match load_state(&store, &cache, &id, witness.as_deref()).await {
                             Ok((e, head)) => {
@@ -426,9 +438,16 @@ pub(super) async fn run<S: LogStorage>(
         // --- Collect a batch. ------------------------------------------------------------------
         let mut batch = std::mem::take(&mut carried);
         if batch.is_empty() {
+            // Idle: wake when the lease is due for renewal (at once if it already is), not a
+            // fixed while later, or the lease could run out while this instance waits.
+            let renew_at = tokio::time::Instant::from_std(
+                lease_until
+                    .checked_sub(renew_every * 2)
+                    .unwrap_or_else(Instant::now),
+            );
             let first = tokio::select! {
                 r = rx.recv() => r,
-                _ = tokio::time::sleep(renew_every) => continue,
+                _ = tokio::time::sleep_until(renew_at) => continue,
                 _ = shutdown.changed() => continue,
             };
             let Some(first) = first else { break };

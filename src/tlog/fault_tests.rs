@@ -684,6 +684,89 @@ fn a_late_lease_reply_does_not_stretch_the_lease() {
     });
 }
 
+/// Finding 2: a sequencer waiting on a slow commit went on calling itself active after its lease
+/// had run out and another instance had taken over and committed: it kept serving its older head
+/// as the latest (so a proof for the new instance's entries was refused as "beyond the current
+/// size") and taking appends.
+#[test]
+fn a_sequencer_past_its_lease_is_not_active() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ttl = Duration::from_millis(150);
+        let signer: Arc<dyn crate::signer::Signer> = Arc::new(SoftP256::random());
+        let storage = MemoryStorage::new();
+        let spec = |name: &str| {
+            let mut o = options(name.into());
+            o.sequencer.lease_ttl = ttl;
+            (
+                TreeSpec {
+                    name: TREE.into(),
+                    origin: "faults.sigvault.test/t".into(),
+                    note_name: NOTE_NAME.into(),
+                    signer: Arc::clone(&signer),
+                    frozen: false,
+                },
+                o,
+            )
+        };
+        let (sa, oa) = spec("a");
+        let a = LogService::start(storage.clone(), vec![sa], oa)
+            .await
+            .expect("start a");
+        a.create_tree(TREE).await.expect("create");
+        let (sb, ob) = spec("b");
+        let b = LogService::start(storage.clone(), vec![sb], ob)
+            .await
+            .expect("start b");
+        let _ = b.create_tree(TREE).await;
+        assert!(active(std::slice::from_ref(&a), Duration::from_secs(2)).await);
+        // A's next commit takes three lease lengths.
+        storage.arm_commit(CommitFault::Slow(ttl * 4));
+        let slow = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.append(TREE, b"slow".to_vec(), None).await })
+        };
+        // The next batch waits for that commit, and the sequencer with it: no renewal.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let next = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.append(TREE, b"next".to_vec(), None).await })
+        };
+        assert!(
+            active(std::slice::from_ref(&b), ttl * 3).await,
+            "b does not take over"
+        );
+        let got = b
+            .append(TREE, b"on b".to_vec(), None)
+            .await
+            .expect("append on b");
+        assert!(
+            !a.tree(TREE).expect("tree").is_active(),
+            "a still calls itself active after b took the lease over"
+        );
+        let head = a.head(TREE).await.expect("head on a");
+        assert!(head.size > got.index, "a serves a head behind b's commit");
+        a.inclusion_proof(TREE, got.index, head.size)
+            .await
+            .expect("a proves b's entry");
+        let r = slow.await.expect("appender");
+        assert!(
+            r.is_err(),
+            "a's commit after its lease ran out was acknowledged"
+        );
+        // The batch that waited behind it was built on it: refused too, or integrated again
+        // once a has the lease back; never acknowledged at an index b has used.
+        if let Ok(n) = next.await.expect("appender") {
+            assert_ne!(n.index, got.index, "two entries acknowledged at one index");
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }

@@ -182,6 +182,8 @@ pub struct Tree {
     tx: mpsc::Sender<sequencer::AppendReq>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<sequencer::AppendReq>>>,
     active: watch::Sender<bool>,
+    /// Until when the sequencer's lease is sure to be its own (published by the sequencer).
+    lease_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     head: watch::Sender<Option<Arc<Head>>>,
     cache: Arc<reader::TileCache>,
     metrics: Arc<sequencer::SeqMetrics>,
@@ -197,9 +199,16 @@ impl Tree {
     pub fn is_frozen(&self) -> bool {
         self.spec.frozen
     }
-    /// Is this instance the tree's active sequencer right now?
+    /// Is this instance the tree's active sequencer right now? Not once its lease has run out,
+    /// even while the sequencer has not noticed yet (it is waiting on a slow commit): another
+    /// instance may have taken over, and this one's head may be behind.
     pub fn is_active(&self) -> bool {
         *self.active.borrow()
+            && self
+                .lease_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|t| std::time::Instant::now() < t)
     }
     /// The tree's database id, if created.
     pub fn db_id(&self) -> Option<u64> {
@@ -304,6 +313,7 @@ impl<S: LogStorage> LogService<S> {
                 tx,
                 rx: std::sync::Mutex::new(Some(rx)),
                 active: watch::Sender::new(false),
+                lease_until: Arc::default(),
                 cache: Arc::new(reader::TileCache::default()),
                 metrics: Arc::default(),
                 refused: watch::Sender::new(None),
@@ -356,6 +366,7 @@ impl<S: LogStorage> LogService<S> {
             holder: self.opts.instance.clone(),
             opts: self.opts.sequencer.clone(),
             active: tree.active.clone(),
+            lease_until: Arc::clone(&tree.lease_until),
             head_tx: tree.head.clone(),
             metrics: Arc::clone(&tree.metrics),
             witness: self.witness.clone(),

@@ -276,6 +276,8 @@ pub(super) struct Runner<S: LogStorage> {
     pub opts: SequencerOptions,
     /// Published: whether this instance is the tree's active sequencer.
     pub active: watch::Sender<bool>,
+    /// Published: until when its lease is sure to be its own.
+    pub lease_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Published: the latest head this sequencer committed.
     pub head_tx: watch::Sender<Option<Arc<Head>>>,
     pub metrics: Arc<SeqMetrics>,
@@ -334,6 +336,7 @@ pub(super) async fn run<S: LogStorage>(
         holder,
         opts,
         active,
+        lease_until: lease_published,
         head_tx,
         metrics,
         witness,
@@ -382,6 +385,7 @@ pub(super) async fn run<S: LogStorage>(
                 }
                 Ok(true) => {
                     lease_until = asked + opts.lease_ttl;
+                    *lease_published.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease_until);
                     if edge.is_none() {
                         match load_state(&store, &cache, &id, witness.as_deref()).await {
                             Ok((e, head)) => {

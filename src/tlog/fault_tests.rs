@@ -275,15 +275,27 @@ async fn check_served(
     stats: &mut Stats,
     covering: bool,
 ) -> Result<(), String> {
+    let is_active = || svc.tree(TREE).is_ok_and(|t| t.is_active());
+    let was_active = is_active();
     let head = match svc.head(TREE).await {
         Ok(h) => h,
         Err(e) if expected(&e) => return Ok(()),
         Err(e) => return Err(format!("head: {e}")),
     };
     m.checkpoint(&head.checkpoint, "served head")?;
-    // An instance that has just lost its lease may serve its last head for a moment after
-    // another has committed past it: older, but still a checkpoint of this one tree.
+    // A standby serves the stored head, which only grows; so does the active sequencer's (its
+    // lease keeps every other writer out). Only an instance losing the lease as it answers may
+    // serve an older head, still a checkpoint of this one tree.
     if head.size < m.served {
+        if was_active && is_active() {
+            return Err(format!(
+                "the active sequencer served a head of size {} after one of size {} was served \
+                 (stored size {})",
+                head.size,
+                m.served,
+                m.tree.size()
+            ));
+        }
         stats.stale += 1;
     }
     m.served = m.served.max(head.size);
@@ -492,6 +504,7 @@ async fn run(seed: u64, steps: u64) -> Result<Stats, (u64, String)> {
                             )));
                         }
                     }
+                    m.served = m.served.max(a.head.size);
                     fresh.push(a.index);
                     m.check_storage(&storage, tree).map_err(fail)?;
                     m.checkpoint(&a.head.checkpoint, "append's head")
@@ -764,6 +777,45 @@ fn a_sequencer_past_its_lease_is_not_active() {
         }
         a.shutdown().await;
         b.shutdown().await;
+    });
+}
+
+/// Finding 3: after a commit that failed once it had persisted, an idle sequencer noticed the
+/// failure only at the next append; until then it stayed active and served its older head as the
+/// latest, behind the tree it had itself stored and signed.
+#[test]
+fn an_idle_sequencer_reloads_after_a_failed_commit() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let signer: Arc<dyn crate::signer::Signer> = Arc::new(SoftP256::random());
+        let storage = MemoryStorage::new();
+        let a = start(&storage, &signer, "a".into()).await;
+        a.create_tree(TREE).await.expect("create");
+        assert!(active(std::slice::from_ref(&a), Duration::from_secs(2)).await);
+        let tree = a.tree(TREE).expect("tree").db_id().expect("id");
+        storage.arm_commit(CommitFault::FailAfter);
+        let r = a.append(TREE, b"persisted".to_vec(), None).await;
+        assert!(r.is_err(), "the failed commit was acknowledged");
+        let stored = storage.snapshot(tree).expect("tree").0.size;
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let t = a.tree(TREE).expect("tree");
+            if t.is_active() && t.cached_head().is_some_and(|h| h.size == stored) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "the sequencer still serves size {:?} (active: {}), the stored tree is {stored}",
+                t.cached_head().map(|h| h.size),
+                t.is_active()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(a.head(TREE).await.expect("head").size, stored);
+        a.shutdown().await;
     });
 }
 

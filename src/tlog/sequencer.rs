@@ -449,8 +449,25 @@ pub(super) async fn run<S: LogStorage>(
                     .checked_sub(renew_every * 2)
                     .unwrap_or_else(Instant::now),
             );
+            // Also wake when the batch in flight finishes: if it failed, the edge and the head
+            // this instance serves are not the database's (a commit may fail after persisting),
+            // so it stands down and reloads now, not at the next append.
+            let committed = async {
+                match inflight.as_mut() {
+                    Some(task) => outcome(task.await),
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
                 r = rx.recv() => r,
+                r = committed => {
+                    inflight = None;
+                    if r.is_err() {
+                        edge = None;
+                        let _ = active.send_replace(false);
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep_until(renew_at) => continue,
                 _ = shutdown.changed() => continue,
             };

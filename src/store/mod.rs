@@ -16,29 +16,11 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Acquire, Row};
 
 use crate::merkle::Hash;
-
-/// Storage failures, with what the operator or caller should know.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database URL is not valid: {0}")]
-    Url(String),
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Db(String),
-    #[error("tree '{0}' already exists")]
-    TreeExists(String),
-    #[error("this instance no longer holds the sequencer lease of tree {0}")]
-    LeaseLost(u64),
-    #[error("tree {tree} is at size {actual}, not {expected}: another writer integrated entries")]
-    SizeMismatch {
-        tree: u64,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("corrupt data in the database: {0}")]
-    Corrupt(String),
-}
+use crate::tlog::storage::LogStorage;
+/// The value types of the log's storage seam, defined by the log ([`crate::tlog::storage`]).
+pub use crate::tlog::storage::{
+    AuditEntry, NewEntry, NewHead, StoreError, StoredEntry, TileWrite, TreeRow,
+};
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -51,69 +33,6 @@ impl From<sqlx::Error> for StoreError {
             _ => Self::Db(e.to_string()),
         }
     }
-}
-
-impl StoreError {
-    /// Whether retrying later may succeed (the database went away, a lock timed out).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
-
-/// A tree as stored.
-#[derive(Debug, Clone)]
-pub struct TreeRow {
-    pub id: u64,
-    pub name: String,
-    pub origin: String,
-    pub key_spki: Vec<u8>,
-    pub size: u64,
-    pub root: Hash,
-    pub checkpoint: String,
-}
-
-/// An entry to insert.
-#[derive(Debug, Clone)]
-pub struct NewEntry {
-    pub index: u64,
-    pub leaf_hash: Hash,
-    pub identity_hash: Hash,
-    pub data: Vec<u8>,
-    /// Stored with the entry, not hashed (e.g. a CT entry's chain).
-    pub extra: Option<Vec<u8>>,
-}
-
-/// An entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
-    pub index: u64,
-    pub data: Vec<u8>,
-    pub extra: Option<Vec<u8>>,
-}
-
-/// An entry as stored, with its stored hashes (raw column values, checked by the audit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub index: u64,
-    pub leaf_hash: Vec<u8>,
-    pub identity_hash: Vec<u8>,
-    pub data: Vec<u8>,
-}
-
-/// A hash tile's latest content (concatenated 32-byte hashes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TileWrite {
-    pub level: u8,
-    pub index: u64,
-    pub hashes: Vec<u8>,
-}
-
-/// The state a batch commit moves the tree to.
-#[derive(Debug, Clone)]
-pub struct NewHead<'a> {
-    pub size: u64,
-    pub root: Hash,
-    pub checkpoint: &'a str,
 }
 
 fn hash_of(v: Vec<u8>, what: &str) -> Result<Hash, StoreError> {
@@ -520,6 +439,90 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(r.try_get::<Option<u64>, _>("idx")?)
+    }
+}
+
+/// The log engine's storage on MariaDB: each call is the inherent method of the same name.
+impl LogStorage for Store {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Store::ping(self).await
+    }
+    async fn tree(&self, name: &str) -> Result<Option<TreeRow>, StoreError> {
+        Store::tree(self, name).await
+    }
+    async fn create_tree(
+        &self,
+        name: &str,
+        origin: &str,
+        key_spki: &[u8],
+        sentinel: &NewEntry,
+        tile: &TileWrite,
+        head: &NewHead<'_>,
+    ) -> Result<TreeRow, StoreError> {
+        Store::create_tree(self, name, origin, key_spki, sentinel, tile, head).await
+    }
+    async fn acquire_lease(
+        &self,
+        tree: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Store::acquire_lease(self, tree, holder, ttl).await
+    }
+    async fn release_lease(&self, tree: u64, holder: &str) -> Result<(), StoreError> {
+        Store::release_lease(self, tree, holder).await
+    }
+    async fn existing_identities(
+        &self,
+        tree: u64,
+        ids: &[Hash],
+    ) -> Result<HashMap<Hash, u64>, StoreError> {
+        Store::existing_identities(self, tree, ids).await
+    }
+    async fn commit_batch(
+        &self,
+        tree: u64,
+        holder: &str,
+        old_size: u64,
+        entries: &[NewEntry],
+        tiles: &[TileWrite],
+        head: &NewHead<'_>,
+    ) -> Result<(), StoreError> {
+        Store::commit_batch(self, tree, holder, old_size, entries, tiles, head).await
+    }
+    async fn tiles(
+        &self,
+        tree: u64,
+        keys: &[(u8, u64)],
+    ) -> Result<HashMap<(u8, u64), Vec<u8>>, StoreError> {
+        Store::tiles(self, tree, keys).await
+    }
+    async fn entries(
+        &self,
+        tree: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        Store::entries(self, tree, start, end).await
+    }
+    async fn audit_entries(
+        &self,
+        tree: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        Store::audit_entries(self, tree, start, end).await
+    }
+    async fn unindexed_leaves(
+        &self,
+        tree: u64,
+        size: u64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        Store::unindexed_leaves(self, tree, size, limit).await
+    }
+    async fn index_of_leaf(&self, tree: u64, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        Store::index_of_leaf(self, tree, leaf).await
     }
 }
 

@@ -20,10 +20,10 @@
 
 use sha2::{Digest, Sha256};
 
+use super::storage::{LogStorage, StoreError};
 use crate::merkle::tiles::TILE_WIDTH;
 use crate::merkle::{self, CompactRange, Hash};
 use crate::note::{self, Checkpoint};
-use crate::store::{Store, StoreError};
 
 /// Entries read per query.
 const CHUNK: u64 = 10_000;
@@ -76,8 +76,8 @@ pub struct Expected<'a> {
 
 /// Audit tree `want.name`. `Err` only when the database cannot be read (or the tree does not
 /// exist); whatever is wrong with the data itself is in [`Audit::problems`].
-pub async fn audit_tree(
-    store: &Store,
+pub async fn audit_tree<S: LogStorage>(
+    store: &S,
     want: &Expected<'_>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Audit, StoreError> {
@@ -307,8 +307,8 @@ impl TileRebuild {
 
 /// Compare the pending tiles with the stored ones (all of them when `all`, else in full
 /// queries only).
-async fn compare_tiles(
-    store: &Store,
+async fn compare_tiles<S: LogStorage>(
+    store: &S,
     tree: u64,
     t: &mut TileRebuild,
     all: bool,

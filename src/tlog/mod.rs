@@ -5,10 +5,15 @@
 
 pub mod api;
 pub mod audit;
+#[cfg(test)]
+mod fault_tests;
 pub mod guard;
+#[cfg(test)]
+pub mod memory_storage;
 pub mod reader;
 pub mod sequencer;
 pub mod server;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::merkle::{self, Hash};
 use crate::signer::Signer;
-use crate::store::{NewEntry, NewHead, Store, StoreError, TileWrite};
+use crate::store::Store;
 pub use sequencer::{Appended, SequencerOptions};
+pub use storage::LogStorage;
+use storage::{NewEntry, NewHead, StoreError, TileWrite};
 
 /// Largest extra data stored with an entry (a CT chain), bytes.
 pub const MAX_EXTRA_SIZE: usize = 1 << 20;
@@ -175,6 +182,8 @@ pub struct Tree {
     tx: mpsc::Sender<sequencer::AppendReq>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<sequencer::AppendReq>>>,
     active: watch::Sender<bool>,
+    /// Until when the sequencer's lease is sure to be its own (published by the sequencer).
+    lease_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     head: watch::Sender<Option<Arc<Head>>>,
     cache: Arc<reader::TileCache>,
     metrics: Arc<sequencer::SeqMetrics>,
@@ -190,9 +199,16 @@ impl Tree {
     pub fn is_frozen(&self) -> bool {
         self.spec.frozen
     }
-    /// Is this instance the tree's active sequencer right now?
+    /// Is this instance the tree's active sequencer right now? Not once its lease has run out,
+    /// even while the sequencer has not noticed yet (it is waiting on a slow commit): another
+    /// instance may have taken over, and this one's head may be behind.
     pub fn is_active(&self) -> bool {
         *self.active.borrow()
+            && self
+                .lease_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|t| std::time::Instant::now() < t)
     }
     /// The tree's database id, if created.
     pub fn db_id(&self) -> Option<u64> {
@@ -230,9 +246,10 @@ impl Tree {
     }
 }
 
-/// The log service: its trees, its store, its sequencers.
-pub struct LogService {
-    store: Store,
+/// The log service: its trees, its store, its sequencers; on MariaDB ([`Store`]) unless the
+/// tests give it another [`LogStorage`].
+pub struct LogService<S: LogStorage = Store> {
+    store: S,
     trees: HashMap<String, Arc<Tree>>,
     opts: ServiceOptions,
     shutdown: watch::Sender<bool>,
@@ -251,11 +268,11 @@ pub fn valid_tree_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-impl LogService {
+impl<S: LogStorage> LogService<S> {
     /// Set up the service for `trees`; checks existing trees against their configured keys and
     /// origins (refusing to start on a mismatch) and starts one sequencer per tree.
     pub async fn start(
-        store: Store,
+        store: S,
         trees: Vec<TreeSpec>,
         opts: ServiceOptions,
     ) -> Result<Arc<Self>, TlogError> {
@@ -296,6 +313,7 @@ impl LogService {
                 tx,
                 rx: std::sync::Mutex::new(Some(rx)),
                 active: watch::Sender::new(false),
+                lease_until: Arc::default(),
                 cache: Arc::new(reader::TileCache::default()),
                 metrics: Arc::default(),
                 refused: watch::Sender::new(None),
@@ -348,6 +366,7 @@ impl LogService {
             holder: self.opts.instance.clone(),
             opts: self.opts.sequencer.clone(),
             active: tree.active.clone(),
+            lease_until: Arc::clone(&tree.lease_until),
             head_tx: tree.head.clone(),
             metrics: Arc::clone(&tree.metrics),
             witness: self.witness.clone(),
@@ -401,7 +420,7 @@ impl LogService {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -658,7 +677,7 @@ impl LogService {
         start: u64,
         end: u64,
         limit: u64,
-    ) -> Result<Vec<crate::store::StoredEntry>, TlogError> {
+    ) -> Result<Vec<storage::StoredEntry>, TlogError> {
         let (_, id) = self.created(name)?;
         let head = self.head(name).await?;
         if start >= end {
@@ -702,7 +721,7 @@ impl LogService {
     }
 }
 
-fn check_row(spec: &TreeSpec, row: &crate::store::TreeRow) -> Result<(), TlogError> {
+fn check_row(spec: &TreeSpec, row: &storage::TreeRow) -> Result<(), TlogError> {
     if row.key_spki != spec.signer.public_key_der() {
         return Err(TlogError::Corrupt(format!(
             "tree '{}' was created with a different checkpoint key than the configured one; refusing to sign for it",

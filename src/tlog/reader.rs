@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::storage::{LogStorage, StoreError};
 use crate::merkle::tiles::{
     NodeLocation, TILE_HEIGHT, TILE_WIDTH, TileId, TileKind, node_location, tile_for_size,
 };
 use crate::merkle::{self, Hash, NodeId, NodeSource, ProofNodes};
-use crate::store::{Store, StoreError};
 
 /// Cap on cached full tiles: every tile of a tree of 4 million entries. Each holds its 8 KiB row
 /// and, once a proof has used it, its inner nodes (under 8 KiB more): at most 256 MiB in all.
@@ -184,8 +184,8 @@ pub fn tiles_for_nodes(ids: &[NodeId], size: u64) -> Vec<TileId> {
 }
 
 /// Fetch `tiles` (each at the width it has in a tree of `size`), from cache or database.
-pub async fn fetch_tiles(
-    store: &Store,
+pub async fn fetch_tiles<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     tree: u64,
     size: u64,
@@ -233,8 +233,8 @@ pub async fn fetch_tiles(
     Ok(FetchedTiles { size, tiles: got })
 }
 
-async fn prove(
-    store: &Store,
+async fn prove<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     tree: u64,
     size: u64,
@@ -254,8 +254,8 @@ async fn prove(
 }
 
 /// Inclusion proof of leaf `index` in the tree of `size` (which must be integrated).
-pub async fn inclusion_proof(
-    store: &Store,
+pub async fn inclusion_proof<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     tree: u64,
     index: u64,
@@ -267,8 +267,8 @@ pub async fn inclusion_proof(
 }
 
 /// Consistency proof between tree sizes `first` and `second` (both integrated).
-pub async fn consistency_proof(
-    store: &Store,
+pub async fn consistency_proof<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     tree: u64,
     first: u64,
@@ -280,8 +280,8 @@ pub async fn consistency_proof(
 }
 
 /// Root hash of the tree at `size`, computed from the stored tiles.
-pub async fn root_at(
-    store: &Store,
+pub async fn root_at<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     tree: u64,
     size: u64,

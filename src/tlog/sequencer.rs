@@ -18,10 +18,10 @@ use crate::merkle::{self, CompactRange, Hash};
 use crate::metrics::Histogram;
 use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
-use crate::store::{NewEntry, NewHead, Store, TileWrite, TreeRow};
 
 use super::guard::Witness;
 use super::reader::{self, TileCache};
+use super::storage::{LogStorage, NewEntry, NewHead, TileWrite, TreeRow};
 use super::{Head, TlogError};
 
 /// Tuning of one tree's sequencer.
@@ -182,8 +182,8 @@ impl Edge {
     }
 
     /// Rebuild the edge of a tree of `size` from its stored tiles, and check it against `root`.
-    async fn load(
-        store: &Store,
+    async fn load<S: LogStorage>(
+        store: &S,
         cache: &TileCache,
         tree: u64,
         size: u64,
@@ -267,8 +267,8 @@ pub(super) fn sign_head(id: &TreeIdentity, size: u64, root: Hash) -> Result<Head
 }
 
 /// Everything one tree's sequencer task works with.
-pub(super) struct Runner {
-    pub store: Store,
+pub(super) struct Runner<S: LogStorage> {
+    pub store: S,
     pub cache: Arc<TileCache>,
     pub id: Arc<TreeIdentity>,
     /// This instance's lease holder name.
@@ -276,6 +276,8 @@ pub(super) struct Runner {
     pub opts: SequencerOptions,
     /// Published: whether this instance is the tree's active sequencer.
     pub active: watch::Sender<bool>,
+    /// Published: until when its lease is sure to be its own.
+    pub lease_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Published: the latest head this sequencer committed.
     pub head_tx: watch::Sender<Option<Arc<Head>>>,
     pub metrics: Arc<SeqMetrics>,
@@ -322,8 +324,8 @@ enum Collected {
 /// identities, which the database may not show yet), integrated into the in-memory edge and
 /// signed; it is committed only once N has committed. If N fails, the edge is reloaded from the
 /// database and N+1's appends (integrated on top of N) are integrated again.
-pub(super) async fn run(
-    r: Runner,
+pub(super) async fn run<S: LogStorage>(
+    r: Runner<S>,
     mut rx: mpsc::Receiver<AppendReq>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -334,6 +336,7 @@ pub(super) async fn run(
         holder,
         opts,
         active,
+        lease_until: lease_published,
         head_tx,
         metrics,
         witness,
@@ -364,12 +367,25 @@ pub(super) async fn run(
                 let _ = settle(&mut inflight, &mut finished).await;
                 inflight_ids.clear();
             }
+            // The database starts the lease when it runs the statement, at some moment after
+            // `asked`: counting it from the answer instead would stretch it by the round trip
+            // (by most of the TTL when the answer is slow), past the moment another instance
+            // may take it over.
+            let asked = Instant::now();
             match store
                 .acquire_lease(id.tree_id, &holder, opts.lease_ttl)
                 .await
             {
+                Ok(true) if Instant::now() >= asked + opts.lease_ttl => {
+                    // Answered after the whole TTL: the lease may already be another's.
+                    if edge.take().is_some() {
+                        tracing::warn!(tree = %id.name, "the lease renewal answered too late; standing down");
+                    }
+                    let _ = active.send_replace(false);
+                }
                 Ok(true) => {
-                    lease_until = Instant::now() + opts.lease_ttl;
+                    lease_until = asked + opts.lease_ttl;
+                    *lease_published.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease_until);
                     if edge.is_none() {
                         match load_state(&store, &cache, &id, witness.as_deref()).await {
                             Ok((e, head)) => {
@@ -426,9 +442,33 @@ pub(super) async fn run(
         // --- Collect a batch. ------------------------------------------------------------------
         let mut batch = std::mem::take(&mut carried);
         if batch.is_empty() {
+            // Idle: wake when the lease is due for renewal (at once if it already is), not a
+            // fixed while later, or the lease could run out while this instance waits.
+            let renew_at = tokio::time::Instant::from_std(
+                lease_until
+                    .checked_sub(renew_every * 2)
+                    .unwrap_or_else(Instant::now),
+            );
+            // Also wake when the batch in flight finishes: if it failed, the edge and the head
+            // this instance serves are not the database's (a commit may fail after persisting),
+            // so it stands down and reloads now, not at the next append.
+            let committed = async {
+                match inflight.as_mut() {
+                    Some(task) => outcome(task.await),
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
                 r = rx.recv() => r,
-                _ = tokio::time::sleep(renew_every) => continue,
+                r = committed => {
+                    inflight = None;
+                    if r.is_err() {
+                        edge = None;
+                        let _ = active.send_replace(false);
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(renew_at) => continue,
                 _ = shutdown.changed() => continue,
             };
             let Some(first) = first else { break };
@@ -547,8 +587,8 @@ fn refuse(refused: &watch::Sender<Option<String>>, tree: &str, why: String) {
 /// The rollback guard's verdict on the tree as the database holds it (`row`): the size of this
 /// instance's record if the database extends it, `None` if there is no record, `Err` with the
 /// reason to refuse the tree otherwise.
-async fn guard_verdict(
-    store: &Store,
+async fn guard_verdict<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: &Witness,
@@ -570,8 +610,8 @@ async fn guard_verdict(
 /// extend what this instance has recorded, and its newer heads are recorded as they appear. So
 /// a standby that takes over after the database was put back from an older backup refuses,
 /// even if it never sequenced before, and says so (on /readyz) while still standing by.
-async fn observe(
-    store: &Store,
+async fn observe<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: &Arc<Witness>,
@@ -594,8 +634,8 @@ async fn observe(
 
 /// Load the tree's right edge from the database, after checking the database against what this
 /// instance has committed before (the rollback guard).
-async fn load_state(
-    store: &Store,
+async fn load_state<S: LogStorage>(
+    store: &S,
     cache: &TileCache,
     id: &TreeIdentity,
     witness: Option<&Witness>,
@@ -647,8 +687,8 @@ impl Prepared {
 /// Integrate one batch into the edge: dedup (against the database, the batch in flight and the
 /// batch itself), extend the edge, sign the new head. On error the batch is handed back and the
 /// edge may be half-extended.
-async fn prepare(
-    store: &Store,
+async fn prepare<S: LogStorage>(
+    store: &S,
     id: &TreeIdentity,
     edge: &mut Edge,
     batch: Vec<AppendReq>,
@@ -720,8 +760,8 @@ async fn prepare(
 
 /// Commit a prepared batch (the one before it has committed), publish the new state to readers
 /// and answer its appends.
-async fn commit(
-    store: Store,
+async fn commit<S: LogStorage>(
+    store: S,
     cache: Arc<TileCache>,
     id: Arc<TreeIdentity>,
     holder: String,

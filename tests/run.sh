@@ -168,6 +168,10 @@ case "$mode" in
     # tokens, every service signing through them, the clients end to end, the HSM watchdog.
     say "the stack on tpm2-pkcs11 over swtpm (tests/tpm2.sh)"
     SIGVAULT_BIN="$repo/target/debug/sigvault" tests/tpm2.sh
+    # The kill soak's short form: the services and MariaDB SIGKILLed under load, nothing
+    # acknowledged lost or moved, no fork (tests/kill-soak.sh 100 is the long one).
+    say "kill soak, short form (tests/kill-soak.sh ${SIGVAULT_SOAK_KILLS:-6})"
+    SIGVAULT_BIN="$repo/target/debug/sigvault" tests/kill-soak.sh "${SIGVAULT_SOAK_KILLS:-6}"
     # Packages: build the .deb and .rpm, inspect them, install the .deb into a clean Debian 12
     # root (debootstrap), check the units, remove and purge. SIGVAULT_SKIP_PACKAGING=1 skips it
     # for quick local runs; CI never sets it.

@@ -648,6 +648,26 @@ check "custody (control): the tlog logs in to its token with its PIN and finds i
 check_fails "custody: fulcio, given the tlog's PIN, cannot open the tlog's token" p11_as fulcio
 check_fails "custody: rekor, given the tlog's PIN, cannot open the tlog's token" p11_as rekor
 
+# --- reload: ExecReload= inside the sandbox; the same process reads its config again ----------------
+say "systemctl reload of the units that reload: the same main process, its config read again"
+reloaded() { # reloaded SVC REGEX: systemctl reload; then the same MainPID, active, and REGEX in its journal
+  local pid i
+  pid=$(unit_prop "sigvault-$1.service" MainPID)
+  guest systemctl reload "sigvault-$1.service" || return 1
+  for i in $(seq 1 50); do
+    guest journalctl -u "sigvault-$1.service" -o cat --no-pager | grep -Eq "$2" && break
+    sleep 0.2
+  done
+  guest journalctl -u "sigvault-$1.service" -o cat --no-pager | grep -E "$2" || return 1
+  [ "$(unit_prop "sigvault-$1.service" MainPID)" = "$pid" ] || { echo "a new main process: not a reload"; return 1; }
+  [ "$(unit_prop "sigvault-$1.service" ActiveState)" = active ]
+}
+check "reload: sigvault-tlog reads tlog.toml again (nothing changed), the same process" reloaded tlog "reloaded .*tlog.toml: nothing changed"
+check "reload: sigvault-rekor reads rekor.toml again, the same process" reloaded rekor "reloaded .*rekor.toml: uploads go to its active shard"
+check "reload: sigvault-fulcio reads fulcio.toml again, the same process" reloaded fulcio "reloaded .*fulcio.toml: new requests use this CA"
+check "reload: sigvault-tsa reads tsa.toml again, the same process" reloaded tsa "reloaded .*tsa.toml: new requests use its key"
+sign_verify after-reload-v1 trust-v1
+
 # --- SIGKILL: systemd restarts each service, and signing works again ---------------------------------
 say "systemctl kill -s SIGKILL each service: systemd restarts it"
 declare -A OLD_PID OLD_N

@@ -8,7 +8,8 @@
 # STATE_DIR is a stack packaging/dev-stack.sh brought up; the BUNDLEs are bundles clients made
 # before (sigstore-python through Rekor v1 and v2, sigstore-js), signed by dev@sigvault.test.
 # Each rotation is done as an operator does it: the `sigvault ceremony --rotate` command, the
-# service configs edited, the service reloaded (fulcio and the TSA: no request refused) or restarted,
+# service configs edited, the service reloaded (fulcio, the TSA, the tlog and rekor: no request
+# refused) or restarted (rekor-v2),
 # `sigvault trust` and `sigvault tuf publish`; the clients take their trust through the TUF
 # repository only. After each: every bundle held so far verifies with sigstore-python and
 # sigstore-js, a bundle made after it verifies, and what the rotation changed is checked in it
@@ -105,6 +106,16 @@ restart() {
   SIGVAULT_LOG=info,sqlx=warn "$SV" "$svc" serve --config "$CFG/$svc.toml" >>"$LOGS/$svc.log" 2>&1 &
   echo $! >"$RUN/$svc.pid"
   wait_ready "$ready"
+}
+# Wait (up to 20 s) for a line matching the extended regex $2 in the log $1.
+wait_log() {
+  for _ in $(seq 1 100); do grep -Eq "$2" "$1" && return 0; sleep 0.2; done
+  return 1
+}
+# Reload the tlog (SIGHUP, as `systemctl reload` sends) and wait for the journal line $1.
+reload_tlog() {
+  kill -HUP "$(cat "$RUN/tlog.pid")"
+  wait_log "$LOGS/tlog.log" "reloaded .*tlog.toml: $1"
 }
 # An extra process (a second log, an old CA), stopped at the end.
 start_extra() {
@@ -379,7 +390,7 @@ note_name = "${V2_NEW#http://}"
 key = "pkcs11:token=sigvault-tlog;object=rekor-v2-2"
 pin = { file = "$STATE/secrets/tlog.pin" }
 EOF
-expect_ok "the tlog restarted with the new tree" restart tlog "unix:$RUN/tlog.sock"
+expect_ok "the tlog reloaded with the new tree (SIGHUP, no restart)" reload_tlog "tree 'rekor-v2-2' added"
 cat >>"$CFG/rekor-v2.toml" <<EOF
 [[rekor_v2.logs]]
 url = "$V2_NEW"
@@ -398,7 +409,7 @@ while [ "$(date -u +%s)" -le "$(date -u -d "$V2_START" +%s)" ]; do sleep 0.5; do
 sign_new "after the Rekor v2 rotation"
 expect_ok "the new python bundle is an entry of the new v2 log" test "$(inspect tlog)" = "$(spki_id "$C/rekor-v2-2.pub.pem")"
 sed -i '/^name = "rekor-v2"$/a frozen = true' "$CFG/tlog.toml"
-expect_ok "the tlog restarted with the old v2 tree frozen" restart tlog "unix:$RUN/tlog.sock"
+expect_ok "the tlog reloaded with the old v2 tree frozen" reload_tlog "tree 'rekor-v2' frozen at size [0-9]"
 expect_ok "the old v2 log still serves its checkpoint" curl -fsS "$REKOR_V2_URL/checkpoint"
 # A well-formed request (the first python bundle's signature, sent again) gets the frozen log's 403.
 python3 - held-0-1.sigstore.json >v2-request.json <<'EOF'
@@ -429,7 +440,7 @@ note_name = "127.0.0.1:$CT2_PORT"
 key = "pkcs11:token=sigvault-tlog;object=tlog"
 pin = { file = "$STATE/secrets/tlog.pin" }
 EOF
-expect_ok "the tlog restarted with the new CT tree" restart tlog "unix:$RUN/tlog.sock"
+expect_ok "the tlog reloaded with the new CT tree" reload_tlog "tree 'ctlog-2' added"
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$CT2_PORT\"|" -e 's|^prefix = .*|prefix = "sigvault2"|' \
   -e 's|object=ctlog"|object=ctlog-2"|' -e "s|$C/ctlog.pub.pem|$C/ctlog-2.pub.pem|" \
   -e 's|^tree = .*|tree = "ctlog-2"|' "$CFG/ctlog.toml" >"$CFG/ctlog-2.toml"
@@ -465,6 +476,9 @@ assert "end" not in t[0]["publicKey"]["validFor"], t' "$STATE/trusted_root.json"
 # The tlog: the old tree frozen (an upload in flight is either committed before, and answered
 # 201, or refused), the new tree signed with the new key. Rekor: the new tree active, the old one
 # an inactive shard (it refuses to start while that tree is not frozen, so the tlog goes first).
+# Both are reloaded (SIGHUP, what `systemctl reload` sends), not restarted: an upload the frozen
+# tree refuses waits in rekor for its reload and goes to the new shard, so none is refused.
+cp "$CFG/tlog.toml" "$L/tlog.toml.good"
 sed -i '/^name = "rekor"$/a frozen = true' "$CFG/tlog.toml"
 cat >>"$CFG/tlog.toml" <<EOF
 [[tlog.trees]]
@@ -474,9 +488,12 @@ note_name = "127.0.0.1:$REKOR_PORT"
 key = "pkcs11:token=sigvault-rekor;object=rekor-2"
 pin = { file = "$STATE/secrets/rekor.pin" }
 EOF
+cp "$CFG/tlog.toml" "$L/tlog.toml.next"
+cp "$CFG/rekor.toml" "$L/rekor.toml.before"
 sed -i -e 's|^key = "pkcs11:token=sigvault-rekor;object=rekor"$|key = "pkcs11:token=sigvault-rekor;object=rekor-2"|' \
   -e "s|^public_key_file = .*|public_key_file = \"$C/rekor-2.pub.pem\"|" -e "s|^tree_id = 1$|tree_id = $RK_TREE_ID|" \
   -e 's|^tree = "rekor"$|tree = "rekor-2"|' "$CFG/rekor.toml"
+cp "$CFG/rekor.toml" "$L/rekor.toml.dropped"
 cat >>"$CFG/rekor.toml" <<EOF
 [[rekor.inactive_shards]]
 tree = "rekor"
@@ -484,12 +501,38 @@ tree_id = 1
 key = "pkcs11:token=sigvault-rekor;object=rekor"
 public_key_file = "$C/rekor.pub.pem"
 EOF
+cp "$CFG/rekor.toml" "$L/rekor.toml.next"
 expect_ok "check-config: rekor.toml with the shard" "$SV" check-config "$CFG/rekor.toml"
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$(free_port)\"|" "$CFG/rekor.toml" >"$L/rekor-early.toml"
 expect_ok "rekor on the new shard refuses to start while the old tree is not frozen (the tlog goes first)" bash -c '
 ! out=$(timeout 30 "$0" rekor serve --config "$1" 2>&1) && grep -q "is not frozen in the tlog" <<<"$out"' "$SV" "$L/rekor-early.toml"
-expect_ok "the tlog restarted: the old Rekor tree frozen, the new one listed" restart tlog "unix:$RUN/tlog.sock"
-expect_ok "rekor restarted on the new shard, the old one inactive" restart rekor "http://127.0.0.1:$REKOR_PORT/readyz"
+# Reloads that must be refused, leaving everything as it was: the tlog's with the old tree's key
+# changed; and one of rekor's that changes nothing, taken.
+sed 's|object=rekor"$|object=rekor-2"|' "$L/tlog.toml.good" >"$CFG/tlog.toml"
+kill -HUP "$(cat "$RUN/tlog.pid")"
+expect_ok "a tlog reload that changes a tree's key is refused, saying why" wait_log "$LOGS/tlog.log" \
+  "reload of .* refused, the trees are as they were: .*tree 'rekor': its key, origin or note name differs"
+cp "$L/rekor.toml.before" "$CFG/rekor.toml"
+kill -HUP "$(cat "$RUN/rekor.pid")"
+expect_ok "a rekor reload that changes nothing is taken" wait_log "$LOGS/rekor.log" "reloaded .*rekor.toml: uploads go to its active shard"
+expect_ok "and rekor still logs into the old tree" bash -c \
+  'curl -fsS "$0/api/v1/log" | python3 -c "import json,sys; assert json.load(sys.stdin)[\"treeID\"] == \"1\""' "$REKOR_URL"
+cp "$L/tlog.toml.next" "$CFG/tlog.toml"
+expect_ok "the tlog reloaded (SIGHUP): the old Rekor tree frozen at its final size, the new one added" \
+  reload_tlog "tree 'rekor' frozen at size [0-9]"
+# Meanwhile uploads wait in rekor for its reload. One that drops the old shard is refused (the
+# global indices depend on it); the right one is taken.
+cp "$L/rekor.toml.dropped" "$CFG/rekor.toml"
+kill -HUP "$(cat "$RUN/rekor.pid")"
+expect_ok "a rekor reload that drops the old shard is refused, saying why" wait_log "$LOGS/rekor.log" \
+  "reload of .* refused, still serving the log loaded before: .*must stay where it is"
+cp "$L/rekor.toml.next" "$CFG/rekor.toml"
+kill -HUP "$(cat "$RUN/rekor.pid")"
+expect_ok "rekor reloaded (SIGHUP) onto the new shard, the old one inactive" bash -c '
+for i in $(seq 1 100); do
+  curl -fsS "$0/api/v1/log" | python3 -c "import json,sys; assert json.load(sys.stdin)[\"treeID\"] == sys.argv[1]" "$1" 2>/dev/null && exit 0
+  sleep 0.2
+done; exit 1' "$REKOR_URL" "$RK_TREE_ID"
 sleep 3
 touch stop-rk-load
 wait "$RKLOAD" || true
@@ -498,6 +541,10 @@ expect_ok "the load: uploads logged through the rotation, every 201 recorded" py
 import json, sys
 r = json.load(open(sys.argv[1])); print(r)
 assert r["created"] > 10 and r["statuses"].get("201") == r["created"], r' rk-load.json
+expect_ok "the load: no upload refused through the reloads (every answer a 201)" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert set(r["statuses"]) == {"201"}, r' rk-load.json
 expect_ok "the load: every 201 is found by entry ID, UUID, log index and search, and verifies" \
   python3 "$repo/tests/rekor-shard/check.py" "$REKOR_URL" "$L/rk-load" "$C/rekor.pub.pem" "$C/rekor-2.pub.pem" 1 "$RK_TREE_ID"
 expect_ok "GET /api/v1/log/publicKey?treeID=1 is the old shard's key" bash -c \

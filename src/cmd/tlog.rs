@@ -207,6 +207,69 @@ fn state_dir(configured: Option<&Path>) -> Option<std::path::PathBuf> {
     (!first.is_empty()).then(|| first.into())
 }
 
+/// On each SIGHUP (`systemctl reload sigvault-tlog`), read `file` again and move to the trees it
+/// lists ([`LogService::reload`]): a new tree (a Rekor v1 shard, a new CT log, a new Rekor v2
+/// log) is served, a tree now `frozen = true` stops taking entries, and no running tree stops
+/// answering meanwhile. A config that does not load, or changes what a reload cannot, is
+/// refused and logged, and every tree stays as it was. The new trees' keys join the HSM
+/// watchdog. What a reload does not change: the listeners, their TLS, the database, the batch
+/// and lease settings (restart for those).
+async fn reload_on_sighup(
+    file: std::path::PathBuf,
+    svc: Arc<LogService>,
+    watched: tokio::sync::watch::Sender<Vec<HsmSigner>>,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let f = file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let cfg = config::load_tlog(&f)?;
+            tree_specs(&cfg)
+        })
+        .await;
+        let (specs, signers) = match loaded {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "reload of {} refused, the trees are as they were: {e:#}",
+                    file.display()
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("reload of {} failed: {e}", file.display());
+                continue;
+            }
+        };
+        let before = svc.tree_names();
+        let new_signers: Vec<HsmSigner> = specs
+            .iter()
+            .zip(signers)
+            .filter(|(spec, _)| !before.contains(&spec.name))
+            .map(|(_, s)| s)
+            .collect();
+        match svc.reload(specs).await {
+            Ok(changes) => {
+                watched.send_modify(|w| w.extend(new_signers));
+                if changes.is_empty() {
+                    tracing::info!("reloaded {}: nothing changed", file.display());
+                }
+                for c in changes {
+                    tracing::info!("reloaded {}: {c}", file.display());
+                }
+                crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
+            }
+            Err(e) => tracing::error!(
+                "reload of {} refused, the trees are as they were: {e}",
+                file.display()
+            ),
+        }
+    }
+}
+
 /// `sigvault tlog serve`.
 pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let cfg = config::load_tlog(file)?;
@@ -269,11 +332,9 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
     let a = tokio::spawn(internal_l.serve(internal, wait(stop_rx.clone())));
     let b = tokio::spawn(public_l.serve(public, wait(stop_rx.clone())));
     crate::http::sd_notify("READY=1\nSTATUS=serving");
-    let outcome = super::until_stopped(
-        super::fixed_signers(hsm_signers),
-        cfg.hsm.exit_after_failing(),
-    )
-    .await;
+    let (watched, signers) = tokio::sync::watch::channel(hsm_signers);
+    tokio::spawn(reload_on_sighup(file.into(), Arc::clone(&svc), watched));
+    let outcome = super::until_stopped(signers, cfg.hsm.exit_after_failing()).await;
     tracing::info!("shutting down");
     crate::http::sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);

@@ -152,6 +152,31 @@ impl Rekor {
         Ok(Self { tlog, shards })
     }
 
+    /// Refuse to replace `before` with this log unless it extends it: the same shards in the
+    /// same order (tree, tree ID, key and offset), then new ones. Anything else would move
+    /// global log indices that clients already hold in their SETs.
+    pub fn extends(&self, before: &Rekor) -> Result<(), RekorError> {
+        for (i, old) in before.shards.iter().enumerate() {
+            let same = self.shards.get(i).is_some_and(|new| {
+                new.tree == old.tree
+                    && new.tree_id == old.tree_id
+                    && new.log_id_hex == old.log_id_hex
+                    && new.offset == old.offset
+            });
+            if !same {
+                return Err(RekorError::Internal(format!(
+                    "shard {} (tree '{}', tree ID {}) must stay where it is: a reload may only add \
+                     shards after the running ones (move the active shard to \
+                     [[rekor.inactive_shards]] and name the new tree as the active one)",
+                    i + 1,
+                    old.tree,
+                    old.tree_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn active(&self) -> &Shard {
         // `sharded` refuses an empty list.
         &self.shards[self.shards.len() - 1]
@@ -559,6 +584,43 @@ mod tests {
         assert!(log(vec![shard(1, 0, Some(10)), shard(2, 9, None)]).is_err());
         assert!(log(vec![shard(1, 0, Some(10)), shard(2, 10, Some(3))]).is_err());
         assert!(log(vec![]).is_err());
+    }
+
+    /// A reload may only add shards after the running ones: each running shard stays, with its
+    /// tree, key and offset.
+    #[test]
+    fn a_reloaded_log_must_extend_the_running_one() {
+        let k1: Arc<dyn Signer> = Arc::new(SoftP256::random());
+        let k2: Arc<dyn Signer> = Arc::new(SoftP256::random());
+        let with = |k: &Arc<dyn Signer>, tree_id: u64, offset: u64, frozen: Option<u64>| {
+            Shard::new(
+                Arc::clone(k),
+                format!("t{tree_id}"),
+                tree_id,
+                offset,
+                frozen,
+                None,
+            )
+            .expect("shard")
+        };
+        let running = log(vec![with(&k1, 1, 0, None)]).expect("log");
+        let rotated = log(vec![with(&k1, 1, 0, Some(10)), with(&k2, 2, 10, None)]).expect("log");
+        assert!(
+            rotated.extends(&running).is_ok(),
+            "a new shard after the old one"
+        );
+        assert!(running.extends(&running).is_ok(), "nothing changed");
+        // The old shard dropped, its key changed, or its tree ID changed.
+        let dropped = log(vec![with(&k2, 2, 0, None)]).expect("log");
+        assert!(dropped.extends(&running).is_err());
+        let rekeyed = log(vec![with(&k2, 1, 0, Some(10)), with(&k2, 2, 10, None)]).expect("log");
+        assert!(rekeyed.extends(&running).is_err());
+        // And a running two-shard log cannot lose its first shard.
+        assert!(dropped.extends(&rotated).is_err());
+        assert!(
+            running.extends(&rotated).is_err(),
+            "a shard removed from the end"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -14,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::kinds::Verifier;
 use super::shard::Shard;
@@ -31,10 +33,46 @@ pub struct Metrics {
     pub failed: AtomicU64,
 }
 
+/// How long an upload refused because the active shard's tree was frozen waits for this service
+/// to move to the next shard (`systemctl reload sigvault-rekor` after the tlog's reload) before
+/// the refusal is answered.
+const NEXT_SHARD_WAIT: Duration = Duration::from_secs(10);
+
+/// The log being served, which a reload replaces ([`AppState::replace`]), and the counters.
 #[derive(Clone)]
 pub struct AppState {
-    pub rekor: Arc<Rekor>,
+    log: Arc<watch::Sender<Arc<Rekor>>>,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(rekor: Arc<Rekor>) -> Self {
+        Self {
+            log: Arc::new(watch::Sender::new(rekor)),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The log as it is now; a request holds on to one for all it does.
+    pub fn rekor(&self) -> Arc<Rekor> {
+        Arc::clone(&self.log.borrow())
+    }
+
+    /// Move to `rekor` (its shards extending the current ones): requests from now on use it,
+    /// those under way finish on the one they began with.
+    pub fn replace(&self, rekor: Arc<Rekor>) {
+        let _ = self.log.send_replace(rekor);
+    }
+
+    /// The log that replaced `old`, once one has (within `within`).
+    async fn newer_than(&self, old: &Arc<Rekor>, within: Duration) -> Option<Arc<Rekor>> {
+        let mut rx = self.log.subscribe();
+        let moved = rx.wait_for(|now| !Arc::ptr_eq(now, old));
+        match tokio::time::timeout(within, moved).await {
+            Ok(Ok(now)) => Some(Arc::clone(&now)),
+            _ => None,
+        }
+    }
 }
 
 pub struct ApiError(pub RekorError);
@@ -140,7 +178,7 @@ fn entry_map(entries: impl IntoIterator<Item = LogEntry>) -> Value {
 
 async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
     let result = match json_value(&body) {
-        Ok(v) => st.rekor.upload(&v).await.map_err(ApiError),
+        Ok(v) => upload(&st, &v).await.map_err(ApiError),
         Err(e) => Err(e),
     };
     match result {
@@ -169,6 +207,20 @@ async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> Response
     }
 }
 
+/// Upload into the active shard. Refused because its tree was just frozen (the tlog was reloaded
+/// for a shard rotation, this service not yet), the entry is not in any tree: it waits for the
+/// reload that moves this service to the next shard, and goes there.
+async fn upload(st: &AppState, v: &Value) -> Result<LogEntry, RekorError> {
+    let rekor = st.rekor();
+    match rekor.upload(v).await {
+        Err(RekorError::Frozen) => match st.newer_than(&rekor, NEXT_SHARD_WAIT).await {
+            Some(next) => next.upload(v).await,
+            None => Err(RekorError::Frozen),
+        },
+        r => r,
+    }
+}
+
 #[derive(Deserialize)]
 struct IndexQuery {
     #[serde(rename = "logIndex")]
@@ -183,7 +235,7 @@ async fn by_index(
     let i: u64 = s
         .parse()
         .map_err(|_| bad("logIndex must be a non-negative integer"))?;
-    let e = st.rekor.entry_by_index(i).await?;
+    let e = st.rekor().entry_by_index(i).await?;
     Ok(Json(entry_map([e])))
 }
 
@@ -192,7 +244,7 @@ async fn by_id(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (tree, uuid) = super::parse_entry_id(&id)?;
-    let e = st.rekor.entry_by_uuid(tree, &uuid).await?;
+    let e = st.rekor().entry_by_uuid(tree, &uuid).await?;
     Ok(Json(entry_map([e])))
 }
 
@@ -237,7 +289,7 @@ async fn retrieve(
         hashes.push((None, crate::merkle::leaf_hash(&c.body)));
     }
     for (tree, h) in &hashes {
-        match st.rekor.entry_by_uuid(*tree, h).await {
+        match st.rekor().entry_by_uuid(*tree, h).await {
             Ok(e) => found.push(e),
             Err(RekorError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -247,7 +299,7 @@ async fn retrieve(
         let i = i
             .as_u64()
             .ok_or_else(|| bad("logIndexes must be non-negative integers"))?;
-        match st.rekor.entry_by_index(i).await {
+        match st.rekor().entry_by_index(i).await {
             Ok(e) => found.push(e),
             Err(RekorError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -289,7 +341,7 @@ async fn search_index(
     State(st): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    if st.rekor.indexer().is_none() {
+    if st.rekor().indexer().is_none() {
         return Err(ApiError(RekorError::Internal(
             "Search Index API not enabled in this Rekor instance".into(),
         )));
@@ -363,14 +415,14 @@ async fn search_index(
             "give at least one of hash, publicKey, email or subject to search for",
         ));
     }
-    let ids = st.rekor.search(&q).await?;
+    let ids = st.rekor().search(&q).await?;
     Ok(Json(Value::Array(
         ids.into_iter().map(Value::String).collect(),
     )))
 }
 
 async fn log_info(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(st.rekor.log_info().await?))
+    Ok(Json(st.rekor().log_info().await?))
 }
 
 #[derive(Deserialize)]
@@ -385,7 +437,7 @@ struct ProofQuery {
 
 /// The shard a `treeID` parameter names (decimal, as `GET /api/v1/log` gives it); the active
 /// one without it.
-fn shard_param<'a>(st: &'a AppState, t: Option<&str>) -> Result<&'a Shard, ApiError> {
+fn shard_param<'a>(rekor: &'a Rekor, t: Option<&str>) -> Result<&'a Shard, ApiError> {
     let id = match t {
         None | Some("") => None,
         Some(t) => Some(
@@ -393,7 +445,7 @@ fn shard_param<'a>(st: &'a AppState, t: Option<&str>) -> Result<&'a Shard, ApiEr
                 .map_err(|_| bad(format!("unknown treeID {t:?}")))?,
         ),
     };
-    st.rekor
+    rekor
         .shard(id)
         .ok_or_else(|| bad(format!("unknown treeID {:?}", t.unwrap_or_default())))
 }
@@ -402,7 +454,8 @@ async fn proof(
     State(st): State<AppState>,
     Query(q): Query<ProofQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let shard = shard_param(&st, q.tree_id.as_deref())?;
+    let rekor = st.rekor();
+    let shard = shard_param(&rekor, q.tree_id.as_deref())?;
     let num = |v: Option<String>, name: &str, default: Option<u64>| -> Result<u64, ApiError> {
         match v {
             None => default.ok_or_else(|| bad(format!("{name} is required"))),
@@ -416,7 +469,7 @@ async fn proof(
     if first == 0 || last == 0 {
         return Err(bad("firstSize and lastSize must be at least 1"));
     }
-    Ok(Json(st.rekor.consistency(shard, first, last).await?))
+    Ok(Json(rekor.consistency(shard, first, last).await?))
 }
 
 #[derive(Deserialize)]
@@ -429,7 +482,8 @@ async fn public_key(
     State(st): State<AppState>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Response, ApiError> {
-    let shard = shard_param(&st, q.tree_id.as_deref())?;
+    let rekor = st.rekor();
+    let shard = shard_param(&rekor, q.tree_id.as_deref())?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         shard.public_pem().to_owned(),
@@ -440,7 +494,7 @@ async fn public_key(
 /// Ready when its key signs and a tlog instance sequences the tree (takes appends), not merely
 /// answers reads; says how far the search index is.
 async fn readyz(State(st): State<AppState>) -> Response {
-    let rekor = &st.rekor;
+    let rekor = st.rekor();
     let indexed = || {
         rekor
             .indexer()
@@ -483,7 +537,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
     }
-    if let Some(ix) = st.rekor.indexer() {
+    if let Some(ix) = st.rekor().indexer() {
         s.push_str(&format!(
             "# HELP sigvault_rekor_indexed_entries Entries below this index are searchable.\n# TYPE sigvault_rekor_indexed_entries gauge\nsigvault_rekor_indexed_entries {}\n",
             ix.indexed()

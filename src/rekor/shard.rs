@@ -85,7 +85,7 @@ pub enum ShardError {
     #[error("cannot read the shard tree '{tree}' from the tlog: {message}")]
     Tlog { tree: String, message: String },
     #[error(
-        "the shard tree '{0}' is not frozen in the tlog: mark it `frozen = true` in tlog.toml and restart the tlog first (an earlier shard that still grew would shift every later global log index)"
+        "the shard tree '{0}' is not frozen in the tlog: mark it `frozen = true` in tlog.toml and reload (or restart) the tlog first (an earlier shard that still grew would shift every later global log index)"
     )]
     NotFrozen(String),
 }

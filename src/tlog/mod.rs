@@ -11,6 +11,8 @@ pub mod guard;
 #[cfg(test)]
 pub mod memory_storage;
 pub mod reader;
+#[cfg(test)]
+mod reload_tests;
 pub mod sequencer;
 pub mod server;
 pub mod storage;
@@ -140,6 +142,25 @@ pub struct TreeSpec {
     pub frozen: bool,
 }
 
+/// Where a tree is on its way to read-only. A tree frozen by a reload passes through `Freezing`
+/// while its sequencer commits what it holds; only once that is done is its size final, and only
+/// then does the tree say it is frozen (a Rekor shard's offset is taken from that size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeState {
+    Open,
+    Freezing,
+    Frozen,
+}
+
+/// Why a tree's sequencer is asked to stop: what the appends still queued are answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The service shuts down: retry (elsewhere, or once it is back).
+    Shutdown,
+    /// The tree is being frozen: it will not take them (a personality moves to its next tree).
+    Freeze,
+}
+
 /// Service-wide options.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -177,6 +198,11 @@ pub fn default_instance_id() -> String {
 /// A tree as the service holds it.
 pub struct Tree {
     spec: TreeSpec,
+    state: watch::Sender<TreeState>,
+    /// Tells the tree's sequencer to stop, and why.
+    stop: watch::Sender<Option<Stop>>,
+    /// True while a sequencer task runs for the tree.
+    sequencing: watch::Sender<bool>,
     /// Database id once the tree exists.
     id: watch::Sender<Option<u64>>,
     tx: mpsc::Sender<sequencer::AppendReq>,
@@ -195,9 +221,13 @@ impl Tree {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
-    /// Is the tree frozen (read-only)?
+    /// Is the tree frozen (read-only, its size final)?
     pub fn is_frozen(&self) -> bool {
-        self.spec.frozen
+        *self.state.borrow() == TreeState::Frozen
+    }
+    /// Open, being frozen, or frozen.
+    pub fn state(&self) -> TreeState {
+        *self.state.borrow()
     }
     /// Is this instance the tree's active sequencer right now? Not once its lease has run out,
     /// even while the sequencer has not noticed yet (it is waiting on a slow commit): another
@@ -250,7 +280,11 @@ impl Tree {
 /// tests give it another [`LogStorage`].
 pub struct LogService<S: LogStorage = Store> {
     store: S,
-    trees: HashMap<String, Arc<Tree>>,
+    /// The configured trees; a reload ([`LogService::reload`]) adds trees and freezes them, never
+    /// removes one or changes its key or origin.
+    trees: std::sync::RwLock<HashMap<String, Arc<Tree>>>,
+    /// Serialises reloads (two SIGHUPs in a row apply one after the other).
+    reloading: tokio::sync::Mutex<()>,
     opts: ServiceOptions,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -284,40 +318,7 @@ impl<S: LogStorage> LogService<S> {
         };
         let mut map = HashMap::new();
         for spec in trees {
-            if !valid_tree_name(&spec.name) {
-                return Err(TlogError::BadRequest(format!(
-                    "tree name '{}' must be 1-64 characters of a-z, 0-9 and '-'",
-                    spec.name
-                )));
-            }
-            let row = store.tree(&spec.name).await?;
-            if let Some(row) = &row {
-                check_row(&spec, row)?;
-            } else if spec.frozen {
-                return Err(TlogError::BadRequest(format!(
-                    "tree '{}' is configured frozen but the database has no such tree",
-                    spec.name
-                )));
-            }
-            let (tx, rx) = mpsc::channel(opts.sequencer.queue_limit);
-            let tree = Tree {
-                id: watch::Sender::new(row.as_ref().map(|r| r.id)),
-                head: watch::Sender::new(row.map(|r| {
-                    Arc::new(Head {
-                        size: r.size,
-                        root: r.root,
-                        checkpoint: r.checkpoint,
-                    })
-                })),
-                spec,
-                tx,
-                rx: std::sync::Mutex::new(Some(rx)),
-                active: watch::Sender::new(false),
-                lease_until: Arc::default(),
-                cache: Arc::new(reader::TileCache::default()),
-                metrics: Arc::default(),
-                refused: watch::Sender::new(None),
-            };
+            let tree = Self::new_tree(&store, &opts, spec).await?;
             if map.insert(tree.spec.name.clone(), Arc::new(tree)).is_some() {
                 return Err(TlogError::BadRequest(
                     "a tree name is configured twice".into(),
@@ -326,16 +327,17 @@ impl<S: LogStorage> LogService<S> {
         }
         let svc = Arc::new(Self {
             store,
-            trees: map,
+            trees: std::sync::RwLock::new(map),
+            reloading: tokio::sync::Mutex::new(()),
             opts,
             shutdown: watch::Sender::new(false),
             tasks: std::sync::Mutex::new(Vec::new()),
             witness,
             witness_tasks: std::sync::Mutex::new(Vec::new()),
         });
-        for tree in svc.trees.values() {
+        for tree in svc.all_trees() {
             if tree.db_id().is_some() {
-                svc.spawn_sequencer(tree);
+                svc.spawn_sequencer(&tree);
             }
             if tree.is_frozen() {
                 tracing::info!(tree = %tree.spec.name, "tree is frozen: reads only");
@@ -344,8 +346,175 @@ impl<S: LogStorage> LogService<S> {
         Ok(svc)
     }
 
+    /// A tree for `spec`, checked against the database's row of that name if there is one.
+    async fn new_tree(store: &S, opts: &ServiceOptions, spec: TreeSpec) -> Result<Tree, TlogError> {
+        if !valid_tree_name(&spec.name) {
+            return Err(TlogError::BadRequest(format!(
+                "tree name '{}' must be 1-64 characters of a-z, 0-9 and '-'",
+                spec.name
+            )));
+        }
+        let row = store.tree(&spec.name).await?;
+        if let Some(row) = &row {
+            check_row(&spec, row)?;
+        } else if spec.frozen {
+            return Err(TlogError::BadRequest(format!(
+                "tree '{}' is configured frozen but the database has no such tree",
+                spec.name
+            )));
+        }
+        let (tx, rx) = mpsc::channel(opts.sequencer.queue_limit);
+        Ok(Tree {
+            id: watch::Sender::new(row.as_ref().map(|r| r.id)),
+            head: watch::Sender::new(row.map(|r| {
+                Arc::new(Head {
+                    size: r.size,
+                    root: r.root,
+                    checkpoint: r.checkpoint,
+                })
+            })),
+            state: watch::Sender::new(if spec.frozen {
+                TreeState::Frozen
+            } else {
+                TreeState::Open
+            }),
+            stop: watch::Sender::new(None),
+            sequencing: watch::Sender::new(false),
+            spec,
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+            active: watch::Sender::new(false),
+            lease_until: Arc::default(),
+            cache: Arc::new(reader::TileCache::default()),
+            metrics: Arc::default(),
+            refused: watch::Sender::new(None),
+        })
+    }
+
+    /// Move to the trees of a config read again (`systemctl reload`): add the trees it lists
+    /// that are new, and freeze those it marks `frozen = true` that are open. Nothing else may
+    /// change: a tree that is gone, or whose key, origin or name on its checkpoints differs, or
+    /// a frozen tree no longer frozen, refuses the whole reload and leaves every tree as it was
+    /// (restart for those; a tree's key and origin never change). A tree being frozen first
+    /// stops taking appends (403), then commits the batches it holds (their appends are
+    /// answered as usual), and only then reports itself frozen, at its final size. Returns
+    /// what changed, one line per tree.
+    pub async fn reload(&self, specs: Vec<TreeSpec>) -> Result<Vec<String>, TlogError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        if *self.shutdown.borrow() {
+            return Err(TlogError::ShuttingDown);
+        }
+        let current = self.all_trees();
+        let mut seen = std::collections::HashSet::new();
+        let mut added = Vec::new();
+        let mut to_freeze = Vec::new();
+        for spec in specs {
+            if !seen.insert(spec.name.clone()) {
+                return Err(TlogError::BadRequest(format!(
+                    "tree '{}' is configured twice",
+                    spec.name
+                )));
+            }
+            match current.iter().find(|t| t.spec.name == spec.name) {
+                Some(t) => {
+                    let same = t.spec.origin == spec.origin
+                        && t.spec.note_name == spec.note_name
+                        && t.spec.signer.public_key_der() == spec.signer.public_key_der();
+                    if !same {
+                        return Err(TlogError::BadRequest(format!(
+                            "tree '{}': its key, origin or note name differs from the running one; \
+                             a tree's identity never changes (a new key is a new tree)",
+                            spec.name
+                        )));
+                    }
+                    match (t.state(), spec.frozen) {
+                        (TreeState::Open | TreeState::Freezing, true) => {
+                            if t.db_id().is_none() {
+                                return Err(TlogError::BadRequest(format!(
+                                    "tree '{}' is configured frozen but was never created",
+                                    spec.name
+                                )));
+                            }
+                            to_freeze.push(Arc::clone(t));
+                        }
+                        (TreeState::Freezing | TreeState::Frozen, false) => {
+                            return Err(TlogError::BadRequest(format!(
+                                "tree '{}' is frozen and stays frozen (a frozen tree's size is \
+                                 final: a Rekor shard's offset depends on it)",
+                                spec.name
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                None => added.push(Self::new_tree(&self.store, &self.opts, spec).await?),
+            }
+        }
+        if let Some(gone) = current.iter().find(|t| !seen.contains(&t.spec.name)) {
+            return Err(TlogError::BadRequest(format!(
+                "tree '{}' is no longer configured: a tree is never dropped by a reload (mark it \
+                 `frozen = true`, or restart to stop serving it)",
+                gone.spec.name
+            )));
+        }
+        let mut changes = Vec::new();
+        for tree in added {
+            let tree = Arc::new(tree);
+            self.trees
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tree.spec.name.clone(), Arc::clone(&tree));
+            if tree.db_id().is_some() {
+                self.spawn_sequencer(&tree);
+            }
+            changes.push(format!(
+                "tree '{}' added{}",
+                tree.spec.name,
+                if tree.is_frozen() { " (frozen)" } else { "" }
+            ));
+        }
+        for tree in to_freeze {
+            let size = self.freeze(&tree).await?;
+            changes.push(format!("tree '{}' frozen at size {size}", tree.spec.name));
+        }
+        Ok(changes)
+    }
+
+    /// Freeze an open tree: refuse appends from now on, let its sequencer commit what it holds
+    /// and stop, then mark it frozen. Returns the final size, read from the database.
+    async fn freeze(&self, tree: &Arc<Tree>) -> Result<u64, TlogError> {
+        let _ = tree.state.send_replace(TreeState::Freezing);
+        let _ = tree.stop.send_replace(Some(Stop::Freeze));
+        let mut sequencing = tree.sequencing.subscribe();
+        let _ = sequencing.wait_for(|running| !running).await;
+        let _ = tree.active.send_replace(false);
+        let row = self
+            .store
+            .tree(&tree.spec.name)
+            .await?
+            .ok_or_else(|| TlogError::NotCreated(tree.spec.name.clone()))?;
+        let _ = tree.head.send_replace(Some(Arc::new(Head {
+            size: row.size,
+            root: row.root,
+            checkpoint: row.checkpoint,
+        })));
+        let _ = tree.state.send_replace(TreeState::Frozen);
+        tracing::info!(tree = %tree.spec.name, size = row.size, "tree frozen: reads only from now on");
+        Ok(row.size)
+    }
+
+    /// Every configured tree, at this moment.
+    fn all_trees(&self) -> Vec<Arc<Tree>> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn spawn_sequencer(&self, tree: &Arc<Tree>) {
-        if tree.is_frozen() {
+        if tree.state() != TreeState::Open || *self.shutdown.borrow() {
             return;
         }
         let Some(tree_id) = tree.db_id() else { return };
@@ -383,7 +552,13 @@ impl<S: LogStorage> LogService<S> {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(task);
         }
-        let handle = tokio::spawn(sequencer::run(runner, rx, self.shutdown.subscribe()));
+        let _ = tree.sequencing.send_replace(true);
+        let stop = tree.stop.subscribe();
+        let sequencing = tree.sequencing.clone();
+        let handle = tokio::spawn(async move {
+            sequencer::run(runner, rx, stop).await;
+            let _ = sequencing.send_replace(false);
+        });
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -400,6 +575,15 @@ impl<S: LogStorage> LogService<S> {
     /// Stop sequencing: refuse new appends, finish nothing more, release leases.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send_replace(true);
+        for t in self.all_trees() {
+            t.stop.send_if_modified(|s| {
+                let first = s.is_none();
+                if first {
+                    *s = Some(Stop::Shutdown);
+                }
+                first
+            });
+        }
         let tasks: Vec<_> =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
@@ -415,7 +599,7 @@ impl<S: LogStorage> LogService<S> {
             t.abort();
         }
         self.stop_witness_tasks();
-        for t in self.trees.values() {
+        for t in self.all_trees() {
             let _ = t.active.send_replace(false);
         }
     }
@@ -430,19 +614,28 @@ impl<S: LogStorage> LogService<S> {
 
     /// Names of the configured trees.
     pub fn tree_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.trees.keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
 
     /// A configured tree.
-    pub fn tree(&self, name: &str) -> Result<&Arc<Tree>, TlogError> {
+    pub fn tree(&self, name: &str) -> Result<Arc<Tree>, TlogError> {
         self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(name)
+            .cloned()
             .ok_or_else(|| TlogError::UnknownTree(name.into()))
     }
 
-    fn created(&self, name: &str) -> Result<(&Arc<Tree>, u64), TlogError> {
+    fn created(&self, name: &str) -> Result<(Arc<Tree>, u64), TlogError> {
         let t = self.tree(name)?;
         let id = t
             .db_id()
@@ -453,7 +646,7 @@ impl<S: LogStorage> LogService<S> {
     /// Create the tree once: its sentinel entry at index 0, first tile and checkpoint.
     pub async fn create_tree(&self, name: &str) -> Result<Arc<Head>, TlogError> {
         let tree = self.tree(name)?;
-        if tree.is_frozen() {
+        if tree.state() != TreeState::Open {
             // A frozen tree exists (the service would not start otherwise): answer as for any
             // existing tree, so a personality that creates its tree at start goes on.
             return Err(TlogError::TreeExists(name.into()));
@@ -461,7 +654,7 @@ impl<S: LogStorage> LogService<S> {
         if let Some(row) = self.store.tree(name).await? {
             check_row(&tree.spec, &row)?;
             let _ = tree.id.send_replace(Some(row.id));
-            self.spawn_sequencer(tree);
+            self.spawn_sequencer(&tree);
             return Err(TlogError::TreeExists(name.into()));
         }
         // A tree this instance has committed to before is missing from the database: creating it
@@ -517,7 +710,7 @@ impl<S: LogStorage> LogService<S> {
                 // Another instance created it first: adopt theirs.
                 if let Some(row) = self.store.tree(name).await? {
                     let _ = tree.id.send_replace(Some(row.id));
-                    self.spawn_sequencer(tree);
+                    self.spawn_sequencer(&tree);
                 }
                 return Err(TlogError::TreeExists(n));
             }
@@ -527,7 +720,7 @@ impl<S: LogStorage> LogService<S> {
         let head = Arc::new(head);
         let _ = tree.head.send_replace(Some(Arc::clone(&head)));
         let _ = tree.id.send_replace(Some(row.id));
-        self.spawn_sequencer(tree);
+        self.spawn_sequencer(&tree);
         Ok(head)
     }
 
@@ -567,7 +760,7 @@ impl<S: LogStorage> LogService<S> {
                 });
             }
         }
-        if tree.is_frozen() {
+        if tree.state() != TreeState::Open {
             return Err(TlogError::Frozen(name.into()));
         }
         if !tree.is_active() {
@@ -584,6 +777,10 @@ impl<S: LogStorage> LogService<S> {
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => TlogError::Overloaded(name.into()),
+                // Closed by a freeze that began after the check above: not taken, not logged.
+                mpsc::error::TrySendError::Closed(_) if tree.state() != TreeState::Open => {
+                    TlogError::Frozen(name.into())
+                }
                 mpsc::error::TrySendError::Closed(_) => TlogError::ShuttingDown,
             })?;
         rx.await.map_err(|_| TlogError::ShuttingDown)?

@@ -19,6 +19,7 @@ use crate::metrics::Histogram;
 use crate::note::{self, Checkpoint};
 use crate::signer::Signer;
 
+use super::Stop;
 use super::guard::Witness;
 use super::reader::{self, TileCache};
 use super::storage::{LogStorage, NewEntry, NewHead, TileWrite, TreeRow};
@@ -317,7 +318,9 @@ enum Collected {
     Deadline,
 }
 
-/// Run the sequencer of one tree until `shutdown` flips to true.
+/// Run the sequencer of one tree until `stop` says why it is to stop: the service shutting down,
+/// or the tree being frozen (then the batch in flight commits, and what is still queued is
+/// refused as frozen, so that a personality may send it to its next tree: none of it is logged).
 ///
 /// Batches are pipelined one deep: while batch N commits (in its own task, which answers its
 /// appends), batch N+1 is collected, deduplicated (against the database and against N's
@@ -327,7 +330,7 @@ enum Collected {
 pub(super) async fn run<S: LogStorage>(
     r: Runner<S>,
     mut rx: mpsc::Receiver<AppendReq>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Option<Stop>>,
 ) {
     let Runner {
         store,
@@ -353,7 +356,7 @@ pub(super) async fn run<S: LogStorage>(
     // the next batch once the edge is reloaded.
     let mut carried: Vec<AppendReq> = Vec::new();
     loop {
-        if *shutdown.borrow() {
+        if shutdown.borrow().is_some() {
             break;
         }
         // --- Hold the lease, or wait for it. ---------------------------------------------------
@@ -554,15 +557,20 @@ pub(super) async fn run<S: LogStorage>(
             Arc::clone(&metrics),
         )));
     }
-    // Shutting down: let the batch in flight finish, refuse what is queued, hand the lease over.
+    // Stopping: let the batch in flight finish, refuse what is queued, hand the lease over.
     let _ = settle(&mut inflight, &mut finished).await;
     let _ = active.send_replace(false);
     rx.close();
+    let why = *shutdown.borrow();
+    let refusal = || match why {
+        Some(Stop::Freeze) => TlogError::Frozen(id.name.clone()),
+        _ => TlogError::ShuttingDown,
+    };
     for req in carried {
-        let _ = req.reply.send(Err(TlogError::ShuttingDown));
+        let _ = req.reply.send(Err(refusal()));
     }
     while let Ok(req) = rx.try_recv() {
-        let _ = req.reply.send(Err(TlogError::ShuttingDown));
+        let _ = req.reply.send(Err(refusal()));
     }
     if edge.is_some() {
         // The record is written a moment after each commit: bring it up to date before the

@@ -205,7 +205,7 @@ async fn append_batch(
     st.metrics.batch_requests.fetch_add(1, Ordering::Relaxed);
     // A standby answers the whole batch with 503, so the caller moves on to the next endpoint.
     let t = st.svc.tree(&tree)?;
-    if t.is_frozen() {
+    if t.state() != crate::tlog::TreeState::Open {
         return Err(ApiError(TlogError::Frozen(tree)));
     }
     if let Some(why) = t.refusal() {
@@ -412,6 +412,9 @@ async fn readyz(State(st): State<AppState>) -> Response {
                     }
                     let role = match (t.refusal(), t.db_id(), t.is_active()) {
                         _ if t.is_frozen() => "frozen (reads only)".into(),
+                        _ if t.state() == crate::tlog::TreeState::Freezing => {
+                            "being frozen (committing its last batch)".into()
+                        }
                         (Some(why), _, _) => {
                             refused = true;
                             format!("refused: {why}")
@@ -491,7 +494,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .svc
         .tree_names()
         .into_iter()
-        .filter_map(|n| st.svc.tree(&n).ok().map(|t| (n, Arc::clone(t))))
+        .filter_map(|n| st.svc.tree(&n).ok().map(|t| (n, t)))
         .collect();
     let mut gauge =
         |name: &str, help: &str, kind: &str, f: &dyn Fn(&super::Tree) -> Option<u64>| {

@@ -460,7 +460,8 @@ async fn append_round(plan: &Plan, svc: &Arc<LogService>, seq: &Arc<AtomicU64>) 
             }
         }));
     }
-    let m = svc.tree(TREE).expect("tree").metrics();
+    let tree = svc.tree(TREE).expect("tree");
+    let m = tree.metrics();
     let batches = || {
         (
             m.batches.load(Ordering::Relaxed),

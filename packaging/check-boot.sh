@@ -667,6 +667,16 @@ check "reload: sigvault-rekor reads rekor.toml again, the same process" reloaded
 check "reload: sigvault-fulcio reads fulcio.toml again, the same process" reloaded fulcio "reloaded .*fulcio.toml: new requests use this CA"
 check "reload: sigvault-tsa reads tsa.toml again, the same process" reloaded tsa "reloaded .*tsa.toml: new requests use its key"
 sign_verify after-reload-v1 trust-v1
+gsh "a second CT log from the template unit: sigvault-ctlog@2 serves /etc/sigvault/ctlog-2.toml (here the same tree, on :6963), as its own user" '
+cd /etc/sigvault
+sed -e "s|^listen = .*|listen = \"127.0.0.1:6963\"|" ctlog.toml >ctlog-2.toml
+systemctl start sigvault-ctlog@2.service
+for i in $(seq 1 50); do curl -fsS http://127.0.0.1:6963/sigvault/ct/v1/get-sth >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS http://127.0.0.1:6963/sigvault/ct/v1/get-sth | grep -q "\"tree_size\""
+[ "$(systemctl show -P User sigvault-ctlog@2.service)" = sigvault-ctlog ]
+systemctl show -P ExecStart sigvault-ctlog@2.service | grep -q "ctlog-2.toml"
+systemctl stop sigvault-ctlog@2.service
+rm ctlog-2.toml'
 
 # --- SIGKILL: systemd restarts each service, and signing works again ---------------------------------
 say "systemctl kill -s SIGKILL each service: systemd restarts it"

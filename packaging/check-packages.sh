@@ -138,7 +138,7 @@ deb_has() { # deb_has MODE PATH
     || { echo "no $1 root-owned ./$2 in the .deb:"; grep -F "$2" "$WORK/deb.list"; return 1; }
 }
 check "deb: /usr/bin/sigvault 0755 root" deb_has -rwxr-xr-x usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-ctlog@.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
   check "deb: /lib/systemd/system/$u" deb_has -rw-r--r-- "lib/systemd/system/$u"
 done
 for c in ceremony tlog ctlog fulcio rekor tsa rekor-v2 tuf; do
@@ -182,7 +182,7 @@ rpm_has() { # rpm_has MODE PATH
 check "rpm: Name sigvault, Version $VERSION" \
   bash -c "grep -Eq '^Name *: sigvault$' '$WORK/rpm.info' && grep -Eq '^Version *: $VERSION$' '$WORK/rpm.info'"
 check "rpm: /usr/bin/sigvault 0755 root" rpm_has -rwxr-xr-x /usr/bin/sigvault
-for u in sigvault-tlog.service sigvault-ctlog.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
+for u in sigvault-tlog.service sigvault-ctlog.service sigvault-ctlog@.service sigvault-fulcio.service sigvault-rekor.service sigvault-tsa.service sigvault-rekor-v2.service sigvault-tuf.service sigvault-tuf-refresh.service sigvault-tuf-refresh.timer sigvault.target; do
   check "rpm: /usr/lib/systemd/system/$u" rpm_has -rw-r--r-- "/usr/lib/systemd/system/$u"
 done
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" >"$WORK/rpm.flags" 2>&1

@@ -11,6 +11,8 @@ getent group softhsm >/dev/null || groupadd -r softhsm
 getent group sigvault-tlog-clients >/dev/null || groupadd -r sigvault-tlog-clients
 for unit in /usr/lib/systemd/system/sigvault-*.service; do
     [ -e "$unit" ] || continue
+    # A template (sigvault-ctlog@.service) runs as its service's user (sigvault-ctlog).
+    case $unit in *@.service) continue ;; esac
     svc=${unit##*/sigvault-}
     svc=${svc%.service}
     user="sigvault-$svc"
@@ -28,6 +30,7 @@ if [ -d /run/systemd/system ]; then
         for unit in /usr/lib/systemd/system/sigvault-*.service; do
             systemctl try-restart "${unit##*/}" >/dev/null 2>&1 || :
         done
+        systemctl try-restart 'sigvault-*@*.service' >/dev/null 2>&1 || :
     fi
 fi
 exit 0

@@ -4,5 +4,6 @@ if [ "$1" -eq 0 ] 2>/dev/null && [ -d /run/systemd/system ]; then
     for unit in /usr/lib/systemd/system/sigvault-*.service; do
         [ -e "$unit" ] && systemctl stop "${unit##*/}" >/dev/null 2>&1 || :
     done
+    systemctl stop 'sigvault-*@*.service' >/dev/null 2>&1 || :
 fi
 exit 0

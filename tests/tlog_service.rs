@@ -24,6 +24,7 @@ const TOKENS: &[&str] = &[
     "svc-guard",
     "svc-stall",
     "svc-audit",
+    "svc-reclaim",
 ];
 
 /// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
@@ -1254,4 +1255,69 @@ async fn verify_audits_the_tree_and_names_what_was_tampered_with() {
         ),
         "{out}"
     );
+}
+
+/// A tlog SIGKILLed and started again on its state directory (what systemd's `Restart=` does) is
+/// the lease holder it was: it sequences again at once, not after its old leases run out. The
+/// lease here is a minute long, so waiting it out would fail the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tlog_takes_its_own_leases_back_at_once() {
+    if !common::have_softhsm() {
+        return;
+    }
+    let Some(db) = common::database("tlog_svc_reclaim") else {
+        return;
+    };
+    let mut a = Tlog::new("svc-reclaim", common::token(TOKENS, "svc-reclaim"), &db);
+    a.stop();
+    let config = std::fs::read_to_string(&a.config).expect("config");
+    assert!(config.contains("lease_ttl_ms = 2000\n"));
+    std::fs::write(
+        &a.config,
+        config.replace("lease_ttl_ms = 2000\n", "lease_ttl_ms = 60000\n"),
+    )
+    .expect("write");
+    a.start();
+    a.client().create_tree("t").await.expect("create");
+    a.wait_active().await;
+    let first = a
+        .client()
+        .append("t", b"before", None, false)
+        .await
+        .expect("append");
+    a.kill9();
+    a.start();
+    let started = Instant::now();
+    let second = loop {
+        match a.client().append("t", b"after", None, false).await {
+            Ok(r) => break r,
+            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(50) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no append after the restart: {e}\n{}", a.log()),
+        }
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "sequencing again {:?} after the restart: the old lease was waited out\n{}",
+        started.elapsed(),
+        a.log()
+    );
+    assert_eq!(second.index, first.index + 1);
+    assert!(a.log().contains("lasting=true"), "{}", a.log());
+    let c1 = a.openssl_verify(&first.checkpoint);
+    let c2 = a.openssl_verify(&second.checkpoint);
+    let p = a
+        .client()
+        .consistency("t", c1.size, c2.size)
+        .await
+        .expect("consistency");
+    merkle::verify_consistency(
+        c1.size,
+        c2.size,
+        &decode_hashes(&p.hashes).expect("h"),
+        &c1.root,
+        &c2.root,
+    )
+    .expect("no fork across the restart");
 }

@@ -288,9 +288,23 @@ pub async fn serve(file: &Path) -> anyhow::Result<()> {
             queue_limit: t.queue_limit,
         },
         max_entry_size: t.max_entry_size,
-        instance: crate::tlog::default_instance_id(),
+        instance: String::new(),
         state_dir: state_dir(t.state_dir.as_deref()),
     };
+    // Held until the process exits: see `tlog::instance`.
+    let (instance, why) = crate::tlog::instance::claim(opts.state_dir.as_deref());
+    if let Some(why) = why {
+        tracing::warn!("{why}");
+    }
+    let opts = ServiceOptions {
+        instance: instance.name.clone(),
+        ..opts
+    };
+    tracing::info!(
+        holder = %opts.instance,
+        lasting = instance.persistent,
+        "sequencer leases are held under this name"
+    );
     match &opts.state_dir {
         Some(d) => tracing::info!(dir = %d.display(), "rollback guard on: head records kept here"),
         None => tracing::warn!(

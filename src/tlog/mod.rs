@@ -8,6 +8,7 @@ pub mod audit;
 #[cfg(test)]
 mod fault_tests;
 pub mod guard;
+pub mod instance;
 #[cfg(test)]
 pub mod memory_storage;
 pub mod reader;

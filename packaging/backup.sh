@@ -104,8 +104,10 @@ backup() {
     [ -e "$p" ] && paths+=("${p#/}")
   done
   # (Lock files and the guard's half-written records are left out; a file that changes while
-  # it is read, tar's status 1, is a lock or a record being replaced.)
-  tar -C / --exclude='*.lock' --exclude='.*.head.tmp' --warning=no-file-changed --warning=no-file-removed \
+  # it is read, tar's status 1, is a lock or a record being replaced. So is the tlog's lease
+  # holder name, instance-id: a restored appliance is another instance, and must not hold
+  # leases under the name of one that may still run.)
+  tar -C / --exclude='*.lock' --exclude='.*.head.tmp' --exclude='instance-id' --exclude='instance-id.tmp' --warning=no-file-changed --warning=no-file-removed \
     -cpf "$tmp/files.tar" "${paths[@]}" || [ $? = 1 ]
 
   {

@@ -26,18 +26,9 @@ STATE=$(cd "$1" && pwd)
 shift
 HELD=("$@")
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); printf 'ok   %s\n' "$*"; }
-bad() { fail=$((fail + 1)); printf 'FAIL %s\n' "$*"; }
-expect_ok() {
-  local name=$1; shift
-  if out=$("$@" 2>&1); then ok "$name"; else bad "$name"; printf '%s\n' "$out" | tail -n 15 | sed 's/^/     | /'; fi
-}
-expect_fail() {
-  local name=$1; shift
-  if out=$("$@" 2>&1); then bad "$name (it was accepted)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'; else ok "$name"; fi
-}
+# ok, bad, expect_ok, expect_fail, expect_fail_saying; $pass and $fail.
+# shellcheck source=tests/expect.sh
+. "$repo/tests/expect.sh"
 
 # shellcheck disable=SC1091
 . "$STATE/endpoints.env"

@@ -38,18 +38,9 @@ TPM=$STATE/tpm
 MODULE=/usr/lib/x86_64-linux-gnu/libtpm2_pkcs11.so.1
 started=$(date +%s)
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); printf 'ok   %s\n' "$*"; }
-bad() { fail=$((fail + 1)); printf 'FAIL %s\n' "$*"; }
-expect_ok() {
-  local name=$1; shift
-  if out=$("$@" 2>&1); then ok "$name"; else bad "$name"; printf '%s\n' "$out" | tail -n 15 | sed 's/^/     | /'; fi
-}
-expect_fail() {
-  local name=$1; shift
-  if out=$("$@" 2>&1); then bad "$name (it was accepted)"; printf '%s\n' "$out" | tail -n 5 | sed 's/^/     | /'; else ok "$name"; fi
-}
+# ok, bad, expect_ok, expect_fail, expect_fail_saying; $pass and $fail.
+# shellcheck source=tests/expect.sh
+. "$repo/tests/expect.sh"
 die() { printf 'tests/tpm2.sh: %s\n' "$*" >&2; exit 1; }
 
 for tool in swtpm tpm2-abrmd tpm2_ptool tpm2_getcap dbus-daemon pkcs11-tool; do

@@ -33,6 +33,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from rfc9162 import root_from_proof  # noqa: E402  (tests/lib, after the path is set)
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -152,31 +155,6 @@ def fulcio():
                 certs += 1
         else:
             time.sleep(0.05)
-
-
-def node(l, r):
-    return hashlib.sha256(b"\x01" + l + r).digest()
-
-
-def root_from_proof(index, size, leaf, proof):
-    """RFC 9162 2.1.3.2: the root an inclusion proof leads to, or None if it is malformed."""
-    if index >= size:
-        return None
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            r = node(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node(r, p)
-        fn >>= 1
-        sn >>= 1
-    return r if sn == 0 else None
 
 
 PIDS = {"tlog": "tlog", "rekor": "rekor", "rekor-v2": "rekor-v2", "ctlog": "ctlog", "fulcio": "fulcio",

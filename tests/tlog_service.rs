@@ -27,6 +27,26 @@ const TOKENS: &[&str] = &[
     "svc-reclaim",
 ];
 
+/// Both checkpoints of tree "t" verify with openssl, and `t` proves the second extends the first:
+/// no fork across `what`.
+async fn assert_extends(t: &Tlog, first: &str, second: &str, what: &str) {
+    let c1 = t.openssl_verify(first);
+    let c2 = t.openssl_verify(second);
+    let p = t
+        .client()
+        .consistency("t", c1.size, c2.size)
+        .await
+        .expect("consistency");
+    merkle::verify_consistency(
+        c1.size,
+        c2.size,
+        &decode_hashes(&p.hashes).expect("h"),
+        &c1.root,
+        &c2.root,
+    )
+    .unwrap_or_else(|e| panic!("a fork across {what}: {e}"));
+}
+
 /// Fetch the tiles a tree of `size` needs and compute its root from them, as a tiles client would.
 async fn root_from_public_tiles(public: &Client, size: u64) -> Hash {
     use sigvault::merkle::tiles::{TileId, tile_for_size};
@@ -681,21 +701,7 @@ async fn two_processes_one_tree_standby_takes_over_after_sigkill() {
             .expect("B sequences now")
             .active
     );
-    let c1 = b.openssl_verify(&first.checkpoint);
-    let c2 = b.openssl_verify(&second.checkpoint);
-    let p = b
-        .client()
-        .consistency("t", c1.size, c2.size)
-        .await
-        .expect("consistency");
-    merkle::verify_consistency(
-        c1.size,
-        c2.size,
-        &decode_hashes(&p.hashes).expect("h"),
-        &c1.root,
-        &c2.root,
-    )
-    .expect("no fork across the takeover");
+    assert_extends(&b, &first.checkpoint, &second.checkpoint, "the takeover").await;
 }
 
 /// An operator restores the tlog database from an older backup (`mariadb-dump`, then `mariadb`
@@ -1305,19 +1311,5 @@ async fn a_restarted_tlog_takes_its_own_leases_back_at_once() {
     );
     assert_eq!(second.index, first.index + 1);
     assert!(a.log().contains("lasting=true"), "{}", a.log());
-    let c1 = a.openssl_verify(&first.checkpoint);
-    let c2 = a.openssl_verify(&second.checkpoint);
-    let p = a
-        .client()
-        .consistency("t", c1.size, c2.size)
-        .await
-        .expect("consistency");
-    merkle::verify_consistency(
-        c1.size,
-        c2.size,
-        &decode_hashes(&p.hashes).expect("h"),
-        &c1.root,
-        &c2.root,
-    )
-    .expect("no fork across the restart");
+    assert_extends(&a, &first.checkpoint, &second.checkpoint, "the restart").await;
 }

@@ -81,31 +81,30 @@ async fn reload_on_sighup(
     state: crate::fulcio::server::AppState,
     watched: tokio::sync::watch::Sender<Vec<crate::hsm::HsmSigner>>,
 ) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let f = file.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let cfg = config::load_fulcio(&f)?;
-            load_ca(&cfg)
-        })
-        .await;
-        match loaded {
-            Ok(Ok((ca, signer))) => {
-                let issuer = ca.issuer_name();
-                state.replace_ca(ca);
-                let _ = watched.send(vec![signer]);
-                tracing::info!(issuing_ca = %issuer, "reloaded {}: new requests use this CA", file.display());
+    super::each_sighup(|| {
+        let (file, state, watched) = (file.clone(), state.clone(), watched.clone());
+        async move {
+            let f = file.clone();
+            let loaded = super::blocking(move || {
+                let cfg = config::load_fulcio(&f)?;
+                load_ca(&cfg)
+            })
+            .await;
+            match loaded {
+                Ok((ca, signer)) => {
+                    let issuer = ca.issuer_name();
+                    state.replace_ca(ca);
+                    let _ = watched.send(vec![signer]);
+                    tracing::info!(issuing_ca = %issuer, "reloaded {}: new requests use this CA", file.display());
+                }
+                Err(e) => tracing::error!(
+                    "reload of {} refused, still serving with the CA loaded before: {e:#}",
+                    file.display()
+                ),
             }
-            Ok(Err(e)) => tracing::error!(
-                "reload of {} refused, still serving with the CA loaded before: {e:#}",
-                file.display()
-            ),
-            Err(e) => tracing::error!("reload of {} failed: {e}", file.display()),
         }
-    }
+    })
+    .await
 }
 
 pub async fn serve(file: &Path) -> anyhow::Result<()> {

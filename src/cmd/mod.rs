@@ -216,6 +216,32 @@ pub enum ServeCommand {
 /// The signers the HSM watchdog watches: the current set, which a reload may replace.
 pub type Signers = tokio::sync::watch::Receiver<Vec<crate::hsm::HsmSigner>>;
 
+/// Run `reload` once for each SIGHUP (`systemctl reload` sends it), one after the other, for the
+/// life of the process. A service that cannot listen for the signal says so: it is then
+/// reloaded by restarting.
+pub async fn each_sighup<F, Fut>(mut reload: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        reload().await;
+    }
+}
+
+/// `f` on the blocking pool (a config read and a PKCS#11 login block), its panic an error too.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("the reload task failed: {e}"))?
+}
+
 /// A set of signers no reload replaces.
 pub fn fixed_signers(signers: Vec<crate::hsm::HsmSigner>) -> Signers {
     tokio::sync::watch::channel(signers).1

@@ -180,42 +180,48 @@ async fn reload_on_sighup(
     state: AppState,
     watched: tokio::sync::watch::Sender<Vec<HsmSigner>>,
 ) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let current = state.rekor();
-        let loaded = match config::load_rekor(&file) {
-            Ok(cfg) => match build(&cfg, &fixed, Some(&current), RELOAD_WAIT_FROZEN).await {
-                Ok((rekor, signers)) => match rekor.check_tree().await {
-                    Ok(_) => Ok((rekor, signers)),
-                    Err(e) => Err(anyhow::anyhow!("{e}")),
+    let fixed = Arc::new(fixed);
+    super::each_sighup(|| {
+        let (file, fixed, state, watched) = (
+            file.clone(),
+            Arc::clone(&fixed),
+            state.clone(),
+            watched.clone(),
+        );
+        async move {
+            let current = state.rekor();
+            let loaded = match config::load_rekor(&file) {
+                Ok(cfg) => match build(&cfg, &fixed, Some(&current), RELOAD_WAIT_FROZEN).await {
+                    Ok((rekor, signers)) => match rekor.check_tree().await {
+                        Ok(_) => Ok((rekor, signers)),
+                        Err(e) => Err(anyhow::anyhow!("{e}")),
+                    },
+                    Err(e) => Err(e),
                 },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        };
-        match loaded {
-            Ok((rekor, signers)) => {
-                let shards = rekor.shards().len();
-                let first = rekor.shards().last().map_or(0, |s| s.offset());
-                state.replace(Arc::new(rekor));
-                let _ = watched.send(signers);
-                tracing::info!(
-                    shards,
-                    first_index = first,
-                    "reloaded {}: uploads go to its active shard",
+                Err(e) => Err(e.into()),
+            };
+            match loaded {
+                Ok((rekor, signers)) => {
+                    let shards = rekor.shards().len();
+                    let first = rekor.shards().last().map_or(0, |s| s.offset());
+                    state.replace(Arc::new(rekor));
+                    let _ = watched.send(signers);
+                    tracing::info!(
+                        shards,
+                        first_index = first,
+                        "reloaded {}: uploads go to its active shard",
+                        file.display()
+                    );
+                    crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
+                }
+                Err(e) => tracing::error!(
+                    "reload of {} refused, still serving the log loaded before: {e:#}",
                     file.display()
-                );
-                crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
+                ),
             }
-            Err(e) => tracing::error!(
-                "reload of {} refused, still serving the log loaded before: {e:#}",
-                file.display()
-            ),
         }
-    }
+    })
+    .await
 }
 
 /// How long a reload waits for the tlog to finish freezing an earlier shard's tree (it commits

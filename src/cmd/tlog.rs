@@ -219,55 +219,51 @@ async fn reload_on_sighup(
     svc: Arc<LogService>,
     watched: tokio::sync::watch::Sender<Vec<HsmSigner>>,
 ) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let f = file.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let cfg = config::load_tlog(&f)?;
-            tree_specs(&cfg)
-        })
-        .await;
-        let (specs, signers) = match loaded {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::error!(
-                    "reload of {} refused, the trees are as they were: {e:#}",
+    super::each_sighup(|| {
+        let (file, svc, watched) = (file.clone(), Arc::clone(&svc), watched.clone());
+        async move {
+            let f = file.clone();
+            let loaded = super::blocking(move || {
+                let cfg = config::load_tlog(&f)?;
+                tree_specs(&cfg)
+            })
+            .await;
+            let (specs, signers) = match loaded {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(
+                        "reload of {} refused, the trees are as they were: {e:#}",
+                        file.display()
+                    );
+                    return;
+                }
+            };
+            let before = svc.tree_names();
+            let new_signers: Vec<HsmSigner> = specs
+                .iter()
+                .zip(signers)
+                .filter(|(spec, _)| !before.contains(&spec.name))
+                .map(|(_, s)| s)
+                .collect();
+            match svc.reload(specs).await {
+                Ok(changes) => {
+                    watched.send_modify(|w| w.extend(new_signers));
+                    if changes.is_empty() {
+                        tracing::info!("reloaded {}: nothing changed", file.display());
+                    }
+                    for c in changes {
+                        tracing::info!("reloaded {}: {c}", file.display());
+                    }
+                    crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
+                }
+                Err(e) => tracing::error!(
+                    "reload of {} refused, the trees are as they were: {e}",
                     file.display()
-                );
-                continue;
+                ),
             }
-            Err(e) => {
-                tracing::error!("reload of {} failed: {e}", file.display());
-                continue;
-            }
-        };
-        let before = svc.tree_names();
-        let new_signers: Vec<HsmSigner> = specs
-            .iter()
-            .zip(signers)
-            .filter(|(spec, _)| !before.contains(&spec.name))
-            .map(|(_, s)| s)
-            .collect();
-        match svc.reload(specs).await {
-            Ok(changes) => {
-                watched.send_modify(|w| w.extend(new_signers));
-                if changes.is_empty() {
-                    tracing::info!("reloaded {}: nothing changed", file.display());
-                }
-                for c in changes {
-                    tracing::info!("reloaded {}: {c}", file.display());
-                }
-                crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
-            }
-            Err(e) => tracing::error!(
-                "reload of {} refused, the trees are as they were: {e}",
-                file.display()
-            ),
         }
-    }
+    })
+    .await
 }
 
 /// `sigvault tlog serve`.

@@ -61,36 +61,35 @@ async fn reload_on_sighup(
     state: AppState,
     watched: tokio::sync::watch::Sender<Vec<HsmSigner>>,
 ) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload by restarting");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let f = file.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let cfg = config::load_tsa(&f)?;
-            load_tsa(&cfg, &f)
-        })
-        .await;
-        match loaded {
-            Ok(Ok((tsa, signer))) => {
-                if let Err(why) = tsa.readiness() {
-                    tracing::warn!("not issuing timestamps for now: {why}");
+    super::each_sighup(|| {
+        let (file, state, watched) = (file.clone(), state.clone(), watched.clone());
+        async move {
+            let f = file.clone();
+            let loaded = super::blocking(move || {
+                let cfg = config::load_tsa(&f)?;
+                load_tsa(&cfg, &f)
+            })
+            .await;
+            match loaded {
+                Ok((tsa, signer)) => {
+                    if let Err(why) = tsa.readiness() {
+                        tracing::warn!("not issuing timestamps for now: {why}");
+                    }
+                    state.replace_tsa(tsa);
+                    let _ = watched.send(vec![signer]);
+                    tracing::info!(
+                        "reloaded {}: new requests use its key and chain",
+                        file.display()
+                    );
                 }
-                state.replace_tsa(tsa);
-                let _ = watched.send(vec![signer]);
-                tracing::info!(
-                    "reloaded {}: new requests use its key and chain",
+                Err(e) => tracing::error!(
+                    "reload of {} refused, still serving with the TSA loaded before: {e:#}",
                     file.display()
-                );
+                ),
             }
-            Ok(Err(e)) => tracing::error!(
-                "reload of {} refused, still serving with the TSA loaded before: {e:#}",
-                file.display()
-            ),
-            Err(e) => tracing::error!("reload of {} failed: {e}", file.display()),
         }
-    }
+    })
+    .await
 }
 
 pub async fn serve(file: &Path) -> anyhow::Result<()> {

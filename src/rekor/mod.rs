@@ -561,8 +561,17 @@ mod tests {
     use p256::pkcs8::DecodePublicKey;
 
     fn shard(tree_id: u64, offset: u64, frozen: Option<u64>) -> Shard {
+        shard_with(
+            &(Arc::new(SoftP256::random()) as Arc<dyn Signer>),
+            tree_id,
+            offset,
+            frozen,
+        )
+    }
+
+    fn shard_with(k: &Arc<dyn Signer>, tree_id: u64, offset: u64, frozen: Option<u64>) -> Shard {
         Shard::new(
-            Arc::new(SoftP256::random()),
+            Arc::clone(k),
             format!("t{tree_id}"),
             tree_id,
             offset,
@@ -592,28 +601,25 @@ mod tests {
     fn a_reloaded_log_must_extend_the_running_one() {
         let k1: Arc<dyn Signer> = Arc::new(SoftP256::random());
         let k2: Arc<dyn Signer> = Arc::new(SoftP256::random());
-        let with = |k: &Arc<dyn Signer>, tree_id: u64, offset: u64, frozen: Option<u64>| {
-            Shard::new(
-                Arc::clone(k),
-                format!("t{tree_id}"),
-                tree_id,
-                offset,
-                frozen,
-                None,
-            )
-            .expect("shard")
-        };
-        let running = log(vec![with(&k1, 1, 0, None)]).expect("log");
-        let rotated = log(vec![with(&k1, 1, 0, Some(10)), with(&k2, 2, 10, None)]).expect("log");
+        let running = log(vec![shard_with(&k1, 1, 0, None)]).expect("log");
+        let rotated = log(vec![
+            shard_with(&k1, 1, 0, Some(10)),
+            shard_with(&k2, 2, 10, None),
+        ])
+        .expect("log");
         assert!(
             rotated.extends(&running).is_ok(),
             "a new shard after the old one"
         );
         assert!(running.extends(&running).is_ok(), "nothing changed");
         // The old shard dropped, its key changed, or its tree ID changed.
-        let dropped = log(vec![with(&k2, 2, 0, None)]).expect("log");
+        let dropped = log(vec![shard_with(&k2, 2, 0, None)]).expect("log");
         assert!(dropped.extends(&running).is_err());
-        let rekeyed = log(vec![with(&k2, 1, 0, Some(10)), with(&k2, 2, 10, None)]).expect("log");
+        let rekeyed = log(vec![
+            shard_with(&k2, 1, 0, Some(10)),
+            shard_with(&k2, 2, 10, None),
+        ])
+        .expect("log");
         assert!(rekeyed.extends(&running).is_err());
         // And a running two-shard log cannot lose its first shard.
         assert!(dropped.extends(&rotated).is_err());

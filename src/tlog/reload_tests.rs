@@ -32,6 +32,16 @@ fn options() -> ServiceOptions {
     }
 }
 
+/// A service with one open tree "a", created and sequenced.
+async fn started(key: &Arc<dyn Signer>) -> Arc<LogService<MemoryStorage>> {
+    let svc = LogService::start(MemoryStorage::new(), vec![spec("a", key, false)], options())
+        .await
+        .expect("start");
+    svc.create_tree("a").await.expect("create a");
+    wait_active(&svc, "a").await;
+    svc
+}
+
 async fn wait_active(svc: &LogService<MemoryStorage>, tree: &str) {
     for _ in 0..500 {
         if svc.tree(tree).is_ok_and(|t| t.is_active()) {
@@ -48,11 +58,7 @@ const PER_WORKER: u32 = 1000;
 async fn a_tree_frozen_under_load_keeps_every_acknowledged_entry_and_refuses_the_rest() {
     let k1: Arc<dyn Signer> = Arc::new(SoftP256::random());
     let k2: Arc<dyn Signer> = Arc::new(SoftP256::random());
-    let svc = LogService::start(MemoryStorage::new(), vec![spec("a", &k1, false)], options())
-        .await
-        .expect("start");
-    svc.create_tree("a").await.expect("create a");
-    wait_active(&svc, "a").await;
+    let svc = started(&k1).await;
 
     // Appenders that move to tree "b" once "a" refuses them as frozen, as Rekor does.
     let mut tasks = Vec::new();
@@ -155,11 +161,7 @@ async fn a_tree_frozen_under_load_keeps_every_acknowledged_entry_and_refuses_the
 async fn reloads_that_would_change_a_tree_are_refused_and_change_nothing() {
     let k1: Arc<dyn Signer> = Arc::new(SoftP256::random());
     let k2: Arc<dyn Signer> = Arc::new(SoftP256::random());
-    let svc = LogService::start(MemoryStorage::new(), vec![spec("a", &k1, false)], options())
-        .await
-        .expect("start");
-    svc.create_tree("a").await.expect("create a");
-    wait_active(&svc, "a").await;
+    let svc = started(&k1).await;
     let refused = |r: Result<Vec<String>, TlogError>, what: &str| match r {
         Err(TlogError::BadRequest(m)) => m,
         other => panic!("{what}: not refused: {other:?}"),

@@ -24,6 +24,7 @@ use crate::oidc::{self, Verifier};
 use crate::pki::ct::{self, AddChainResponse, Sct, SignedEntry};
 use crate::pki::fulcio as profile;
 use crate::pki::pop::{self, PublicKey};
+use crate::pki::signature::verify_p256_sha256;
 use crate::signer::Signer;
 
 /// Errors, each mapped to a gRPC-style code and HTTP status as upstream Fulcio does.
@@ -288,7 +289,7 @@ impl Ca {
             .decode(&sth.tree_head_signature)
             .map_err(|e| unreadable(e.to_string()))
             .and_then(|d| ct::DigitallySigned::decode(&d).map_err(|e| unreadable(e.to_string())))?;
-        verify_p256(
+        verify_p256_sha256(
             &self.ct.public_key,
             &ct::sth_signed_data(sth.timestamp, sth.tree_size, &root),
             &sig.signature,
@@ -348,7 +349,7 @@ impl Ca {
                 "the SCT comes from a different CT log than configured".into(),
             ));
         }
-        verify_p256(
+        verify_p256_sha256(
             &self.ct.public_key,
             &sct.signed_data(&entry),
             &sct.signature.signature,
@@ -356,23 +357,4 @@ impl Ca {
         .map_err(|_| FulcioError::Internal("the CT log's SCT signature does not verify".into()))?;
         Ok(sct)
     }
-}
-
-/// ECDSA P-256 / SHA-256 verification with a DER SPKI key.
-pub fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), p256::ecdsa::Error> {
-    use p256::ecdsa::signature::Verifier as _;
-    use p256::pkcs8::DecodePublicKey;
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
-        .map_err(|_| p256::ecdsa::Error::new())?;
-    let point = key.to_encoded_point(false);
-    use crate::pki::fastverify::{EcCurve, EcHash, verify};
-    if let Some(ok) = verify(EcCurve::P256, EcHash::Sha256, point.as_bytes(), msg, sig) {
-        return if ok {
-            Ok(())
-        } else {
-            Err(p256::ecdsa::Error::new())
-        };
-    }
-    let sig = p256::ecdsa::Signature::from_der(sig)?;
-    key.verify(msg, &sig)
 }

@@ -26,7 +26,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::pki::pop::{PopError, PublicKey};
-use crate::pki::verify::{HashAlg, verify_digest, verify_message};
+use crate::pki::signature::{self, HashAlg, SignatureError, ecdsa_as_der, verify_digest};
 
 /// Why a proposed entry was refused: always the client's fault (HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -274,6 +274,12 @@ fn pop_err(what: &str, e: PopError) -> EntryError {
     err(format!("{what}: {e}"))
 }
 
+/// A rekord or DSSE signature over a whole message, as upstream Rekor checks them: SHA-256
+/// whatever the key (pure Ed25519 aside), ECDSA as DER or IEEE P1363.
+fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+    signature::verify_message(key, HashAlg::Sha256, message, &ecdsa_as_der(key, sig)?)
+}
+
 // --- hashedrekord 0.0.1 -----------------------------------------------------------------------
 
 fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
@@ -311,7 +317,8 @@ fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
         return Err(err("spec.signature.content: missing"));
     }
     let verifier = Verifier::parse(&pk_content, "spec.signature.publicKey.content")?;
-    verify_digest(&verifier.key, alg, &digest, &sig)
+    ecdsa_as_der(&verifier.key, &sig)
+        .and_then(|sig| verify_digest(&verifier.key, alg, &digest, &sig))
         .map_err(|e| err(format!("verifying signature: {e}")))?;
 
     let body = json!({

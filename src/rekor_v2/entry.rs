@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::pki::pop::PublicKey;
-use crate::pki::verify::{HashAlg, verify_digest, verify_digest_pss};
+use crate::pki::signature::{
+    HashAlg, SignatureError, ecdsa_as_der, verify_digest, verify_digest_pss,
+};
 
 /// Why a request was refused: always the client's fault (HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,10 +149,10 @@ impl KeyDetails {
 
     /// The hash's name in the body (`HashOutput.algorithm`, protobuf-specs `HashAlgorithm`).
     fn hash_name(self) -> &'static str {
-        match self.hash() {
-            HashAlg::Sha256 => "SHA2_256",
-            HashAlg::Sha384 => "SHA2_384",
-            HashAlg::Sha512 => "SHA2_512",
+        match self {
+            Self::EcdsaP384Sha384 => "SHA2_384",
+            Self::EcdsaP521Sha512 => "SHA2_512",
+            _ => "SHA2_256",
         }
     }
 
@@ -176,10 +178,11 @@ impl KeyDetails {
         }
     }
 
-    fn verify(self, key: &PublicKey, digest: &[u8], sig: &[u8]) -> Result<(), String> {
+    /// ECDSA as DER or IEEE P1363, as upstream's verifier takes either.
+    fn verify(self, key: &PublicKey, digest: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
         match self {
             Self::RsaPssSha256(_) => verify_digest_pss(key, self.hash(), digest, sig),
-            _ => verify_digest(key, self.hash(), digest, sig),
+            _ => verify_digest(key, self.hash(), digest, &ecdsa_as_der(key, sig)?),
         }
     }
 }

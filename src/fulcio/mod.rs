@@ -39,19 +39,41 @@ pub enum FulcioError {
     /// The CT log or HSM is unavailable: gRPC Unavailable (14) → HTTP 503.
     #[error("{0}")]
     Unavailable(String),
+    /// The identity token was refused (its signature, issuer or claims): InvalidArgument.
+    #[error("error processing the identity token: {0}")]
+    Token(oidc::OidcError),
+    /// The public key or CSR was refused (key policy, or the CSR's self-signature):
+    /// InvalidArgument.
+    #[error("{0}")]
+    Key(pop::PopError),
+    /// The proof of possession, a signature over the token's email or subject (`over`), does
+    /// not verify: InvalidArgument.
+    #[error(
+        "the proof of possession does not verify: it must be the key's signature over the token's {over} ({source})"
+    )]
+    ProofOfPossession {
+        over: &'static str,
+        source: pop::PopError,
+    },
 }
 
 impl FulcioError {
     pub fn grpc_code(&self) -> u16 {
         match self {
-            Self::InvalidArgument(_) => 3,
+            Self::InvalidArgument(_)
+            | Self::Token(_)
+            | Self::Key(_)
+            | Self::ProofOfPossession { .. } => 3,
             Self::Internal(_) => 13,
             Self::Unavailable(_) => 14,
         }
     }
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidArgument(_) => 400,
+            Self::InvalidArgument(_)
+            | Self::Token(_)
+            | Self::Key(_)
+            | Self::ProofOfPossession { .. } => 400,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         }
@@ -154,21 +176,25 @@ impl Ca {
             .verifier
             .verify(token)
             .await
-            .map_err(|e| invalid(format!("error processing the identity token: {e}")))?;
+            .map_err(FulcioError::Token)?;
         let principal = oidc::principal(&verified).map_err(|e| invalid(e.to_string()))?;
         let key: PublicKey = match proof {
-            KeyProof::Csr(csr) => pop::verify_csr(csr).map_err(|e| invalid(e.to_string()))?,
+            KeyProof::Csr(csr) => pop::verify_csr(csr).map_err(FulcioError::Key)?,
             KeyProof::Signature {
                 public_key,
                 signature,
             } => {
-                let key = pop::parse_public_key(public_key).map_err(|e| invalid(e.to_string()))?;
-                pop::verify_pop(&key, principal.pop_subject.as_bytes(), signature).map_err(|e| {
-                    invalid(format!(
-                        "the proof of possession does not verify: it must be the key's signature over the token's {} ({e})",
-                        if matches!(principal.san, oidc::San::Email(_)) { "email" } else { "subject" }
-                    ))
-                })?;
+                let key = pop::parse_public_key(public_key).map_err(FulcioError::Key)?;
+                pop::verify_pop(&key, principal.pop_subject.as_bytes(), signature).map_err(
+                    |source| FulcioError::ProofOfPossession {
+                        over: if matches!(principal.san, oidc::San::Email(_)) {
+                            "email"
+                        } else {
+                            "subject"
+                        },
+                        source,
+                    },
+                )?;
                 key
             }
         };
@@ -356,5 +382,33 @@ impl Ca {
         )
         .map_err(|_| FulcioError::Internal("the CT log's SCT signature does not verify".into()))?;
         Ok(sct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_proof_refusals_are_invalid_argument() {
+        let e = FulcioError::ProofOfPossession {
+            over: "email",
+            source: pop::PopError::BadSignature("ECDSA P-256".into()),
+        };
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert_eq!(
+            e.to_string(),
+            "the proof of possession does not verify: it must be the key's signature over the token's email (signature could not be verified with the ECDSA P-256 public key)"
+        );
+        let e = FulcioError::Key(pop::PopError::MissingCsr);
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert_eq!(e.to_string(), "certificate signing request not provided");
+        let e = FulcioError::Token(oidc::OidcError::BadSignature);
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert!(
+            e.to_string()
+                .starts_with("error processing the identity token: "),
+            "{e}"
+        );
     }
 }

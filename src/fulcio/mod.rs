@@ -68,14 +68,13 @@ impl FulcioError {
             Self::Unavailable(_) => 14,
         }
     }
+    /// The HTTP status of the gRPC code, as grpc-gateway maps them (upstream Fulcio's HTTP
+    /// API): so the one mapping from a refusal is [`Self::grpc_code`].
     pub fn status(&self) -> u16 {
-        match self {
-            Self::InvalidArgument(_)
-            | Self::Token(_)
-            | Self::Key(_)
-            | Self::ProofOfPossession { .. } => 400,
-            Self::Internal(_) => 500,
-            Self::Unavailable(_) => 503,
+        match self.grpc_code() {
+            3 => 400,
+            14 => 503,
+            _ => 500,
         }
     }
 }

@@ -33,6 +33,7 @@ use x509_cert::ext::pkix::BasicConstraints;
 use super::signature::PublicKey;
 use super::signature::oid::{OID_EC_PUBLIC_KEY, OID_P256, OID_P384, OID_RSA_ENCRYPTION};
 use super::signature::x509::{CertSignatureAlgorithm, verify_certificate_signature};
+use super::tlv::tlv;
 
 /// The CT precertificate poison extension (RFC 6962 §3.1); critical, value ASN.1 NULL.
 pub const POISON: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.3");
@@ -934,25 +935,6 @@ fn children(buf: &[u8], range: (usize, usize), what: &'static str) -> Result<Vec
     Ok(out)
 }
 
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    der_len(&mut out, content.len());
-    out.extend_from_slice(content);
-    out
-}
-
 /// Removes the extension `oid` from a DER TBSCertificate, keeping every other byte as it is
 /// (lengths around it are re-encoded; an extension list left empty drops the `[3]` field).
 /// `Ok(None)` if the extension is absent; an error if it is present more than once.
@@ -1021,10 +1003,10 @@ pub fn tbs_remove_extension(
     let mut body = Vec::with_capacity(outer.end - outer.content);
     body.extend_from_slice(&tbs_der[outer.content..ext_field.start]);
     if !kept.is_empty() {
-        body.extend_from_slice(&der_wrap(0xa3, &der_wrap(0x30, &kept)));
+        body.extend_from_slice(&tlv(0xa3, &tlv(0x30, &kept)));
     }
     body.extend_from_slice(&tbs_der[ext_field.end..outer.end]);
-    Ok(Some(der_wrap(0x30, &body)))
+    Ok(Some(tlv(0x30, &body)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1402,36 +1384,30 @@ mod tests {
     fn tbs_surgery_keeps_bytes() {
         // SEQUENCE { INTEGER 1, [3] { SEQUENCE { ext(2.5.29.19), ext(POISON) } }, INTEGER 2 }
         let bc = [0x30, 0x05, 0x06, 0x03, 0x55, 0x1d, 0x13];
-        let mut poison = der_wrap(0x06, POISON.as_bytes());
+        let mut poison = tlv(0x06, POISON.as_bytes());
         poison.extend_from_slice(&[0x01, 0x01, 0xff, 0x04, 0x02, 0x05, 0x00]);
-        let poison = der_wrap(0x30, &poison);
+        let poison = tlv(0x30, &poison);
         let mut exts = bc.to_vec();
         exts.extend_from_slice(&poison);
         let mut body = vec![0x02, 0x01, 0x01];
-        body.extend(der_wrap(0xa3, &der_wrap(0x30, &exts)));
+        body.extend(tlv(0xa3, &tlv(0x30, &exts)));
         body.extend([0x02, 0x01, 0x02]);
-        let tbs = der_wrap(0x30, &body);
+        let tbs = tlv(0x30, &body);
         let out = tbs_remove_extension(&tbs, &POISON).expect("well-formed");
         let mut want = vec![0x02, 0x01, 0x01];
-        want.extend(der_wrap(0xa3, &der_wrap(0x30, &bc)));
+        want.extend(tlv(0xa3, &tlv(0x30, &bc)));
         want.extend([0x02, 0x01, 0x02]);
-        assert_eq!(out, Some(der_wrap(0x30, &want)));
+        assert_eq!(out, Some(tlv(0x30, &want)));
         // Removing the last extension drops [3].
-        let none = tbs_remove_extension(&der_wrap(0x30, &want), &OID_BASIC_CONSTRAINTS)
-            .expect("well-formed");
-        assert_eq!(
-            none,
-            Some(der_wrap(0x30, &[0x02, 0x01, 0x01, 0x02, 0x01, 0x02]))
-        );
+        let none =
+            tbs_remove_extension(&tlv(0x30, &want), &OID_BASIC_CONSTRAINTS).expect("well-formed");
+        assert_eq!(none, Some(tlv(0x30, &[0x02, 0x01, 0x01, 0x02, 0x01, 0x02])));
         assert_eq!(tbs_remove_extension(&tbs, &SCT_LIST), Ok(None));
         // A duplicated extension is refused rather than half-removed.
         let mut twice = vec![0x02, 0x01, 0x01];
-        twice.extend(der_wrap(
-            0xa3,
-            &der_wrap(0x30, &[poison.clone(), poison].concat()),
-        ));
+        twice.extend(tlv(0xa3, &tlv(0x30, &[poison.clone(), poison].concat())));
         assert!(matches!(
-            tbs_remove_extension(&der_wrap(0x30, &twice), &POISON),
+            tbs_remove_extension(&tlv(0x30, &twice), &POISON),
             Err(CtError::DuplicateExtension { count: 2, .. })
         ));
         // Trailing bytes after the TBS are refused.
@@ -1439,7 +1415,7 @@ mod tests {
         long.push(0);
         assert!(tbs_remove_extension(&long, &POISON).is_err());
         // Long-form lengths survive.
-        let big = der_wrap(0x30, &[0u8; 300]);
+        let big = tlv(0x30, &[0u8; 300]);
         assert_eq!(&big[..4], &[0x30, 0x82, 0x01, 0x2c]);
         assert!(read_tlv(&big, 0, "x").is_ok());
     }

@@ -8,6 +8,7 @@ pub mod ct;
 pub mod fulcio;
 pub mod pop;
 pub mod signature;
+pub mod tlv;
 pub mod tsa;
 
 use std::time::{Duration, SystemTime};

@@ -12,6 +12,7 @@ use super::SignatureError;
 use super::oid::{
     OID_EC_PUBLIC_KEY, OID_ED25519, OID_P256, OID_P384, OID_P521, OID_RSA_ENCRYPTION,
 };
+use crate::pki::tlv::tlv;
 
 /// A public key to verify signatures with.
 #[derive(Clone)]
@@ -52,23 +53,6 @@ impl Eq for PublicKey {}
 pub(crate) fn rsa_bits(k: &rsa::RsaPublicKey) -> usize {
     use rsa::traits::PublicKeyParts;
     k.n().bits()
-}
-
-/// DER tag-length-value (definite, minimal length).
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 /// DER INTEGER of a big-endian unsigned value.

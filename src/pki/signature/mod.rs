@@ -10,6 +10,10 @@
 //! IEEE P1363), RSA PKCS#1 v1.5 and RSASSA-PSS, Ed25519 (pure, RFC 8032 §5.1). ECDSA goes
 //! through ring or aws-lc where they can decide ([`fast`]).
 //!
+//! Not here: identity tokens (JWS, RFC 7515) are checked in src/oidc/verify.rs through
+//! jsonwebtoken, whose keys come from the issuer's JWKS (RFC 7517) and whose algorithm is
+//! negotiated by the JOSE header; that is JOSE's own key and algorithm model, not this one's.
+//!
 //! Pure code: no I/O.
 
 mod ecdsa;

@@ -297,3 +297,29 @@ fn p256_sha256_by_spki() {
         Err(SignatureError::Key(_))
     ));
 }
+
+/// P-521 with SHA-256, which the curve crate does not sign (see [`EcSigner`]) but Rekor checks
+/// rekord and DSSE signatures by P-521 keys with: signed here by aws-lc.
+#[test]
+fn p521_with_sha256() {
+    use aws_lc_rs::signature::{ECDSA_P521_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    let kp = EcdsaKeyPair::generate(&ECDSA_P521_SHA256_ASN1_SIGNING).expect("P-521 key");
+    let key = PublicKey::P521(
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(kp.public_key().as_ref()).expect("point"),
+    );
+    let sig = kp
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), MSG)
+        .expect("sign");
+    let sig = sig.as_ref();
+    let digest = HashAlg::Sha256.digest(MSG);
+    assert_eq!(verify_message(&key, HashAlg::Sha256, MSG, sig), Ok(()));
+    assert_eq!(verify_digest(&key, HashAlg::Sha256, &digest, sig), Ok(()));
+    assert_eq!(
+        verify_message(&key, HashAlg::Sha512, MSG, sig),
+        Err(SignatureError::Invalid)
+    );
+    assert_eq!(
+        verify_digest(&key, HashAlg::Sha256, &tampered(&digest), sig),
+        Err(SignatureError::Invalid)
+    );
+}

@@ -42,7 +42,7 @@ pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<(Vec<TreeSpec>, Vec<HsmSig
         // Self-test: the key signs, and the signature verifies with the exported public key.
         let probe = b"sigvault tlog start-up self-test";
         let sig = signer.sign(probe)?;
-        verify_p256(signer.public_key_der(), probe, &sig)
+        crate::pki::signature::verify_p256_sha256(signer.public_key_der(), probe, &sig)
             .with_context(|| format!("tree '{}': the HSM key failed its self-test", t.name))?;
         hsm_signers.push(signer.clone());
         specs.push(TreeSpec {
@@ -54,14 +54,6 @@ pub fn tree_specs(cfg: &TlogConfig) -> anyhow::Result<(Vec<TreeSpec>, Vec<HsmSig
         });
     }
     Ok((specs, hsm_signers))
-}
-
-fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-    use p256::ecdsa::signature::Verifier;
-    use p256::pkcs8::DecodePublicKey;
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)?;
-    key.verify(msg, &p256::ecdsa::Signature::from_der(sig)?)?;
-    Ok(())
 }
 
 /// Connect to the tlog database.

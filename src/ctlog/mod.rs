@@ -61,12 +61,19 @@ pub enum CtLogError {
     Frozen,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A submitted chain that does not verify up to one of the log's roots (a signature, an
+    /// issuer, a constraint), with the endpoint (`add-chain`, `add-pre-chain`).
+    #[error("{what}: {source}")]
+    Chain {
+        what: &'static str,
+        source: ct::CtError,
+    },
 }
 
 impl CtLogError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_) | Self::Chain { .. } => 400,
             Self::NotFound(_) => 404,
             Self::Unavailable(_) => 503,
             Self::Frozen => 403,
@@ -239,8 +246,8 @@ impl CtLog {
             }
             _ => {}
         }
-        let root_idx =
-            ct::verify_chain(&chain, &self.roots).map_err(|e| bad(format!("{what}: {e}")))?;
+        let root_idx = ct::verify_chain(&chain, &self.roots)
+            .map_err(|source| CtLogError::Chain { what, source })?;
         let na = not_after_ms(leaf);
         let now = now_ms();
         if self.policy.reject_expired && na < now {
@@ -394,4 +401,22 @@ fn b64d(s: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD
         .decode(s)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_refusal_is_a_400_naming_the_endpoint() {
+        let e = CtLogError::Chain {
+            what: "add-chain",
+            source: ct::CtError::EmptyChain,
+        };
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            format!("add-chain: {}", ct::CtError::EmptyChain)
+        );
+    }
 }

@@ -24,6 +24,7 @@ use crate::oidc::{self, Verifier};
 use crate::pki::ct::{self, AddChainResponse, Sct, SignedEntry};
 use crate::pki::fulcio as profile;
 use crate::pki::pop::{self, PublicKey};
+use crate::pki::signature::verify_p256_sha256;
 use crate::signer::Signer;
 
 /// Errors, each mapped to a gRPC-style code and HTTP status as upstream Fulcio does.
@@ -38,21 +39,42 @@ pub enum FulcioError {
     /// The CT log or HSM is unavailable: gRPC Unavailable (14) → HTTP 503.
     #[error("{0}")]
     Unavailable(String),
+    /// The identity token was refused (its signature, issuer or claims): InvalidArgument.
+    #[error("error processing the identity token: {0}")]
+    Token(oidc::OidcError),
+    /// The public key or CSR was refused (key policy, or the CSR's self-signature):
+    /// InvalidArgument.
+    #[error("{0}")]
+    Key(pop::PopError),
+    /// The proof of possession, a signature over the token's email or subject (`over`), does
+    /// not verify: InvalidArgument.
+    #[error(
+        "the proof of possession does not verify: it must be the key's signature over the token's {over} ({source})"
+    )]
+    ProofOfPossession {
+        over: &'static str,
+        source: pop::PopError,
+    },
 }
 
 impl FulcioError {
     pub fn grpc_code(&self) -> u16 {
         match self {
-            Self::InvalidArgument(_) => 3,
+            Self::InvalidArgument(_)
+            | Self::Token(_)
+            | Self::Key(_)
+            | Self::ProofOfPossession { .. } => 3,
             Self::Internal(_) => 13,
             Self::Unavailable(_) => 14,
         }
     }
+    /// The HTTP status of the gRPC code, as grpc-gateway maps them (upstream Fulcio's HTTP
+    /// API): so the one mapping from a refusal is [`Self::grpc_code`].
     pub fn status(&self) -> u16 {
-        match self {
-            Self::InvalidArgument(_) => 400,
-            Self::Internal(_) => 500,
-            Self::Unavailable(_) => 503,
+        match self.grpc_code() {
+            3 => 400,
+            14 => 503,
+            _ => 500,
         }
     }
 }
@@ -153,21 +175,25 @@ impl Ca {
             .verifier
             .verify(token)
             .await
-            .map_err(|e| invalid(format!("error processing the identity token: {e}")))?;
+            .map_err(FulcioError::Token)?;
         let principal = oidc::principal(&verified).map_err(|e| invalid(e.to_string()))?;
         let key: PublicKey = match proof {
-            KeyProof::Csr(csr) => pop::verify_csr(csr).map_err(|e| invalid(e.to_string()))?,
+            KeyProof::Csr(csr) => pop::verify_csr(csr).map_err(FulcioError::Key)?,
             KeyProof::Signature {
                 public_key,
                 signature,
             } => {
-                let key = pop::parse_public_key(public_key).map_err(|e| invalid(e.to_string()))?;
-                pop::verify_pop(&key, principal.pop_subject.as_bytes(), signature).map_err(|e| {
-                    invalid(format!(
-                        "the proof of possession does not verify: it must be the key's signature over the token's {} ({e})",
-                        if matches!(principal.san, oidc::San::Email(_)) { "email" } else { "subject" }
-                    ))
-                })?;
+                let key = pop::parse_public_key(public_key).map_err(FulcioError::Key)?;
+                pop::verify_pop(&key, principal.pop_subject.as_bytes(), signature).map_err(
+                    |source| FulcioError::ProofOfPossession {
+                        over: if matches!(principal.san, oidc::San::Email(_)) {
+                            "email"
+                        } else {
+                            "subject"
+                        },
+                        source,
+                    },
+                )?;
                 key
             }
         };
@@ -288,7 +314,7 @@ impl Ca {
             .decode(&sth.tree_head_signature)
             .map_err(|e| unreadable(e.to_string()))
             .and_then(|d| ct::DigitallySigned::decode(&d).map_err(|e| unreadable(e.to_string())))?;
-        verify_p256(
+        verify_p256_sha256(
             &self.ct.public_key,
             &ct::sth_signed_data(sth.timestamp, sth.tree_size, &root),
             &sig.signature,
@@ -348,7 +374,7 @@ impl Ca {
                 "the SCT comes from a different CT log than configured".into(),
             ));
         }
-        verify_p256(
+        verify_p256_sha256(
             &self.ct.public_key,
             &sct.signed_data(&entry),
             &sct.signature.signature,
@@ -358,21 +384,30 @@ impl Ca {
     }
 }
 
-/// ECDSA P-256 / SHA-256 verification with a DER SPKI key.
-pub fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), p256::ecdsa::Error> {
-    use p256::ecdsa::signature::Verifier as _;
-    use p256::pkcs8::DecodePublicKey;
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
-        .map_err(|_| p256::ecdsa::Error::new())?;
-    let point = key.to_encoded_point(false);
-    use crate::pki::fastverify::{EcCurve, EcHash, verify};
-    if let Some(ok) = verify(EcCurve::P256, EcHash::Sha256, point.as_bytes(), msg, sig) {
-        return if ok {
-            Ok(())
-        } else {
-            Err(p256::ecdsa::Error::new())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_proof_refusals_are_invalid_argument() {
+        let e = FulcioError::ProofOfPossession {
+            over: "email",
+            source: pop::PopError::BadSignature("ECDSA P-256".into()),
         };
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert_eq!(
+            e.to_string(),
+            "the proof of possession does not verify: it must be the key's signature over the token's email (signature could not be verified with the ECDSA P-256 public key)"
+        );
+        let e = FulcioError::Key(pop::PopError::MissingCsr);
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert_eq!(e.to_string(), "certificate signing request not provided");
+        let e = FulcioError::Token(oidc::OidcError::BadSignature);
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert!(
+            e.to_string()
+                .starts_with("error processing the identity token: "),
+            "{e}"
+        );
     }
-    let sig = p256::ecdsa::Signature::from_der(sig)?;
-    key.verify(msg, &sig)
 }

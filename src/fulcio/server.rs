@@ -159,7 +159,9 @@ fn count<T>(st: &AppState, r: &Result<T, ApiError>) {
     let m = &st.metrics;
     match r {
         Ok(_) => m.issued.fetch_add(1, Ordering::Relaxed),
-        Err(ApiError(FulcioError::InvalidArgument(why))) => {
+        // A refusal is what the one mapping, FulcioError::status, calls the client's fault.
+        Err(ApiError(e)) if e.status() == 400 => {
+            let why = e.to_string();
             // The audit trail of refusals (bad tokens, proofs, keys). The reason may quote the
             // request (an issuer URL, an email; serde quotes a string in the wrong place, which
             // could be a token): Debug form, so it cannot forge a log line, and cut short, so a

@@ -192,19 +192,16 @@ pub fn parse_note(text: &str) -> Result<(&str, Vec<NoteSignature>), NoteError> {
 /// Verify that `text` carries a valid ECDSA P-256 signature by `name` with the key `spki_der`,
 /// and return the body. Signatures by other names or keys are ignored, as C2SP requires.
 pub fn verify_note<'a>(text: &'a str, name: &str, spki_der: &[u8]) -> Result<&'a str, NoteError> {
-    use p256::ecdsa::signature::Verifier;
-    use p256::pkcs8::DecodePublicKey;
+    use crate::pki::signature::{HashAlg, PublicKey, verify_message};
     let (body, sigs) = parse_note(text)?;
     let hint = ecdsa_key_hint(spki_der);
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der)
+    let key = PublicKey::p256_from_spki_der(spki_der)
         .map_err(|_| NoteError::BadSignature(name.into()))?;
     let mut found = false;
     for s in sigs.iter().filter(|s| s.name == name && s.key_hint == hint) {
         found = true;
-        if let Ok(sig) = p256::ecdsa::Signature::from_der(&s.signature) {
-            if key.verify(body.as_bytes(), &sig).is_ok() {
-                return Ok(body);
-            }
+        if verify_message(&key, HashAlg::Sha256, body.as_bytes(), &s.signature).is_ok() {
+            return Ok(body);
         }
     }
     if found {

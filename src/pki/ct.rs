@@ -19,18 +19,21 @@
 //! Encoders are infallible: a length that does not fit its TLS prefix (2^16 or 2^24 bytes) is a
 //! caller bug — submissions are capped far below that — and panics with a message saying which.
 
-use std::fmt;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
 use der::{Decode, Encode};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::BasicConstraints;
+
+use super::signature::PublicKey;
+use super::signature::oid::{OID_EC_PUBLIC_KEY, OID_P256, OID_P384, OID_RSA_ENCRYPTION};
+use super::signature::x509::{CertSignatureAlgorithm, verify_certificate_signature};
+use super::tlv::tlv;
 
 /// The CT precertificate poison extension (RFC 6962 §3.1); critical, value ASN.1 NULL.
 pub const POISON: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.3");
@@ -47,22 +50,6 @@ pub const SIG_RSA: u8 = 1;
 pub const SIG_ECDSA: u8 = 3;
 
 const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const OID_ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-const OID_RSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
-const OID_RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-const OID_RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-const OID_RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-
-/// DigestInfo prefix of SHA-1 for PKCS#1 v1.5 (RFC 8017 §9.2 note 1).
-const SHA1_DIGEST_INFO_PREFIX: [u8; 15] = [
-    0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
-];
 
 /// Errors of CT encoding, precertificate handling and chain verification.
 ///
@@ -948,25 +935,6 @@ fn children(buf: &[u8], range: (usize, usize), what: &'static str) -> Result<Vec
     Ok(out)
 }
 
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    der_len(&mut out, content.len());
-    out.extend_from_slice(content);
-    out
-}
-
 /// Removes the extension `oid` from a DER TBSCertificate, keeping every other byte as it is
 /// (lengths around it are re-encoded; an extension list left empty drops the `[3]` field).
 /// `Ok(None)` if the extension is absent; an error if it is present more than once.
@@ -1035,10 +1003,10 @@ pub fn tbs_remove_extension(
     let mut body = Vec::with_capacity(outer.end - outer.content);
     body.extend_from_slice(&tbs_der[outer.content..ext_field.start]);
     if !kept.is_empty() {
-        body.extend_from_slice(&der_wrap(0xa3, &der_wrap(0x30, &kept)));
+        body.extend_from_slice(&tlv(0xa3, &tlv(0x30, &kept)));
     }
     body.extend_from_slice(&tbs_der[ext_field.end..outer.end]);
-    Ok(Some(der_wrap(0x30, &body)))
+    Ok(Some(tlv(0x30, &body)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1201,51 +1169,9 @@ pub fn verify_chain(chain: &[Certificate], roots: &[Certificate]) -> Result<usiz
     })
 }
 
-#[derive(Clone, Copy)]
-enum HashAlg {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    fn digest(self, msg: &[u8]) -> Vec<u8> {
-        match self {
-            Self::Sha1 => sha1::Sha1::digest(msg).to_vec(),
-            Self::Sha256 => Sha256::digest(msg).to_vec(),
-            Self::Sha384 => Sha384::digest(msg).to_vec(),
-            Self::Sha512 => Sha512::digest(msg).to_vec(),
-        }
-    }
-
-    fn pkcs1v15(self) -> rsa::Pkcs1v15Sign {
-        match self {
-            Self::Sha1 => rsa::Pkcs1v15Sign {
-                hash_len: Some(20),
-                prefix: Box::new(SHA1_DIGEST_INFO_PREFIX),
-            },
-            Self::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
-            Self::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
-            Self::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
-        }
-    }
-}
-
-enum SigScheme {
-    Ecdsa(HashAlg),
-    RsaPkcs1(HashAlg),
-}
-
-impl fmt::Debug for SigScheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Ecdsa(_) => "ECDSA",
-            Self::RsaPkcs1(_) => "RSA",
-        })
-    }
-}
-
+/// Checks `child`'s signature with `issuer`'s key. The issuer key is read without Fulcio's key
+/// policy (any RSA size the rsa crate takes, compressed EC points) but only on the curves a
+/// chain here may use, P-256 and P-384.
 fn verify_signature(child: &Certificate, issuer: &Certificate) -> Result<(), CtError> {
     let outer = &child.signature_algorithm;
     let inner = &child.tbs_certificate.signature;
@@ -1255,37 +1181,24 @@ fn verify_signature(child: &Certificate, issuer: &Certificate) -> Result<(), CtE
             inner: oid_name(&inner.oid),
         });
     }
-    let scheme = match outer.oid {
-        OID_ECDSA_SHA256 => SigScheme::Ecdsa(HashAlg::Sha256),
-        OID_ECDSA_SHA384 => SigScheme::Ecdsa(HashAlg::Sha384),
-        OID_ECDSA_SHA512 => SigScheme::Ecdsa(HashAlg::Sha512),
-        OID_RSA_SHA1 => SigScheme::RsaPkcs1(HashAlg::Sha1),
-        OID_RSA_SHA256 => SigScheme::RsaPkcs1(HashAlg::Sha256),
-        OID_RSA_SHA384 => SigScheme::RsaPkcs1(HashAlg::Sha384),
-        OID_RSA_SHA512 => SigScheme::RsaPkcs1(HashAlg::Sha512),
-        other => {
-            return Err(CtError::UnsupportedSignatureAlgorithm(format!(
-                "{} (supported: ECDSA with SHA-256/384/512, RSA PKCS#1 v1.5 with SHA-1/256/384/512)",
-                oid_name(&other)
-            )));
-        }
-    };
+    let alg = CertSignatureAlgorithm::from_oid(&outer.oid).ok_or_else(|| {
+        CtError::UnsupportedSignatureAlgorithm(format!(
+            "{} (supported: {})",
+            oid_name(&outer.oid),
+            CertSignatureAlgorithm::SUPPORTED
+        ))
+    })?;
     let sig = child.signature.as_bytes().ok_or_else(|| CtError::Invalid {
         what: "certificate signature",
         reason: "BIT STRING has unused bits".into(),
     })?;
     let tbs = child.tbs_certificate.to_der().map_err(der_err)?;
-    let bad_sig = || CtError::BadSignature {
-        subject: subject_of(child),
-        issuer: subject_of(issuer),
-    };
     let spki = &issuer.tbs_certificate.subject_public_key_info;
     let key_bytes = spki.subject_public_key.raw_bytes();
-    match scheme {
-        SigScheme::Ecdsa(h) => {
-            use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let key = match alg {
+        CertSignatureAlgorithm::Ecdsa(_) => {
             if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
-                return Err(key_mismatch(&scheme, spki));
+                return Err(key_mismatch(alg, spki));
             }
             let curve = spki
                 .algorithm
@@ -1295,57 +1208,45 @@ fn verify_signature(child: &Certificate, issuer: &Certificate) -> Result<(), CtE
                 .ok_or_else(|| {
                     CtError::UnsupportedPublicKey("EC key without a named curve".into())
                 })?;
-            let fast_hash = match h {
-                HashAlg::Sha256 => Some(super::fastverify::EcHash::Sha256),
-                HashAlg::Sha384 => Some(super::fastverify::EcHash::Sha384),
-                _ => None,
-            };
-            let fast_curve = match curve {
-                OID_P256 => Some(super::fastverify::EcCurve::P256),
-                OID_P384 => Some(super::fastverify::EcCurve::P384),
-                _ => None,
-            };
-            if let (Some(c), Some(fh)) = (fast_curve, fast_hash) {
-                if let Some(ok) = super::fastverify::verify(c, fh, key_bytes, &tbs, sig) {
-                    return if ok { Ok(()) } else { Err(bad_sig()) };
-                }
-            }
-            let digest = h.digest(&tbs);
             match curve {
-                OID_P256 => {
-                    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                        .map_err(|_| CtError::UnsupportedPublicKey("invalid P-256 point".into()))?;
-                    let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad_sig())?;
-                    key.verify_prehash(&digest, &s).map_err(|_| bad_sig())
+                OID_P256 => PublicKey::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|_| CtError::UnsupportedPublicKey("invalid P-256 point".into()))?,
+                ),
+                OID_P384 => PublicKey::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|_| CtError::UnsupportedPublicKey("invalid P-384 point".into()))?,
+                ),
+                other => {
+                    return Err(CtError::UnsupportedPublicKey(format!(
+                        "EC curve {} (supported: P-256, P-384)",
+                        oid_name(&other)
+                    )));
                 }
-                OID_P384 => {
-                    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                        .map_err(|_| CtError::UnsupportedPublicKey("invalid P-384 point".into()))?;
-                    let s = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad_sig())?;
-                    key.verify_prehash(&digest, &s).map_err(|_| bad_sig())
-                }
-                other => Err(CtError::UnsupportedPublicKey(format!(
-                    "EC curve {} (supported: P-256, P-384)",
-                    oid_name(&other)
-                ))),
             }
         }
-        SigScheme::RsaPkcs1(h) => {
+        CertSignatureAlgorithm::RsaPkcs1v15(_) => {
             use rsa::pkcs1::DecodeRsaPublicKey;
             if spki.algorithm.oid != OID_RSA_ENCRYPTION {
-                return Err(key_mismatch(&scheme, spki));
+                return Err(key_mismatch(alg, spki));
             }
-            let key = rsa::RsaPublicKey::from_pkcs1_der(key_bytes)
-                .map_err(|e| CtError::UnsupportedPublicKey(format!("RSA key: {e}")))?;
-            key.verify(h.pkcs1v15(), &h.digest(&tbs), sig)
-                .map_err(|_| bad_sig())
+            PublicKey::Rsa(
+                rsa::RsaPublicKey::from_pkcs1_der(key_bytes)
+                    .map_err(|e| CtError::UnsupportedPublicKey(format!("RSA key: {e}")))?,
+            )
         }
-    }
+    };
+    // Every refusal is the same to a submitter: this issuer did not sign this certificate.
+    verify_certificate_signature(&key, alg, &tbs, sig).map_err(|_| CtError::BadSignature {
+        subject: subject_of(child),
+        issuer: subject_of(issuer),
+    })
 }
 
-fn key_mismatch(scheme: &SigScheme, spki: &SubjectPublicKeyInfoOwned) -> CtError {
+fn key_mismatch(alg: CertSignatureAlgorithm, spki: &SubjectPublicKeyInfoOwned) -> CtError {
+    let family = alg.key_family();
     CtError::UnsupportedPublicKey(format!(
-        "an {scheme:?} signature needs an {scheme:?} issuer key, but the issuer's key is {}",
+        "an {family} signature needs an {family} issuer key, but the issuer's key is {}",
         oid_name(&spki.algorithm.oid)
     ))
 }
@@ -1483,36 +1384,30 @@ mod tests {
     fn tbs_surgery_keeps_bytes() {
         // SEQUENCE { INTEGER 1, [3] { SEQUENCE { ext(2.5.29.19), ext(POISON) } }, INTEGER 2 }
         let bc = [0x30, 0x05, 0x06, 0x03, 0x55, 0x1d, 0x13];
-        let mut poison = der_wrap(0x06, POISON.as_bytes());
+        let mut poison = tlv(0x06, POISON.as_bytes());
         poison.extend_from_slice(&[0x01, 0x01, 0xff, 0x04, 0x02, 0x05, 0x00]);
-        let poison = der_wrap(0x30, &poison);
+        let poison = tlv(0x30, &poison);
         let mut exts = bc.to_vec();
         exts.extend_from_slice(&poison);
         let mut body = vec![0x02, 0x01, 0x01];
-        body.extend(der_wrap(0xa3, &der_wrap(0x30, &exts)));
+        body.extend(tlv(0xa3, &tlv(0x30, &exts)));
         body.extend([0x02, 0x01, 0x02]);
-        let tbs = der_wrap(0x30, &body);
+        let tbs = tlv(0x30, &body);
         let out = tbs_remove_extension(&tbs, &POISON).expect("well-formed");
         let mut want = vec![0x02, 0x01, 0x01];
-        want.extend(der_wrap(0xa3, &der_wrap(0x30, &bc)));
+        want.extend(tlv(0xa3, &tlv(0x30, &bc)));
         want.extend([0x02, 0x01, 0x02]);
-        assert_eq!(out, Some(der_wrap(0x30, &want)));
+        assert_eq!(out, Some(tlv(0x30, &want)));
         // Removing the last extension drops [3].
-        let none = tbs_remove_extension(&der_wrap(0x30, &want), &OID_BASIC_CONSTRAINTS)
-            .expect("well-formed");
-        assert_eq!(
-            none,
-            Some(der_wrap(0x30, &[0x02, 0x01, 0x01, 0x02, 0x01, 0x02]))
-        );
+        let none =
+            tbs_remove_extension(&tlv(0x30, &want), &OID_BASIC_CONSTRAINTS).expect("well-formed");
+        assert_eq!(none, Some(tlv(0x30, &[0x02, 0x01, 0x01, 0x02, 0x01, 0x02])));
         assert_eq!(tbs_remove_extension(&tbs, &SCT_LIST), Ok(None));
         // A duplicated extension is refused rather than half-removed.
         let mut twice = vec![0x02, 0x01, 0x01];
-        twice.extend(der_wrap(
-            0xa3,
-            &der_wrap(0x30, &[poison.clone(), poison].concat()),
-        ));
+        twice.extend(tlv(0xa3, &tlv(0x30, &[poison.clone(), poison].concat())));
         assert!(matches!(
-            tbs_remove_extension(&der_wrap(0x30, &twice), &POISON),
+            tbs_remove_extension(&tlv(0x30, &twice), &POISON),
             Err(CtError::DuplicateExtension { count: 2, .. })
         ));
         // Trailing bytes after the TBS are refused.
@@ -1520,7 +1415,7 @@ mod tests {
         long.push(0);
         assert!(tbs_remove_extension(&long, &POISON).is_err());
         // Long-form lengths survive.
-        let big = der_wrap(0x30, &[0u8; 300]);
+        let big = tlv(0x30, &[0u8; 300]);
         assert_eq!(&big[..4], &[0x30, 0x82, 0x01, 0x2c]);
         assert!(read_tlv(&big, 0, "x").is_ok());
     }

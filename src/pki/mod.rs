@@ -5,11 +5,11 @@
 //! extensions, and the CA profile must match README.md, "The key ceremony".
 
 pub mod ct;
-pub mod fastverify;
 pub mod fulcio;
 pub mod pop;
+pub mod signature;
+pub mod tlv;
 pub mod tsa;
-pub mod verify;
 
 use std::time::{Duration, SystemTime};
 

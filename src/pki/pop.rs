@@ -11,25 +11,19 @@
 //!
 //! Pure code: no I/O. Every error message is meant for the client (HTTP 400).
 
-use std::fmt;
-
 use const_oid::ObjectIdentifier;
 use der::asn1::Null;
 use der::{Decode, Reader, SliceReader};
-use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::request::CertReq;
 
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const OID_P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
-const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const OID_ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-const OID_RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub use crate::pki::signature::PublicKey;
+use crate::pki::signature::key::rsa_bits;
+use crate::pki::signature::oid::{
+    OID_EC_PUBLIC_KEY, OID_ECDSA_SHA256, OID_ECDSA_SHA384, OID_ECDSA_SHA512, OID_ED25519, OID_P256,
+    OID_P384, OID_P521, OID_RSA_ENCRYPTION, OID_RSA_SHA256,
+};
+use crate::pki::signature::{HashAlg, SignatureError};
 
 /// RSA public exponent accepted (as upstream's goodkey).
 const RSA_EXPONENT: u32 = 65537;
@@ -65,117 +59,7 @@ pub enum PopError {
     BadCsrSignature(String),
 }
 
-/// A public key the CA accepts.
-#[derive(Clone)]
-pub enum PublicKey {
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
-    Rsa(rsa::RsaPublicKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({self})")
-    }
-}
-
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::P256(_) => f.write_str("ECDSA P-256"),
-            Self::P384(_) => f.write_str("ECDSA P-384"),
-            Self::P521(_) => f.write_str("ECDSA P-521"),
-            Self::Rsa(k) => write!(f, "RSA-{}", rsa_bits(k)),
-            Self::Ed25519(_) => f.write_str("Ed25519"),
-        }
-    }
-}
-
-impl PartialEq for PublicKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.spki_der() == other.spki_der()
-    }
-}
-
-impl Eq for PublicKey {}
-
-fn rsa_bits(k: &rsa::RsaPublicKey) -> usize {
-    use rsa::traits::PublicKeyParts;
-    k.n().bits()
-}
-
-/// DER tag-length-value (definite, minimal length).
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// DER INTEGER of a big-endian unsigned value.
-fn der_uint(be: &[u8]) -> Vec<u8> {
-    let first = be.iter().position(|b| *b != 0).unwrap_or(be.len());
-    let v = &be[first..];
-    let mut content = Vec::with_capacity(v.len() + 1);
-    if v.first().is_none_or(|b| b & 0x80 != 0) {
-        content.push(0);
-    }
-    content.extend_from_slice(v);
-    tlv(0x02, &content)
-}
-
-fn oid_tlv(oid: &ObjectIdentifier) -> Vec<u8> {
-    tlv(0x06, oid.as_bytes())
-}
-
-/// `SEQUENCE { SEQUENCE { algorithm, parameters }, BIT STRING key }` (no unused bits).
-fn spki_bytes(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut bits = Vec::with_capacity(key.len() + 1);
-    bits.push(0);
-    bits.extend_from_slice(key);
-    let mut body = tlv(0x30, algorithm);
-    body.extend_from_slice(&tlv(0x03, &bits));
-    tlv(0x30, &body)
-}
-
-fn ec_spki(curve: &ObjectIdentifier, uncompressed_point: &[u8]) -> Vec<u8> {
-    let mut alg = oid_tlv(&OID_EC_PUBLIC_KEY);
-    alg.extend_from_slice(&oid_tlv(curve));
-    spki_bytes(&alg, uncompressed_point)
-}
-
 impl PublicKey {
-    /// The key as canonical DER SubjectPublicKeyInfo, as Go's `x509.MarshalPKIXPublicKey` writes
-    /// it (EC points uncompressed with a named curve, RSA with NULL parameters, Ed25519 without
-    /// parameters): what goes into the certificate.
-    pub fn spki_der(&self) -> Vec<u8> {
-        match self {
-            Self::P256(k) => ec_spki(&OID_P256, k.to_encoded_point(false).as_bytes()),
-            Self::P384(k) => ec_spki(&OID_P384, k.to_encoded_point(false).as_bytes()),
-            Self::P521(k) => ec_spki(&OID_P521, k.to_encoded_point(false).as_bytes()),
-            Self::Rsa(k) => {
-                use rsa::traits::PublicKeyParts;
-                let mut alg = oid_tlv(&OID_RSA_ENCRYPTION);
-                alg.extend_from_slice(&[0x05, 0x00]);
-                let mut body = der_uint(&k.n().to_bytes_be());
-                body.extend_from_slice(&der_uint(&k.e().to_bytes_be()));
-                spki_bytes(&alg, &tlv(0x30, &body))
-            }
-            Self::Ed25519(k) => spki_bytes(&oid_tlv(&OID_ED25519), k.as_bytes()),
-        }
-    }
-
     /// Parse a decoded SubjectPublicKeyInfo, applying the key policy.
     pub fn from_spki(spki: &SubjectPublicKeyInfoOwned) -> Result<Self, PopError> {
         let alg = &spki.algorithm;
@@ -367,65 +251,21 @@ pub fn parse_public_key(content: &[u8]) -> Result<PublicKey, PopError> {
 /// P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512 (DER ECDSA signatures), RSA
 /// PKCS#1 v1.5 with SHA-256, Ed25519 pure.
 pub fn verify_pop(key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), PopError> {
-    use super::fastverify::{EcCurve, EcHash, verify as fast};
-    use p256::ecdsa::signature::Verifier;
     key.permitted_signature_algorithm()?;
-    let not_der = |e: p256::ecdsa::Error| {
-        PopError::MalformedSignature(format!("not a DER ECDSA signature ({e})"))
+    let hash = match key {
+        PublicKey::P384(_) => HashAlg::Sha384,
+        PublicKey::P521(_) => HashAlg::Sha512,
+        PublicKey::P256(_) | PublicKey::Rsa(_) | PublicKey::Ed25519(_) => HashAlg::Sha256,
     };
-    let bad = |_| PopError::BadSignature(key.to_string());
-    match key {
-        PublicKey::P256(k) => {
-            let sig = p256::ecdsa::Signature::from_der(signature).map_err(not_der)?;
-            let point = k.to_encoded_point(false);
-            match fast(
-                EcCurve::P256,
-                EcHash::Sha256,
-                point.as_bytes(),
-                message,
-                signature,
-            ) {
-                Some(true) => Ok(()),
-                Some(false) => Err(PopError::BadSignature(key.to_string())),
-                None => k.verify(message, &sig).map_err(bad),
-            }
+    crate::pki::signature::verify_message(key, hash, message, signature).map_err(|e| match e {
+        SignatureError::NotDer(why) => {
+            PopError::MalformedSignature(format!("not a DER ECDSA signature ({why})"))
         }
-        PublicKey::P384(k) => {
-            let sig = p384::ecdsa::Signature::from_der(signature).map_err(not_der)?;
-            let point = k.to_encoded_point(false);
-            match fast(
-                EcCurve::P384,
-                EcHash::Sha384,
-                point.as_bytes(),
-                message,
-                signature,
-            ) {
-                Some(true) => Ok(()),
-                Some(false) => Err(PopError::BadSignature(key.to_string())),
-                None => k.verify(message, &sig).map_err(bad),
-            }
+        SignatureError::Ed25519Length(got) => {
+            PopError::MalformedSignature(format!("an Ed25519 signature is 64 bytes, got {got}"))
         }
-        PublicKey::P521(k) => {
-            let sig = p521::ecdsa::Signature::from_der(signature).map_err(not_der)?;
-            k.verify(message, &sig).map_err(bad)
-        }
-        PublicKey::Rsa(k) => k
-            .verify(
-                rsa::Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(message),
-                signature,
-            )
-            .map_err(|_| PopError::BadSignature(key.to_string())),
-        PublicKey::Ed25519(k) => {
-            let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| {
-                PopError::MalformedSignature(format!(
-                    "an Ed25519 signature is 64 bytes, got {}",
-                    signature.len()
-                ))
-            })?;
-            k.verify(message, &sig).map_err(bad)
-        }
-    }
+        _ => PopError::BadSignature(key.to_string()),
+    })
 }
 
 /// The DER bytes of the CSR's CertificationRequestInfo exactly as sent (what the signature

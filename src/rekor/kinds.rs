@@ -26,15 +26,27 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::pki::pop::{PopError, PublicKey};
-use crate::pki::verify::{HashAlg, verify_digest, verify_message};
+use crate::pki::signature::{self, HashAlg, SignatureError, ecdsa_as_der, verify_digest};
 
-/// Why a proposed entry was refused: always the client's fault (HTTP 400).
+/// Why a proposed entry was refused: always the client's fault (HTTP 400, through
+/// [`super::RekorError::Entry`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct EntryError(pub String);
+pub enum EntryError {
+    /// Malformed, or naming what this log does not take.
+    #[error("{0}")]
+    Invalid(String),
+    /// The entry's signature was refused.
+    #[error("verifying signature: {0}")]
+    Signature(#[from] SignatureError),
+    /// A DSSE envelope signature (its index) that none of the verifiers verifies.
+    #[error(
+        "envelope signature {0}: no verifier verifies it (all signatures must have a key that verifies them)"
+    )]
+    EnvelopeSignature(usize),
+}
 
 fn err(m: impl Into<String>) -> EntryError {
-    EntryError(m.into())
+    EntryError::Invalid(m.into())
 }
 
 /// The in-toto statement payload type.
@@ -274,6 +286,12 @@ fn pop_err(what: &str, e: PopError) -> EntryError {
     err(format!("{what}: {e}"))
 }
 
+/// A rekord or DSSE signature over a whole message, as upstream Rekor checks them: SHA-256
+/// whatever the key (pure Ed25519 aside), ECDSA as DER or IEEE P1363.
+fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+    signature::verify_message(key, HashAlg::Sha256, message, &ecdsa_as_der(key, sig)?)
+}
+
 // --- hashedrekord 0.0.1 -----------------------------------------------------------------------
 
 fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
@@ -311,8 +329,8 @@ fn hashedrekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
         return Err(err("spec.signature.content: missing"));
     }
     let verifier = Verifier::parse(&pk_content, "spec.signature.publicKey.content")?;
-    verify_digest(&verifier.key, alg, &digest, &sig)
-        .map_err(|e| err(format!("verifying signature: {e}")))?;
+    ecdsa_as_der(&verifier.key, &sig)
+        .and_then(|sig| verify_digest(&verifier.key, alg, &digest, &sig))?;
 
     let body = json!({
         "apiVersion": "0.0.1",
@@ -402,8 +420,7 @@ fn rekord(spec: &Map<String, Value>) -> Result<Canonical, EntryError> {
         return Err(err("spec.signature.content: missing"));
     }
     let verifier = Verifier::parse(&pk_content, "spec.signature.publicKey.content")?;
-    verify_message(&verifier.key, &content, &sig)
-        .map_err(|e| err(format!("verifying signature: {e}")))?;
+    verify_message(&verifier.key, &content, &sig)?;
 
     let body = json!({
         "apiVersion": "0.0.1",
@@ -467,11 +484,7 @@ fn verify_envelope<'v>(
         let v = verifiers
             .iter()
             .find(|v| verify_message(&v.key, &message, &raw).is_ok())
-            .ok_or_else(|| {
-                err(format!(
-                    "envelope signature {i}: no verifier verifies it (all signatures must have a key that verifies them)"
-                ))
-            })?;
+            .ok_or(EntryError::EnvelopeSignature(i))?;
         out.push((s.sig_b64.clone(), v));
     }
     Ok(out)

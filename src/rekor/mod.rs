@@ -49,12 +49,18 @@ pub enum RekorError {
     Frozen,
     #[error("{0}")]
     Internal(String),
+    /// A proposed entry refused, with what was being done with it ("error processing entry").
+    #[error("{context}: {source}")]
+    Entry {
+        context: &'static str,
+        source: kinds::EntryError,
+    },
 }
 
 impl RekorError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_) | Self::Entry { .. } => 400,
             Self::Unprocessable(_) => 422,
             Self::NotFound => 404,
             Self::Conflict(_) => 409,
@@ -330,8 +336,10 @@ impl Rekor {
     /// on before this service did) is a 403 and nothing is logged, so a client never holds a
     /// 201 for an entry the log does not serve.
     pub async fn upload(&self, proposed: &Value) -> Result<LogEntry, RekorError> {
-        let c = kinds::canonicalize(proposed)
-            .map_err(|e| RekorError::BadRequest(format!("error processing entry: {}", e.0)))?;
+        let c = kinds::canonicalize(proposed).map_err(|source| RekorError::Entry {
+            context: "error processing entry",
+            source,
+        })?;
         let extra = EntryExtra {
             integrated_time: now_secs(),
             index_keys: c.index_keys,
@@ -559,6 +567,20 @@ mod tests {
     use crate::signer::test_support::SoftP256;
     use p256::ecdsa::signature::Verifier as _;
     use p256::pkcs8::DecodePublicKey;
+
+    #[test]
+    fn an_entry_refusal_is_a_400_saying_what_was_being_done() {
+        use crate::pki::signature::SignatureError;
+        let e = RekorError::Entry {
+            context: "error processing entry",
+            source: kinds::EntryError::Signature(SignatureError::Invalid),
+        };
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            "error processing entry: verifying signature: signature does not verify"
+        );
+    }
 
     fn shard(tree_id: u64, offset: u64, frozen: Option<u64>) -> Shard {
         shard_with(

@@ -284,8 +284,12 @@ async fn retrieve(
         hashes.push(super::parse_entry_id(s)?);
     }
     for e in &entries {
-        let c = super::kinds::canonicalize(e)
-            .map_err(|e| bad(format!("canonicalizing entry: {}", e.0)))?;
+        let c = super::kinds::canonicalize(e).map_err(|source| {
+            ApiError(RekorError::Entry {
+                context: "canonicalizing entry",
+                source,
+            })
+        })?;
         hashes.push((None, crate::merkle::leaf_hash(&c.body)));
     }
     for (tree, h) in &hashes {

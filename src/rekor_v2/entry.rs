@@ -16,15 +16,24 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::pki::pop::PublicKey;
-use crate::pki::verify::{HashAlg, verify_digest, verify_digest_pss};
+use crate::pki::signature::{
+    HashAlg, SignatureError, ecdsa_as_der, verify_digest, verify_digest_pss,
+};
 
-/// Why a request was refused: always the client's fault (HTTP 400).
+/// Why a request was refused: always the client's fault (HTTP 400 and INVALID_ARGUMENT, through
+/// [`super::RekorV2Error::Entry`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct EntryError(pub String);
+pub enum EntryError {
+    /// Malformed, or naming what this log does not take.
+    #[error("{0}")]
+    Invalid(String),
+    /// The entry's signature was refused.
+    #[error("verifying signature: {0}")]
+    Signature(#[from] SignatureError),
+}
 
 fn err(m: impl Into<String>) -> EntryError {
-    EntryError(m.into())
+    EntryError::Invalid(m.into())
 }
 
 /// The signature algorithms this log verifies (protobuf-specs `PublicKeyDetails`): upstream's
@@ -147,10 +156,10 @@ impl KeyDetails {
 
     /// The hash's name in the body (`HashOutput.algorithm`, protobuf-specs `HashAlgorithm`).
     fn hash_name(self) -> &'static str {
-        match self.hash() {
-            HashAlg::Sha256 => "SHA2_256",
-            HashAlg::Sha384 => "SHA2_384",
-            HashAlg::Sha512 => "SHA2_512",
+        match self {
+            Self::EcdsaP384Sha384 => "SHA2_384",
+            Self::EcdsaP521Sha512 => "SHA2_512",
+            _ => "SHA2_256",
         }
     }
 
@@ -176,10 +185,11 @@ impl KeyDetails {
         }
     }
 
-    fn verify(self, key: &PublicKey, digest: &[u8], sig: &[u8]) -> Result<(), String> {
+    /// ECDSA as DER or IEEE P1363, as upstream's verifier takes either.
+    fn verify(self, key: &PublicKey, digest: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
         match self {
             Self::RsaPssSha256(_) => verify_digest_pss(key, self.hash(), digest, sig),
-            _ => verify_digest(key, self.hash(), digest, sig),
+            _ => verify_digest(key, self.hash(), digest, &ecdsa_as_der(key, sig)?),
         }
     }
 }
@@ -348,9 +358,7 @@ pub fn canonicalize(body: &[u8]) -> Result<Canonical, EntryError> {
             want
         )));
     }
-    details
-        .verify(&key, &digest, &content)
-        .map_err(|e| err(format!("verifying signature: {e}")))?;
+    details.verify(&key, &digest, &content)?;
 
     let verifier_field = match kind {
         VerifierKind::PublicKey => "publicKey",
@@ -424,43 +432,46 @@ mod tests {
         assert!(
             canonicalize(&req)
                 .expect_err("must be refused")
-                .0
+                .to_string()
                 .contains("does not name")
         );
         let (req, _) = signed_request(&d, "PKIX_ED25519");
         assert!(
             canonicalize(&req)
                 .expect_err("must be refused")
-                .0
+                .to_string()
                 .contains("pure Ed25519")
         );
         let (req, _) = signed_request(&d, "NOPE");
         assert!(
             canonicalize(&req)
                 .expect_err("must be refused")
-                .0
+                .to_string()
                 .starts_with("unknown keyDetails")
         );
         let (req, _) = signed_request(&d[..31], "PKIX_ECDSA_P256_SHA_256");
         assert!(
             canonicalize(&req)
                 .expect_err("must be refused")
-                .0
+                .to_string()
                 .contains("31 bytes")
         );
         let (req, _) = signed_request(&sha2::Sha256::digest(b"y"), "PKIX_ECDSA_P256_SHA_256");
-        assert!(
-            canonicalize(&req)
-                .expect_err("must be refused")
-                .0
-                .contains("does not verify")
+        let e = canonicalize(&req).expect_err("must be refused");
+        assert_eq!(e, EntryError::Signature(SignatureError::Invalid));
+        assert_eq!(
+            e.to_string(),
+            "verifying signature: signature does not verify"
         );
         let e =
             canonicalize(br#"{"dsseRequestV002":{"envelope":{}}}"#).expect_err("must be refused");
-        assert!(e.0.contains("PAE"), "{e}");
+        assert!(e.to_string().contains("PAE"), "{e}");
         let e = canonicalize(br#"{"hashedRekordRequestV002":{"digest":"eyJhbGciOi","x":1}}"#)
             .expect_err("must be refused");
-        assert!(e.0.starts_with("invalid request: unknown field"), "{e}");
-        assert!(!e.0.contains("eyJ"), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid request: unknown field"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("eyJ"), "{e}");
     }
 }

@@ -38,12 +38,15 @@ pub enum RekorV2Error {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// A proposed entry refused.
+    #[error(transparent)]
+    Entry(#[from] entry::EntryError),
 }
 
 impl RekorV2Error {
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_) | Self::Entry(_) => 400,
             Self::Conflict(_) => 409,
             Self::Frozen => 403,
             Self::NotFound => 404,
@@ -55,12 +58,12 @@ impl RekorV2Error {
     /// The gRPC status code grpc-gateway puts in upstream's error bodies.
     pub fn grpc_code(&self) -> u8 {
         match self {
-            Self::BadRequest(_) => 3,   // INVALID_ARGUMENT
-            Self::Conflict(_) => 6,     // ALREADY_EXISTS
-            Self::Frozen => 9,          // FAILED_PRECONDITION
-            Self::NotFound => 5,        // NOT_FOUND
-            Self::Unavailable(_) => 14, // UNAVAILABLE
-            Self::Internal(_) => 13,    // INTERNAL
+            Self::BadRequest(_) | Self::Entry(_) => 3, // INVALID_ARGUMENT
+            Self::Conflict(_) => 6,                    // ALREADY_EXISTS
+            Self::Frozen => 9,                         // FAILED_PRECONDITION
+            Self::NotFound => 5,                       // NOT_FOUND
+            Self::Unavailable(_) => 14,                // UNAVAILABLE
+            Self::Internal(_) => 13,                   // INTERNAL
         }
     }
 }
@@ -212,7 +215,7 @@ impl Log {
 
     /// `POST /api/v2/log/entries`: the entry, once a checkpoint covering it is signed.
     pub async fn create_entry(&self, body: &[u8]) -> Result<TransparencyLogEntry, RekorV2Error> {
-        let c = entry::canonicalize(body).map_err(|e| RekorV2Error::BadRequest(e.0))?;
+        let c = entry::canonicalize(body)?;
         let r = self.tlog.append(&self.tree, &c.body, None, true).await?;
         if r.duplicate {
             return Err(RekorV2Error::Conflict(r.index));
@@ -257,5 +260,21 @@ impl Log {
             .tile(&self.tree, path)
             .await?
             .ok_or(RekorV2Error::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_refusal_is_invalid_argument() {
+        use crate::pki::signature::SignatureError;
+        let e = RekorV2Error::from(entry::EntryError::Signature(SignatureError::Invalid));
+        assert_eq!((e.status(), e.grpc_code()), (400, 3));
+        assert_eq!(
+            e.to_string(),
+            "verifying signature: signature does not verify"
+        );
     }
 }

@@ -97,22 +97,8 @@ impl Key {
         let Ok(sig) = hex::decode(sig_hex) else {
             return Ok(false);
         };
-        let point = vk.to_encoded_point(false);
-        use crate::pki::fastverify::{EcCurve, EcHash, verify};
-        if let Some(ok) = verify(
-            EcCurve::P256,
-            EcHash::Sha256,
-            point.as_bytes(),
-            message,
-            &sig,
-        ) {
-            return Ok(ok);
-        }
-        use p256::ecdsa::signature::Verifier;
-        let Ok(sig) = p256::ecdsa::Signature::from_der(&sig) else {
-            return Ok(false);
-        };
-        Ok(vk.verify(message, &sig).is_ok())
+        use crate::pki::signature::{HashAlg, PublicKey, verify_message};
+        Ok(verify_message(&PublicKey::P256(vk), HashAlg::Sha256, message, &sig).is_ok())
     }
 }
 

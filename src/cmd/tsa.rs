@@ -26,7 +26,7 @@ fn load_tsa(cfg: &config::TsaConfig, file: &Path) -> anyhow::Result<(Tsa, HsmSig
         chain.extend(super::ctlog::read_pem_certs(f)?);
     }
     let parse_oid = |p: &str| {
-        const_oid::ObjectIdentifier::new(p).map_err(|_| anyhow::anyhow!("[tsa] policy {p:?}"))
+        crate::pki::dotted_oid::parse(p).ok_or_else(|| anyhow::anyhow!("[tsa] policy {p:?}"))
     };
     let options = TsaOptions {
         policy: parse_oid(&t.policy)?,

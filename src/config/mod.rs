@@ -832,8 +832,8 @@ impl TsaConfig {
         self.hsm.validate()?;
         let t = &self.tsa;
         for p in std::iter::once(&t.policy).chain(&t.accepted_policies) {
-            const_oid::ObjectIdentifier::new(p)
-                .map_err(|_| format!("[tsa] policy {p:?} is not a dotted OID"))?;
+            crate::pki::dotted_oid::parse(p)
+                .ok_or_else(|| format!("[tsa] policy {p:?} is not a dotted OID"))?;
         }
         if t.cert_chain.is_empty() {
             return Err("[tsa] cert_chain must list the TSA certificate file first".into());

@@ -5,6 +5,7 @@
 //! extensions, and the CA profile must match README.md, "The key ceremony".
 
 pub mod ct;
+pub mod dotted_oid;
 pub mod fulcio;
 pub mod pop;
 pub mod signature;

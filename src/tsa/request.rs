@@ -315,7 +315,7 @@ fn json_request(req: JsonRequest) -> Result<Request, Refusal> {
         .tsa_policy_oid
         .filter(|p| !p.is_empty())
         .map(|p| {
-            ObjectIdentifier::new(&p).map_err(|_| {
+            crate::pki::dotted_oid::parse(&p).ok_or_else(|| {
                 Refusal::new(
                     Failure::BadDataFormat,
                     format!("tsaPolicyOID {p:?} is not a dotted OID"),

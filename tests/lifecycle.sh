@@ -224,10 +224,8 @@ assert len(cas) == 2 and all("end" not in c["validFor"] for c in cas), cas' "$ST
 cp "$CFG/fulcio.toml" "$L/fulcio.toml.good"
 sed -i -e 's|object=issuing-ca"|object=issuing-ca-2"|' "$CFG/fulcio.toml"
 kill -HUP "$(cat "$RUN/fulcio.pid")"
-expect_ok "a reload into a key that is not the chain's is refused, saying why" bash -c '
-for i in $(seq 1 50); do
-  grep -q "reload of .* refused, still serving with the CA loaded before" "$0" && exit 0; sleep 0.2
-done; exit 1' "$LOGS/fulcio.log"
+expect_ok "a reload into a key that is not the chain's is refused, saying why" \
+  wait_log "$LOGS/fulcio.log" "reload of .* refused, still serving with the CA loaded before"
 expect_ok "and fulcio still serves the old chain" bash -c \
   'curl -fsS "$0/api/v1/rootCert" | openssl x509 -noout -subject | grep -v "issuing CA 2" | grep -q "issuing CA"' "$FULCIO_URL"
 cp "$L/fulcio.toml.good" "$CFG/fulcio.toml"
@@ -327,10 +325,8 @@ expect_ok "ceremony --rotate tsa --renew (a new certificate, the same key)" cere
 cp "$CFG/tsa.toml" "$L/tsa.toml.good"
 sed -i -e 's|object=tsa"|object=no-such-key"|' "$CFG/tsa.toml"
 kill -HUP "$(cat "$RUN/tsa.pid")"
-expect_ok "a TSA reload into a key that does not exist is refused, saying why" bash -c '
-for i in $(seq 1 50); do
-  grep -q "reload of .* refused, still serving with the TSA loaded before" "$0" && exit 0; sleep 0.2
-done; exit 1' "$LOGS/tsa.log"
+expect_ok "a TSA reload into a key that does not exist is refused, saying why" \
+  wait_log "$LOGS/tsa.log" "reload of .* refused, still serving with the TSA loaded before"
 expect_ok "and the TSA still serves its first chain" tsa_serves "$C/tsa.pem" "$C/root.pem"
 cp "$L/tsa.toml.good" "$CFG/tsa.toml"
 sed -i "s|\"$C/tsa.pem\"|\"$C/tsa-2.pem\"|" "$CFG/tsa.toml"

@@ -238,13 +238,16 @@ async fn reload_on_sighup(
                 .map(|(_, s)| s)
                 .collect();
             match svc.reload(specs).await {
-                Ok(changes) => {
+                Ok(done) => {
                     watched.send_modify(|w| w.extend(new_signers));
-                    if changes.is_empty() {
+                    if done.changes.is_empty() && done.unfinished.is_empty() {
                         tracing::info!("reloaded {}: nothing changed", file.display());
                     }
-                    for c in changes {
+                    for c in done.changes {
                         tracing::info!("reloaded {}: {c}", file.display());
+                    }
+                    for e in done.unfinished {
+                        tracing::error!("reload of {} did not finish: {e}", file.display());
                     }
                     crate::http::sd_notify("READY=1\nSTATUS=serving (reloaded)");
                 }

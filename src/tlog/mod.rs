@@ -162,6 +162,15 @@ pub(crate) enum Stop {
     Freeze,
 }
 
+/// What a reload did: one line per tree it added or froze, and the freezes it began but could
+/// not finish (the tree takes no entries, but its final size could not be read; a reload with
+/// the same config finishes them).
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    pub changes: Vec<String>,
+    pub unfinished: Vec<TlogError>,
+}
+
 /// Service-wide options.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -398,9 +407,9 @@ impl<S: LogStorage> LogService<S> {
     /// a frozen tree no longer frozen, refuses the whole reload and leaves every tree as it was
     /// (restart for those; a tree's key and origin never change). A tree being frozen first
     /// stops taking appends (403), then commits the batches it holds (their appends are
-    /// answered as usual), and only then reports itself frozen, at its final size. Returns
-    /// what changed, one line per tree.
-    pub async fn reload(&self, specs: Vec<TreeSpec>) -> Result<Vec<String>, TlogError> {
+    /// answered as usual), and only then reports itself frozen, at its final size. An `Err` is
+    /// a refusal, and nothing changed; every check comes before the first change.
+    pub async fn reload(&self, specs: Vec<TreeSpec>) -> Result<Reloaded, TlogError> {
         let _one_at_a_time = self.reloading.lock().await;
         if *self.shutdown.borrow() {
             return Err(TlogError::ShuttingDown);
@@ -474,11 +483,19 @@ impl<S: LogStorage> LogService<S> {
                 if tree.is_frozen() { " (frozen)" } else { "" }
             ));
         }
+        let mut unfinished = Vec::new();
         for tree in to_freeze {
-            let size = self.freeze(&tree).await?;
-            changes.push(format!("tree '{}' frozen at size {size}", tree.spec.name));
+            match self.freeze(&tree).await {
+                Ok(size) => {
+                    changes.push(format!("tree '{}' frozen at size {size}", tree.spec.name))
+                }
+                Err(e) => unfinished.push(e),
+            }
         }
-        Ok(changes)
+        Ok(Reloaded {
+            changes,
+            unfinished,
+        })
     }
 
     /// Freeze an open tree: refuse appends from now on, let its sequencer commit what it holds
@@ -489,11 +506,27 @@ impl<S: LogStorage> LogService<S> {
         let mut sequencing = tree.sequencing.subscribe();
         let _ = sequencing.wait_for(|running| !running).await;
         let _ = tree.active.send_replace(false);
-        let row = self
-            .store
-            .tree(&tree.spec.name)
-            .await?
-            .ok_or_else(|| TlogError::NotCreated(tree.spec.name.clone()))?;
+        // The final size is the database's. A storage error here leaves the tree refusing
+        // entries but not yet reporting itself frozen (a Rekor reload keeps waiting); a later
+        // reload with the same config finishes the freeze.
+        let mut tries = 0;
+        let row = loop {
+            match self.store.tree(&tree.spec.name).await {
+                Ok(Some(row)) => break row,
+                Ok(None) => return Err(TlogError::NotCreated(tree.spec.name.clone())),
+                Err(e) if e.is_transient() && tries < 30 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    return Err(TlogError::Internal(format!(
+                        "tree '{}' takes no more entries, but its final size cannot be read ({e}); \
+                         reload again to finish freezing it",
+                        tree.spec.name
+                    )));
+                }
+            }
+        };
         let _ = tree.head.send_replace(Some(Arc::new(Head {
             size: row.size,
             root: row.root,

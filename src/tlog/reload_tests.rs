@@ -99,7 +99,8 @@ async fn a_tree_frozen_under_load_keeps_every_acknowledged_entry_and_refuses_the
     let changes = svc
         .reload(vec![spec("a", &k1, true), spec("b", &k2, false)])
         .await
-        .expect("reload");
+        .expect("reload")
+        .changes;
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(changes[0].starts_with("tree 'b' added"), "{changes:?}");
     assert!(
@@ -162,7 +163,7 @@ async fn reloads_that_would_change_a_tree_are_refused_and_change_nothing() {
     let k1: Arc<dyn Signer> = Arc::new(SoftP256::random());
     let k2: Arc<dyn Signer> = Arc::new(SoftP256::random());
     let svc = started(&k1).await;
-    let refused = |r: Result<Vec<String>, TlogError>, what: &str| match r {
+    let refused = |r: Result<Reloaded, TlogError>, what: &str| match r {
         Err(TlogError::BadRequest(m)) => m,
         other => panic!("{what}: not refused: {other:?}"),
     };
@@ -199,6 +200,7 @@ async fn reloads_that_would_change_a_tree_are_refused_and_change_nothing() {
         svc.reload(vec![spec("a", &k1, true)])
             .await
             .expect("same")
+            .changes
             .is_empty()
     );
     svc.shutdown().await;

@@ -103,6 +103,12 @@ wait_log() {
   for _ in $(seq 1 100); do grep -Eq "$2" "$1" && return 0; sleep 0.2; done
   return 1
 }
+# add_tree NAME ORIGIN NOTE_NAME KEY_URI PIN: a [[tlog.trees]] table appended to tlog.toml, its
+# PIN from $STATE/secrets/PIN.pin.
+add_tree() {
+  printf '[[tlog.trees]]\nname = "%s"\norigin = "%s"\nnote_name = "%s"\nkey = "%s"\npin = { file = "%s" }\n' \
+    "$1" "$2" "$3" "$4" "$STATE/secrets/$5.pin" >>"$CFG/tlog.toml"
+}
 # Reload the tlog (SIGHUP, as `systemctl reload` sends) and wait for the journal line $1.
 reload_tlog() {
   kill -HUP "$(cat "$RUN/tlog.pid")"
@@ -369,14 +375,7 @@ V2_NEW=$REKOR_V2_URL/log2
 V2_START=$(date -u -d '+6 seconds' +%FT%TZ)
 expect_ok "ceremony --rotate rekor-v2 --url $V2_NEW --start $V2_START" \
   ceremony --rotate rekor-v2 --url "$V2_NEW" --start "$V2_START"
-cat >>"$CFG/tlog.toml" <<EOF
-[[tlog.trees]]
-name = "rekor-v2-2"
-origin = "${V2_NEW#http://}"
-note_name = "${V2_NEW#http://}"
-key = "pkcs11:token=sigvault-tlog;object=rekor-v2-2"
-pin = { file = "$STATE/secrets/tlog.pin" }
-EOF
+add_tree rekor-v2-2 "${V2_NEW#http://}" "${V2_NEW#http://}" "pkcs11:token=sigvault-tlog;object=rekor-v2-2" tlog
 expect_ok "the tlog reloaded with the new tree (SIGHUP, no restart)" reload_tlog "tree 'rekor-v2-2' added"
 cat >>"$CFG/rekor-v2.toml" <<EOF
 [[rekor_v2.logs]]
@@ -419,14 +418,7 @@ echo "==> the CT log: a new log with a new key, fulcio moved to it by a reload"
 CT2_PORT=$(free_port)
 CT2_URL=http://127.0.0.1:$CT2_PORT/sigvault2
 expect_ok "ceremony --rotate ctlog --url $CT2_URL" ceremony --rotate ctlog --url "$CT2_URL"
-cat >>"$CFG/tlog.toml" <<EOF
-[[tlog.trees]]
-name = "ctlog-2"
-origin = "127.0.0.1:$CT2_PORT/sigvault2"
-note_name = "127.0.0.1:$CT2_PORT"
-key = "pkcs11:token=sigvault-tlog;object=tlog"
-pin = { file = "$STATE/secrets/tlog.pin" }
-EOF
+add_tree ctlog-2 "127.0.0.1:$CT2_PORT/sigvault2" "127.0.0.1:$CT2_PORT" "pkcs11:token=sigvault-tlog;object=tlog" tlog
 expect_ok "the tlog reloaded with the new CT tree" reload_tlog "tree 'ctlog-2' added"
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$CT2_PORT\"|" -e 's|^prefix = .*|prefix = "sigvault2"|' \
   -e 's|object=ctlog"|object=ctlog-2"|' -e "s|$C/ctlog.pub.pem|$C/ctlog-2.pub.pem|" \
@@ -467,14 +459,7 @@ assert "end" not in t[0]["publicKey"]["validFor"], t' "$STATE/trusted_root.json"
 # tree refuses waits in rekor for its reload and goes to the new shard, so none is refused.
 cp "$CFG/tlog.toml" "$L/tlog.toml.good"
 sed -i '/^name = "rekor"$/a frozen = true' "$CFG/tlog.toml"
-cat >>"$CFG/tlog.toml" <<EOF
-[[tlog.trees]]
-name = "rekor-2"
-origin = "127.0.0.1:$REKOR_PORT - $RK_TREE_ID"
-note_name = "127.0.0.1:$REKOR_PORT"
-key = "pkcs11:token=sigvault-rekor;object=rekor-2"
-pin = { file = "$STATE/secrets/rekor.pin" }
-EOF
+add_tree rekor-2 "127.0.0.1:$REKOR_PORT - $RK_TREE_ID" "127.0.0.1:$REKOR_PORT" "pkcs11:token=sigvault-rekor;object=rekor-2" rekor
 cp "$CFG/tlog.toml" "$L/tlog.toml.next"
 cp "$CFG/rekor.toml" "$L/rekor.toml.before"
 sed -i -e 's|^key = "pkcs11:token=sigvault-rekor;object=rekor"$|key = "pkcs11:token=sigvault-rekor;object=rekor-2"|' \
